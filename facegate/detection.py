@@ -1,0 +1,138 @@
+"""Face detection: every face in an image, with its probability and five landmarks.
+
+The detector is wrapped so that it always returns a list of :class:`Face` (never ``None``),
+with landmarks in one fixed order: left eye, right eye, nose, left mouth corner, right
+mouth corner, where "left" means smaller x in the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["Face", "Detector", "MTCNNDetector", "choose_primary"]
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in pixel coordinates of the image it was found in.
+
+    Attributes:
+        box: ``(x1, y1, x2, y2)``.
+        probability: detector confidence in [0, 1].
+        landmarks: ``(5, 2)`` float array of (x, y): left eye, right eye, nose,
+            left and right mouth corners.
+    """
+
+    box: tuple[float, float, float, float]
+    probability: float
+    landmarks: np.ndarray
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def side(self) -> float:
+        """Geometric mean of width and height: one number for the face's size."""
+        return math.sqrt(max(self.width, 0.0) * max(self.height, 0.0))
+
+    @property
+    def eye_distance(self) -> float:
+        """Inter-eye distance in pixels, the size measure face standards use."""
+        return float(np.linalg.norm(self.landmarks[1] - self.landmarks[0]))
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return ((self.box[0] + self.box[2]) / 2.0, (self.box[1] + self.box[3]) / 2.0)
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "probability": round(float(self.probability), 4),
+            "eye_distance": round(self.eye_distance, 1),
+            "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
+        }
+
+
+class Detector(Protocol):
+    """Anything that finds faces in an ``(H, W, 3)`` uint8 RGB array."""
+
+    def detect(self, rgb: np.ndarray) -> list[Face]: ...
+
+
+class MTCNNDetector:
+    """facenet-pytorch's MTCNN (its P/R/O-Net weights ship inside facenet-pytorch).
+
+    Args:
+        min_face_size: smallest face side searched for, in pixels.
+        thresholds: MTCNN's three stage thresholds.
+        device: torch device for the three networks.
+    """
+
+    #: Images smaller than this on either side cannot hold a face MTCNN can see.
+    MIN_IMAGE_SIDE = 12
+
+    def __init__(
+        self,
+        *,
+        min_face_size: int = 20,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        device: str | torch.device = "cpu",
+    ):
+        from facenet_pytorch import MTCNN  # heavy import, kept local
+
+        self._mtcnn = MTCNN(
+            min_face_size=min_face_size,
+            thresholds=list(thresholds),
+            keep_all=True,
+            post_process=False,
+            device=torch.device(device),
+        )
+        self._mtcnn.eval()
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        if min(rgb.shape[0], rgb.shape[1]) < self.MIN_IMAGE_SIDE:
+            return []
+        with torch.inference_mode():
+            boxes, probs, points = self._mtcnn.detect(rgb, landmarks=True)
+        if boxes is None:
+            return []
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+        faces = []
+        for box, prob, pts in zip(boxes, probs, points):
+            if not (np.isfinite(box).all() and np.isfinite(pts).all()):
+                continue
+            faces.append(
+                Face(
+                    box=tuple(float(v) for v in box),
+                    probability=float(prob),
+                    landmarks=pts,
+                )
+            )
+        return faces
+
+
+def choose_primary(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:
+    """The face the capture is about.
+
+    Rule: among faces whose side is at least 80% of the largest face's side, the one whose
+    centre is nearest the image centre. A clearly larger face wins; two faces of about the
+    same size are told apart by position, as a photographer frames the subject.
+    """
+    if not faces:
+        return None
+    largest = max(face.side for face in faces)
+    candidates = [face for face in faces if face.side >= 0.8 * largest]
+    cy, cx = image_shape[0] / 2.0, image_shape[1] / 2.0
+    return min(candidates, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)

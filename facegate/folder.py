@@ -1,0 +1,189 @@
+"""Folders of captures: find the images, filter them into accepted/rejected copies with a
+resumable manifest, and calibrate a threshold on them.
+
+Originals are only read: never moved, modified or deleted. A destination file that already
+exists and differs is never overwritten; the copy gets a new name instead.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .gate import CaptureResult, Gate
+from .images import IMAGE_SUFFIXES
+from .policy import Status
+
+__all__ = ["find_images", "Manifest", "filter_folder", "FilterSummary", "threshold_for_reject_rate"]
+
+
+def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Image files under ``root`` (or ``root`` itself), sorted, by suffix; symbolic links to
+    folders are not followed, so link loops cannot trap the walk."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    excluded = {p.resolve() for p in exclude}
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if (here / d).resolve() not in excluded and not d.startswith("."))
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+                found.append(here / name)
+    return found
+
+
+class Manifest:
+    """A JSON-lines record per processed file, appended and flushed as each file finishes.
+
+    A run killed mid-write leaves at most one partial last line, which reading ignores,
+    so a re-run redoes that one file and nothing else.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.done: dict[str, dict] = {}
+        if self.path.exists():
+            with self.path.open("rb") as fh:
+                for raw in fh:
+                    try:
+                        record = json.loads(raw)
+                    except ValueError:
+                        continue  # a half-written last line from a killed run
+                    self.done[record["file"]] = record
+        self._fh = None
+
+    def finished(self, rel: str, dest_root: dict[str, Path]) -> bool:
+        record = self.done.get(rel)
+        if record is None:
+            return False
+        dest = record.get("destination")
+        return dest is not None and (dest_root[record["side"]] / dest).exists()
+
+    def append(self, record: dict) -> None:
+        if self._fh is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._truncate_partial_line()
+            self._fh = self.path.open("a", encoding="utf-8")
+        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.done[record["file"]] = record
+
+    def _truncate_partial_line(self) -> None:
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            self.path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _place(source: Path, dest: Path, link: bool) -> Path:
+    """Copy (or symlink) ``source`` to ``dest`` atomically; returns the path used, which
+    differs from ``dest`` when another file already holds that name."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    candidate, n = dest, 1
+    while candidate.exists() or candidate.is_symlink():
+        same = (
+            candidate.is_symlink() and os.readlink(candidate) == str(source.resolve())
+            if link
+            else candidate.is_file() and filecmp.cmp(candidate, source, shallow=False)
+        )
+        if same:
+            return candidate
+        candidate = dest.with_name(f"{dest.stem} ({n}){dest.suffix}")
+        n += 1
+    tmp = candidate.with_name(f".{candidate.name}.facegate-tmp")
+    if tmp.exists() or tmp.is_symlink():
+        tmp.unlink()
+    if link:
+        os.symlink(source.resolve(), tmp)
+    else:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, candidate)
+    return candidate
+
+
+@dataclass
+class FilterSummary:
+    counts: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+
+    @property
+    def unreadable(self) -> int:
+        return self.counts.get(Status.UNREADABLE.value, 0)
+
+
+def filter_folder(
+    gate: Gate,
+    source: Path,
+    accepted: Path,
+    rejected: Path,
+    manifest_path: Path,
+    *,
+    link: bool = False,
+    on_result: Callable[[CaptureResult], None] | None = None,
+) -> FilterSummary:
+    """Sort every image under ``source`` into ``accepted`` or ``rejected`` (mirroring the
+    folder structure) and record each in the manifest; files already recorded by an earlier
+    run (whose copies exist) are skipped."""
+    source = Path(source)
+    roots = {"accepted": Path(accepted), "rejected": Path(rejected)}
+    manifest = Manifest(manifest_path)
+    files = find_images(source, exclude=roots.values())
+    base = source if source.is_dir() else source.parent
+    summary = FilterSummary()
+    todo = []
+    for path in files:
+        rel = path.relative_to(base).as_posix()
+        if manifest.finished(rel, roots):
+            summary.skipped += 1
+            status = manifest.done[rel]["status"]
+            summary.counts[status] = summary.counts.get(status, 0) + 1
+        else:
+            todo.append((path, rel))
+    try:
+        for (path, rel), result in zip(todo, gate.assess_many(p for p, _ in todo)):
+            side = "accepted" if result.accepted else "rejected"
+            dest = _place(path, roots[side] / rel, link)
+            record = result.to_dict()
+            record.pop("source")
+            manifest.append({
+                "file": rel,
+                "side": side,
+                "destination": dest.relative_to(roots[side]).as_posix(),
+                **record,
+            })
+            summary.counts[result.status.value] = summary.counts.get(result.status.value, 0) + 1
+            if on_result is not None:
+                on_result(result)
+    finally:
+        manifest.close()
+    return summary
+
+
+def threshold_for_reject_rate(scores: Iterable[float], reject_rate: float) -> float:
+    """The lowest threshold that rejects at least ``reject_rate`` of ``scores`` for low quality
+    (a capture is rejected when its score is below the threshold)."""
+    values = np.sort(np.asarray([s for s in scores if s is not None], dtype=np.float64))
+    if values.size == 0:
+        raise ValueError("no scored faces to calibrate on")
+    if not 0.0 <= reject_rate < 1.0:
+        raise ValueError(f"reject rate must be in [0, 1), got {reject_rate}")
+    k = int(np.ceil(reject_rate * values.size))
+    if k == 0:
+        return float(values[0])
+    return float(np.nextafter(values[k - 1], np.inf))

@@ -1,0 +1,148 @@
+"""Turn whatever the caller hands us (path, PIL image, numpy array) into one RGB uint8 array.
+
+Everything downstream works on ``(H, W, 3)`` uint8 RGB arrays, so colour order and
+EXIF orientation are settled here, once.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ConfigError, ImageError
+
+ColorOrder = Literal["rgb", "bgr"]
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+#: Largest image we decode; larger files are refused rather than exhausting memory.
+MAX_PIXELS = 64_000_000
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
+)
+
+
+def describe(image: ImageInput) -> str:
+    """A short name for an input, used in results and error messages."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fsdecode(image)
+    if isinstance(image, Image.Image):
+        return getattr(image, "filename", "") or f"<PIL {image.mode} {image.size[0]}x{image.size[1]}>"
+    if isinstance(image, np.ndarray):
+        return f"<array {'x'.join(map(str, image.shape))} {image.dtype}>"
+    return f"<{type(image).__name__}>"
+
+
+def load_rgb(image: ImageInput, *, color_order: ColorOrder | None = None) -> np.ndarray:
+    """Return the image as a contiguous ``(H, W, 3)`` uint8 RGB array.
+
+    Args:
+        image: a file path, a PIL image, or a numpy array (``(H, W)`` grey or
+            ``(H, W, 3|4)`` colour, uint8, or float in [0, 1]).
+        color_order: required for colour numpy arrays: ``"rgb"`` or ``"bgr"`` (OpenCV).
+
+    Raises:
+        ImageError: the data cannot be decoded (bad file, unsupported format, too large).
+        ConfigError: the caller passed the wrong kind of object, shape or dtype.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        return _load_path(Path(os.fsdecode(image)))
+    if isinstance(image, Image.Image):
+        return _from_pil(image, describe(image))
+    if isinstance(image, np.ndarray):
+        return _from_array(image, color_order)
+    raise ConfigError(
+        f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array"
+    )
+
+
+def _load_path(path: Path) -> np.ndarray:
+    name = os.fsdecode(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageError(name, f"cannot access file ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageError(name, "is a directory, not an image")
+    if size == 0:
+        raise ImageError(name, "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as pil:
+                if pil.width * pil.height > MAX_PIXELS:
+                    raise ImageError(
+                        name, f"image is {pil.width}x{pil.height}, over the {MAX_PIXELS} pixel limit"
+                    )
+                return _from_pil(pil, name)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(name, f"refused as a decompression bomb ({exc})") from None
+    except PermissionError:
+        raise ImageError(name, "permission denied") from None
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError, EOFError) as exc:
+        raise ImageError(name, f"cannot decode image ({exc})") from None
+
+
+def _from_pil(pil: Image.Image, name: str) -> np.ndarray:
+    try:
+        if getattr(pil, "n_frames", 1) > 1:
+            pil.seek(0)
+        pil = ImageOps.exif_transpose(pil)
+        if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
+            arr = np.asarray(pil, dtype=np.float64)
+            top = 65535.0 if arr.max() > 255 else 255.0
+            return _grey_to_rgb(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        if pil.mode == "F":
+            arr = np.nan_to_num(np.asarray(pil, dtype=np.float64))
+            return _grey_to_rgb(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+            rgba = pil.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            pil = Image.alpha_composite(background, rgba)
+        arr = np.asarray(pil.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageError(name, f"cannot decode image ({exc})") from None
+    _check_size(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+def _from_array(arr: np.ndarray, color_order: ColorOrder | None) -> np.ndarray:
+    name = describe(arr)
+    if arr.ndim == 2:
+        arr = _grey_to_rgb(arr)
+        color_order = "rgb"
+    elif arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ConfigError(f"{name}: expected an (H, W), (H, W, 3) or (H, W, 4) array")
+    elif color_order not in ("rgb", "bgr"):
+        raise ConfigError(
+            f"{name}: say the colour order of numpy arrays with color_order='rgb' or 'bgr' (OpenCV)"
+        )
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        pass
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageError(name, "array contains NaN or infinity")
+        arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    else:
+        raise ConfigError(f"{name}: expected uint8 (0-255) or float (0-1) pixels, got {arr.dtype}")
+    if color_order == "bgr":
+        arr = arr[..., ::-1]
+    _check_size(arr, name)
+    return np.ascontiguousarray(arr)
+
+
+def _grey_to_rgb(arr: np.ndarray) -> np.ndarray:
+    return np.repeat(arr[..., None], 3, axis=2)
+
+
+def _check_size(arr: np.ndarray, name: str) -> None:
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ImageError(name, f"image has no pixels ({arr.shape[1]}x{arr.shape[0]})")

@@ -1,0 +1,119 @@
+"""The decision: a pure function of what detection and scoring found, and a :class:`Policy`.
+
+Statuses: ``accepted``, ``rejected`` (with reasons), ``no_face``, ``unreadable``.
+Reasons (machine-readable, stable): see :data:`REASONS`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from enum import Enum
+from pathlib import Path
+from typing import Sequence
+
+from .detection import Face
+from .errors import ConfigError
+
+__all__ = ["Status", "Policy", "REASONS", "decide"]
+
+
+class Status(str, Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    NO_FACE = "no_face"
+    UNREADABLE = "unreadable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Every reason a capture can be rejected for, with what a person can do about it.
+REASONS = {
+    "low_quality": "predicted recognition utility below the threshold (blur, light, pose, occlusion, ...)",
+    "face_too_small": "too few pixels between the eyes: move closer or use a higher resolution",
+    "multiple_faces": "another sizeable face is in view",
+    "low_confidence": "the detector is unsure this is a face",
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Thresholds of the decision. Defaults: see ``docs/policy.md`` for how each was set.
+
+    Attributes:
+        min_score: accept at or above this quality score (0-100, scale ``fg-utility-v1``);
+            ``None`` means the default shipped with the weights.
+        min_eye_distance: smallest inter-eye distance in pixels.
+        reject_multiple_faces: reject when a second sizeable face is in view.
+        secondary_face_ratio: a second face is "sizeable" at this fraction of the primary's side.
+        min_face_probability: detector confidence below which the primary face is rejected,
+            and below which other faces are ignored.
+    """
+
+    min_score: float | None = None
+    min_eye_distance: float = 16.0
+    reject_multiple_faces: bool = True
+    secondary_face_ratio: float = 0.5
+    min_face_probability: float = 0.9
+
+    def __post_init__(self):
+        if self.min_score is not None and not 0.0 <= self.min_score <= 100.0:
+            raise ConfigError(f"min_score must be within 0-100, got {self.min_score}")
+        if self.min_eye_distance < 0:
+            raise ConfigError(f"min_eye_distance must be >= 0, got {self.min_eye_distance}")
+        if not 0.0 < self.secondary_face_ratio <= 1.0:
+            raise ConfigError(f"secondary_face_ratio must be in (0, 1], got {self.secondary_face_ratio}")
+        if not 0.0 <= self.min_face_probability <= 1.0:
+            raise ConfigError(f"min_face_probability must be in [0, 1], got {self.min_face_probability}")
+
+    def with_threshold(self, default: float) -> "Policy":
+        """This policy with ``min_score`` filled in from the weights' default when unset."""
+        return self if self.min_score is not None else replace(self, min_score=default)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"facegate_policy": 1, **asdict(self)}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Policy":
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
+        if not isinstance(data, dict) or data.pop("facegate_policy", None) != 1:
+            raise ConfigError(f"{path}: not a facegate policy file (version 1)")
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"{path}: unknown policy settings {sorted(unknown)}")
+        return cls(**data)
+
+
+def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: float | None) -> tuple[Status, tuple[str, ...]]:
+    """Status and reasons for one capture.
+
+    Args:
+        policy: thresholds, with ``min_score`` set.
+        faces: every face found.
+        primary: the face the capture is about (``None`` when no face was found).
+        score: the primary face's quality score (0-100).
+    """
+    if primary is None:
+        return Status.NO_FACE, ()
+    reasons = []
+    if score is not None and policy.min_score is not None and score < policy.min_score:
+        reasons.append("low_quality")
+    if primary.eye_distance < policy.min_eye_distance:
+        reasons.append("face_too_small")
+    if primary.probability < policy.min_face_probability:
+        reasons.append("low_confidence")
+    if policy.reject_multiple_faces:
+        for face in faces:
+            if (
+                face is not primary
+                and face.probability >= policy.min_face_probability
+                and face.side >= policy.secondary_face_ratio * primary.side
+            ):
+                reasons.append("multiple_faces")
+                break
+    return (Status.REJECTED if reasons else Status.ACCEPTED), tuple(reasons)

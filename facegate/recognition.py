@@ -1,0 +1,142 @@
+"""Face recognition models, used to measure recognition utility (training labels, evaluation).
+
+:class:`MobileFaceNet` follows Chen et al. 2018 ("MobileFaceNets") with the layer names of
+the checkpoint described in ``../shared/models/README.md``, so that checkpoint loads
+strictly. facegate does not ship its weights; a caller passes the path.
+
+Any recognizer that maps aligned RGB crops to embeddings can stand in: implement
+:class:`Recognizer` (``embed(list of (H, W, 3) uint8 RGB images, landmarks) -> (N, D)``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .alignment import warp_to_template
+from .errors import WeightsError
+
+__all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACENET_TEMPLATE"]
+
+#: Five-point template of the 96 wide x 112 high MobileFaceNet input.
+MOBILEFACENET_TEMPLATE = np.array(
+    [
+        [30.2946, 51.6963],
+        [65.5318, 51.5014],
+        [48.0252, 71.7366],
+        [33.5493, 92.3655],
+        [62.7299, 92.2041],
+    ]
+)
+
+#: (expansion t, channels c, repeats n, first stride s) of each bottleneck stage.
+MOBILEFACENET_SETTING = ((2, 64, 5, 2), (4, 128, 1, 2), (2, 128, 6, 1), (4, 128, 1, 2), (2, 128, 2, 1))
+
+
+class _ConvBlock(nn.Module):
+    def __init__(self, inp, oup, kernel, stride, padding, depthwise=False, linear=False):
+        super().__init__()
+        self.conv = nn.Conv2d(inp, oup, kernel, stride, padding, groups=inp if depthwise else 1, bias=False)
+        self.bn = nn.BatchNorm2d(oup)
+        self.prelu = None if linear else nn.PReLU(oup)
+
+    def forward(self, x):
+        x = self.bn(self.conv(x))
+        return x if self.prelu is None else self.prelu(x)
+
+
+class _Bottleneck(nn.Module):
+    def __init__(self, inp, oup, stride, expansion):
+        super().__init__()
+        hidden = inp * expansion
+        self.connect = stride == 1 and inp == oup
+        self.conv = nn.Sequential(
+            nn.Conv2d(inp, hidden, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.PReLU(hidden),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.PReLU(hidden),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        )
+
+    def forward(self, x):
+        return x + self.conv(x) if self.connect else self.conv(x)
+
+
+class MobileFaceNet(nn.Module):
+    """``(B, 3, 112, 96)`` RGB scaled as ``(x - 127.5) / 128`` -> ``(B, 128)`` embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = _ConvBlock(3, 64, 3, 2, 1)
+        self.dw_conv1 = _ConvBlock(64, 64, 3, 1, 1, depthwise=True)
+        layers, channels = [], 64
+        for t, c, n, s in MOBILEFACENET_SETTING:
+            for i in range(n):
+                layers.append(_Bottleneck(channels, c, s if i == 0 else 1, t))
+                channels = c
+        self.blocks = nn.Sequential(*layers)
+        self.conv2 = _ConvBlock(128, 512, 1, 1, 0)
+        self.linear7 = _ConvBlock(512, 512, (7, 6), 1, 0, depthwise=True, linear=True)
+        self.linear1 = _ConvBlock(512, 128, 1, 1, 0, linear=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dw_conv1(self.conv1(x))
+        x = self.linear7(self.conv2(self.blocks(x)))
+        return self.linear1(x).flatten(1)
+
+
+class Recognizer(Protocol):
+    """Maps faces to L2-normalised embeddings compared by cosine similarity."""
+
+    def embed(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray: ...
+
+
+class MobileFaceNetRecognizer:
+    """Aligns, embeds (image and its mirror, concatenated: 256-d) and L2-normalises.
+
+    Args:
+        checkpoint: path to the MobileFaceNet checkpoint (``{"net_state_dict": ...}``).
+        device: torch device.
+        batch_size: faces per forward pass.
+    """
+
+    def __init__(self, checkpoint: str, *, device: str = "cpu", batch_size: int = 64):
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(f"{checkpoint}: cannot load recognition checkpoint ({exc})") from None
+        state = state.get("net_state_dict", state) if isinstance(state, dict) else state
+        self.net = MobileFaceNet()
+        try:
+            self.net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise WeightsError(f"{checkpoint}: not a MobileFaceNet checkpoint ({exc})") from None
+        self.device = torch.device(device)
+        self.net.eval().to(self.device)
+        self.batch_size = batch_size
+
+    @staticmethod
+    def align(rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """``(112, 96, 3)`` uint8 crop on the MobileFaceNet template."""
+        return warp_to_template(rgb, landmarks, MOBILEFACENET_TEMPLATE, (96, 112))
+
+    def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
+        """``(N, 112, 96, 3)`` uint8 aligned RGB crops -> ``(N, 256)`` unit vectors."""
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(crops), self.batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
+                x = (chunk.permute(0, 3, 1, 2).float().to(self.device) - 127.5) / 128.0
+                emb = torch.cat([self.net(x), self.net(x.flip(3))], 1)
+                out.append(nn.functional.normalize(emb, dim=1).cpu().numpy())
+        return np.concatenate(out, 0) if out else np.zeros((0, 256), np.float32)
+
+    def embed(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
+        crops = np.stack([self.align(img, lm) for img, lm in zip(images, landmarks)])
+        return self.embed_aligned(crops)

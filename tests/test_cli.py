@@ -1,0 +1,124 @@
+import hashlib
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from facegate.cli import main
+
+
+@pytest.fixture()
+def enrol(tmp_path, fixtures):
+    """A small enrollment folder: good faces, a group photo, no face, a corrupt file, and
+    the same file name in two sub-folders."""
+    src = tmp_path / "enrol"
+    (src / "desk1").mkdir(parents=True)
+    (src / "desk2").mkdir()
+    shutil.copy(fixtures / "colin_powell_1.jpg", src / "desk1" / "capture.jpg")
+    shutil.copy(fixtures / "tony_blair_1.jpg", src / "desk2" / "capture.jpg")
+    shutil.copy(fixtures / "multiface.jpg", src / "group.jpg")
+    shutil.copy(fixtures / "no_face.jpg", src / "wall.jpg")
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (src / "notes.txt").write_text("not an image")
+    return src
+
+
+def checksums(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_score_formats(fixtures):
+    runner = CliRunner()
+    table = runner.invoke(main, ["score", str(fixtures / "tony_blair_1.jpg"), str(fixtures / "no_face.jpg")])
+    assert table.exit_code == 0, table.output
+    assert "accepted" in table.output and "no_face" in table.output
+    jsonl = runner.invoke(main, ["score", "--format", "jsonl", str(fixtures)])
+    records = [json.loads(line) for line in jsonl.output.splitlines()]
+    assert len(records) == 5 and {r["status"] for r in records} >= {"accepted", "rejected", "no_face"}
+    csv_out = runner.invoke(main, ["score", "--format", "csv", str(fixtures / "multiface.jpg")])
+    assert csv_out.output.splitlines()[0].startswith("source,status,reasons,score")
+    assert "multiple_faces" in csv_out.output
+
+
+def test_score_exit_code_for_unreadable(tmp_path, fixtures):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    result = CliRunner().invoke(main, ["score", str(bad), str(fixtures / "tony_blair_1.jpg")])
+    assert result.exit_code == 1
+    assert "unreadable" in result.output and "Traceback" not in result.output
+
+
+def test_score_aligned_crops(tmp_path, fixtures):
+    from facegate import Gate
+    from facegate.images import load_rgb
+    from PIL import Image
+
+    gate = Gate()
+    rgb = load_rgb(fixtures / "colin_powell_1.jpg")
+    crop = gate.spec.crop(rgb, gate.assess(rgb, color_order="rgb").face.landmarks)
+    Image.fromarray(crop).save(tmp_path / "crop.png")
+    result = CliRunner().invoke(main, ["score", "--aligned", "--format", "jsonl", str(tmp_path / "crop.png")])
+    assert result.exit_code == 0
+    assert 0 <= json.loads(result.output)["score"] <= 100
+
+
+def test_usage_errors_exit_2(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(main, ["score"]).exit_code == 2
+    assert runner.invoke(main, ["score", "--threshold", "150", str(tmp_path)]).exit_code == 2
+
+
+def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
+    before = checksums(enrol)
+    acc, rej, manifest = tmp_path / "ok", tmp_path / "bad", tmp_path / "manifest.jsonl"
+    args = ["filter", str(enrol), "--accepted", str(acc), "--rejected", str(rej), "--manifest", str(manifest)]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 1, first.output  # broken.jpg is unreadable
+    assert checksums(enrol) == before  # originals untouched
+    records = {r["file"]: r for r in map(json.loads, manifest.read_text().splitlines())}
+    assert set(records) == {"desk1/capture.jpg", "desk2/capture.jpg", "group.jpg", "wall.jpg", "broken.jpg"}
+    assert records["group.jpg"]["side"] == "rejected" and "multiple_faces" in records["group.jpg"]["reasons"]
+    assert records["wall.jpg"]["status"] == "no_face" and records["broken.jpg"]["status"] == "unreadable"
+    assert records["desk2/capture.jpg"]["status"] == "accepted"
+    assert records["desk2/capture.jpg"]["face"]["box"]
+    # same name in two folders: both kept, under their own sub-folders
+    for rec in records.values():
+        copy = (acc if rec["side"] == "accepted" else rej) / rec["destination"]
+        assert copy.is_file() and copy.read_bytes() == (enrol / rec["file"]).read_bytes()
+
+    # interrupted run: drop the last two records (and leave a half-written line); re-run
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join(lines[:-2]) + "\n" + lines[-2][:20])
+    second = CliRunner().invoke(main, args)
+    assert "3 already done" in second.output
+    again = [json.loads(line) for line in manifest.read_text().splitlines()]
+    assert sorted(r["file"] for r in again) == sorted(records)  # none missing, none twice
+    assert checksums(enrol) == before
+
+
+def test_filter_never_overwrites_a_different_file(tmp_path, enrol):
+    acc, rej = tmp_path / "ok", tmp_path / "bad"
+    (acc / "desk2").mkdir(parents=True)
+    (acc / "desk2" / "capture.jpg").write_bytes(b"somebody else's file")
+    result = CliRunner().invoke(main, ["filter", str(enrol), "--accepted", str(acc), "--rejected", str(rej)])
+    assert (acc / "desk2" / "capture.jpg").read_bytes() == b"somebody else's file"
+    assert (acc / "desk2" / "capture (1).jpg").read_bytes() == (enrol / "desk2" / "capture.jpg").read_bytes()
+    assert (tmp_path / "facegate-manifest.jsonl").exists(), result.output
+
+
+def test_calibrate_hits_the_reject_rate(tmp_path, fixtures):
+    out = tmp_path / "policy.json"
+    result = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    policy = json.loads(out.read_text())
+    # 4 photos with a face; rejecting at least half of them means 2 below the threshold
+    scored = CliRunner().invoke(main, ["score", "--format", "jsonl", str(fixtures)])
+    scores = [r["score"] for r in map(json.loads, scored.output.splitlines()) if r["score"] is not None]
+    assert sum(s < policy["min_score"] for s in scores) == 2
+    rerun = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out)])
+    assert rerun.exit_code == 2  # refuses to overwrite
+    used = CliRunner().invoke(main, ["score", "--policy", str(out), "--format", "jsonl", str(fixtures)])
+    statuses = [r["status"] for r in map(json.loads, used.output.splitlines())]
+    assert statuses.count("accepted") <= 2

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from facegate.detection import Face, MTCNNDetector, choose_primary
+from facegate.images import load_rgb
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return MTCNNDetector()
+
+
+def test_one_face_with_landmarks_in_order(detector, face_rgb):
+    faces = detector.detect(face_rgb)
+    assert len(faces) == 1
+    face = faces[0]
+    assert face.probability > 0.95
+    lm = face.landmarks
+    assert lm.shape == (5, 2)
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0]  # left before right
+    assert lm[0, 1] < lm[2, 1] < lm[3, 1]  # eyes above nose above mouth
+    x1, y1, x2, y2 = face.box
+    assert x1 < lm[:, 0].min() and lm[:, 0].max() < x2
+    assert 25 < face.eye_distance < 60
+
+
+def test_every_face_in_a_group_photo(detector, fixtures):
+    rgb = load_rgb(fixtures / "multiface.jpg")
+    faces = detector.detect(rgb)
+    assert len(faces) == 6
+    primary = choose_primary(faces, rgb.shape)
+    assert primary.side >= 0.8 * max(f.side for f in faces)
+
+
+def test_no_face_and_tiny_images(detector, fixtures):
+    assert detector.detect(load_rgb(fixtures / "no_face.jpg")) == []
+    assert detector.detect(np.zeros((8, 8, 3), np.uint8)) == []
+    assert detector.detect(np.full((200, 200, 3), 128, np.uint8)) == []
+
+
+def _face(x, y, side, prob=0.99):
+    lm = np.array([[x + 0.3 * side, y + 0.4 * side], [x + 0.7 * side, y + 0.4 * side],
+                   [x + 0.5 * side, y + 0.6 * side], [x + 0.35 * side, y + 0.8 * side],
+                   [x + 0.65 * side, y + 0.8 * side]])
+    return Face((x, y, x + side, y + side), prob, lm)
+
+
+@pytest.mark.parametrize(
+    "faces, expected",
+    [
+        ([_face(0, 0, 100), _face(400, 300, 50)], 0),  # clearly larger wins, even off-centre
+        ([_face(0, 0, 90), _face(450, 350, 100)], 1),  # similar size: nearer the centre wins
+        ([_face(450, 350, 85), _face(0, 0, 100)], 0),  # within 80%: centre beats size
+        ([_face(0, 0, 70), _face(450, 350, 100)], 1),
+    ],
+)
+def test_primary_face_rule(faces, expected):
+    assert choose_primary(faces, (800, 1000, 3)) is faces[expected]
+
+
+def test_no_primary_without_faces():
+    assert choose_primary([], (10, 10, 3)) is None

@@ -1,0 +1,90 @@
+"""Behaviour of the whole gate on real photos with the shipped weights."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegate import CaptureResult, Gate, Policy, Status
+from train.degradations import downscale, gamma, gaussian_blur
+
+
+def test_sharp_face_scores_higher_than_its_degraded_copies(gate, face_rgb):
+    sharp = gate.assess(face_rgb, color_order="rgb")
+    assert sharp.status in (Status.ACCEPTED, Status.REJECTED) and sharp.face is not None
+    for degraded in (gaussian_blur(face_rgb, 3.0), gamma(face_rgb, 3.0),
+                     downscale(face_rgb, 24.0 / sharp.face.eye_distance)):
+        result = gate.assess(degraded, color_order="rgb")
+        assert result.score is None or result.score < sharp.score
+
+
+def test_a_clean_studio_like_face_is_accepted(gate, fixtures):
+    result = gate.assess(fixtures / "tony_blair_1.jpg")
+    assert result.status is Status.ACCEPTED, result
+    assert 0 <= result.score <= 100 and set(result.member_scores) == set(gate.spec.members)
+
+
+def test_group_photo_is_rejected_for_multiple_faces(gate, fixtures):
+    result = gate.assess(fixtures / "multiface.jpg")
+    assert result.status is Status.REJECTED and "multiple_faces" in result.reasons
+    assert len(result.faces) == 6
+
+
+def test_no_face(gate, fixtures):
+    result = gate.assess(fixtures / "no_face.jpg")
+    assert result.status is Status.NO_FACE and result.score is None and result.face is None
+
+
+def test_batch_goes_on_past_bad_inputs_and_keeps_order(gate, fixtures, tmp_path):
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff" + b"garbage" * 10)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    inputs = [fixtures / "colin_powell_1.jpg", corrupt, empty, fixtures / "no_face.jpg", fixtures / "colin_powell_2.jpg"]
+    results = list(Gate(batch_size=2).assess_many(inputs))  # chunks split across bad inputs
+    assert [r.source for r in results] == [str(p) for p in inputs]
+    assert [r.status for r in results][1:4] == [Status.UNREADABLE, Status.UNREADABLE, Status.NO_FACE]
+    assert "empty file" in results[2].error and results[1].error
+    for r in results:
+        assert r.score is None or math.isfinite(r.score)
+        assert isinstance(r.to_dict()["status"], str)
+
+
+def test_same_result_from_path_pil_and_bgr_array(gate, fixtures):
+    path = fixtures / "colin_powell_2.jpg"
+    a = gate.assess(path)
+    b = gate.assess(Image.open(path))
+    c = gate.assess(cv2.imread(str(path)), color_order="bgr")
+    assert a.score == pytest.approx(b.score, abs=1e-4) == pytest.approx(c.score, abs=1e-4)
+
+
+def test_batched_and_single_scores_agree(gate, fixtures):
+    paths = [fixtures / n for n in ("colin_powell_1.jpg", "colin_powell_2.jpg", "tony_blair_1.jpg")]
+    batched = [r.score for r in gate.assess_many(paths)]
+    single = [gate.assess(p).score for p in paths]
+    assert np.allclose(batched, single, atol=1e-3)
+
+
+def test_aligned_crops_score_without_detection(gate, fixtures, face_rgb):
+    face = gate.assess(face_rgb, color_order="rgb").face
+    crop = gate.spec.crop(face_rgb, face.landmarks)
+    scores = gate.score_crops([crop, gaussian_blur(crop, 3.0)], color_order="rgb")
+    assert scores.shape == (2,) and scores[1] < scores[0]
+    assert scores[0] == pytest.approx(gate.assess(face_rgb, color_order="rgb").score, abs=1e-3)
+
+
+def test_policy_threshold_changes_the_decision(fixtures):
+    path = fixtures / "colin_powell_1.jpg"
+    strict = Gate(policy=Policy(min_score=100.0), views="none").assess(path)
+    lenient = Gate(policy=Policy(min_score=0.0), views="none").assess(path)
+    assert strict.status is Status.REJECTED and "low_quality" in strict.reasons
+    assert lenient.status is Status.ACCEPTED
+
+
+def test_views_are_configurable(fixtures):
+    path = fixtures / "colin_powell_1.jpg"
+    scores = {v: Gate(views=v).assess(path).score for v in ("none", "flip", "full")}
+    assert all(0 <= s <= 100 for s in scores.values())
+    assert len({round(s, 4) for s in scores.values()}) > 1

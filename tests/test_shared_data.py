@@ -1,0 +1,76 @@
+"""Tests on the full shared sets (LFW, the recognition model); skipped without ../shared."""
+
+import csv
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_shared
+
+pytestmark = needs_shared
+
+
+def test_evaluation_and_training_people_are_disjoint(shared):
+    from train.lfw import evaluation_people, read_pairs, training_people
+
+    held_out = evaluation_people(shared)
+    train = training_people(shared)
+    assert len(held_out) == 2086 and len(train) == 3663
+    assert sum(len(v) for v in train.values()) == 7860
+    assert held_out.isdisjoint(train)
+    assert len(read_pairs(shared)) == 6000
+
+
+def test_the_recognizer_loads_strictly_and_verifies(shared):
+    from facegate.detection import MTCNNDetector, choose_primary
+    from facegate.images import load_rgb
+    from facegate.recognition import MobileFaceNetRecognizer
+    from train.lfw import read_pairs
+
+    rec = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
+    det = MTCNNDetector()
+    pairs = [p for p in read_pairs(shared) if p.fold == 1][::15]  # 40 pairs, half genuine
+    sims, same = [], []
+    for pair in pairs:
+        embs = []
+        for path in (pair.left, pair.right):
+            rgb = load_rgb(path)
+            face = choose_primary(det.detect(rgb), rgb.shape)
+            embs.append(rec.embed([rgb], [face.landmarks])[0])
+        sims.append(float(embs[0] @ embs[1]))
+        same.append(pair.genuine)
+    sims, same = np.array(sims), np.array(same)
+    assert sims[same].mean() > sims[~same].mean() + 0.3
+
+
+def test_labels_fall_with_degradation(shared, tmp_path):
+    from train.labels import build
+
+    csv_path = build(shared, tmp_path, variants=2, seed=3, limit_people=40)
+    rows = list(csv.DictReader(csv_path.open()))
+    assert rows and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    by_kind = defaultdict(list)
+    for r in rows:
+        by_kind["clean" if r["degradation"] == "none" else "degraded"].append(float(r["z"]))
+    assert np.mean(by_kind["degraded"]) < np.mean(by_kind["clean"])
+    assert (tmp_path / rows[0]["path"]).is_file()
+
+
+def test_held_out_faces_score_lower_when_blurred(shared, gate):
+    from facegate.images import load_rgb
+    from train.degradations import gaussian_blur
+    from train.lfw import evaluation_people
+
+    lfw = shared / "data" / "lfw-deepfunneled"
+    people = sorted(evaluation_people(shared))[::100][:20]
+    drops, n = 0, 0
+    for person in people:
+        rgb = load_rgb(sorted((lfw / person).glob("*.jpg"))[0])
+        sharp = gate.assess(rgb, color_order="rgb")
+        if sharp.score is None:
+            continue
+        blurred = gate.assess(gaussian_blur(rgb, 3.0), color_order="rgb")
+        n += 1
+        drops += blurred.score is None or blurred.score < sharp.score
+    assert n >= 15 and drops / n >= 0.9

@@ -1,0 +1,1 @@
+"""Training code for facegate's quality models: labels, data, loss, fitting, release."""

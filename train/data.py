@@ -1,0 +1,99 @@
+"""Training data: any CSV of ``path,score`` (optionally ``identity``), loaded once into memory
+as aligned uint8 crops.
+
+Paths are absolute or relative to the CSV's folder. ``images="aligned"`` means the files are
+already aligned face crops (resized to the input size); ``images="photos"`` runs facegate's
+detector and aligner on each file, exactly as inference does, and drops files with no face.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facegate.detection import MTCNNDetector, choose_primary
+from facegate.errors import ImageError
+from facegate.images import load_rgb
+from facegate.spec import ScorerSpec
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    score: float
+    identity: str | None
+
+
+def read_csv(path: str | Path) -> list[Sample]:
+    path = Path(path)
+    samples = []
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "score"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: needs a header with at least 'path' and 'score' columns")
+        for line, row in enumerate(reader, 2):
+            try:
+                score = float(row["score"])
+            except ValueError:
+                raise ValueError(f"{path}:{line}: score {row['score']!r} is not a number") from None
+            if not np.isfinite(score):
+                raise ValueError(f"{path}:{line}: score is not finite")
+            image = Path(row["path"])
+            samples.append(Sample(image if image.is_absolute() else path.parent / image, score,
+                                  row.get("identity") or None))
+    if not samples:
+        raise ValueError(f"{path}: no samples")
+    return samples
+
+
+def split(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Indices of a train/validation split: by identity when every sample has one (so no
+    person is on both sides), else by sample."""
+    rng = np.random.default_rng(seed)
+    if all(s.identity for s in samples):
+        people = sorted({s.identity for s in samples})
+        rng.shuffle(people)
+        val_people = set(people[: max(1, round(len(people) * val_fraction))])
+        val = [i for i, s in enumerate(samples) if s.identity in val_people]
+    else:
+        order = rng.permutation(len(samples))
+        val = sorted(order[: max(1, round(len(samples) * val_fraction))].tolist())
+    val_set = set(val)
+    return [i for i in range(len(samples)) if i not in val_set], val
+
+
+def load_crops(samples: list[Sample], spec: ScorerSpec, images: str = "aligned") -> tuple[np.ndarray, np.ndarray]:
+    """``(N, S, S, 3)`` uint8 RGB crops and the indices of the samples they came from."""
+    size = spec.input_size
+    detector = MTCNNDetector() if images == "photos" else None
+    crops, kept = [], []
+    for i, sample in enumerate(samples):
+        try:
+            rgb = load_rgb(sample.path)
+        except ImageError as exc:
+            print(f"skipped: {exc}")
+            continue
+        if detector is None:
+            if rgb.shape[:2] != (size, size):
+                rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+            crops.append(rgb)
+        else:
+            face = choose_primary(detector.detect(rgb), rgb.shape)
+            if face is None:
+                print(f"skipped: {sample.path}: no face found")
+                continue
+            crops.append(spec.crop(rgb, face.landmarks))
+        kept.append(i)
+    if not crops:
+        raise ValueError("no usable images in the data set")
+    return np.stack(crops), np.array(kept)
+
+
+def resize_all(crops: np.ndarray, size: int) -> np.ndarray:
+    if crops.shape[1] == size:
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])

@@ -1,0 +1,127 @@
+"""Measure shipped weights.
+
+``ablation``: SRCC and PLCC against the labels on the identity-disjoint validation split,
+for each single model and the ensemble, each without and with test-time views (the
+ablation of arXiv 2509.10114, Table 2, on our data).
+
+``sensitivity``: on photos of people from LFW folds 1-5 (never trained on), the share
+whose score drops when the photo is blurred (Gaussian sigma 3), darkened (gamma 3) or
+downscaled to 24 px between the eyes, each scored through the whole gate (detect, align,
+score).
+
+Run: ``python -m train.evaluate sensitivity --shared ../shared --photos 100``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from facegate.detection import choose_primary
+from facegate.gate import Gate
+from facegate.images import load_rgb
+from facegate.scorer import Scorer, load_member
+from facegate.spec import ScorerSpec
+
+from .data import load_crops, read_csv, split
+from .degradations import downscale, gamma, gaussian_blur
+from .fit import correlations, predict
+from .lfw import evaluation_people
+
+
+def ablation(csv: Path, weights: Path, val_fraction: float = 0.2, seed: int = 0) -> list[dict]:
+    spec = ScorerSpec.load(weights / "spec.json")
+    samples = read_csv(csv)
+    _, val_idx = split(samples, val_fraction, seed)
+    val = [samples[i] for i in val_idx]
+    crops, kept = load_crops(val, spec)
+    target = np.array([val[i].score for i in kept])
+    preds = {}
+    for arch in spec.members:
+        net = load_member(weights / f"{arch}.pt", arch)
+        for views in ("none", "full"):
+            preds[(arch, views)] = predict(net, crops, spec, views)
+    rows = []
+    for views in ("none", "full"):
+        for arch in spec.members:
+            rows.append({"model": arch, "views": views, "n": len(target), **correlations(preds[(arch, views)], target)})
+        ens = np.mean([preds[(a, views)] for a in spec.members], 0)
+        rows.append({"model": "ensemble", "views": views, "n": len(target), **correlations(ens, target)})
+    return rows
+
+
+DEGRADED = {
+    "blur (Gaussian sigma 3)": lambda rgb, face: gaussian_blur(rgb, 3.0),
+    "dark (gamma 3)": lambda rgb, face: gamma(rgb, 3.0),
+    "low resolution (24 px between the eyes)": lambda rgb, face: downscale(rgb, 24.0 / face.eye_distance),
+}
+
+
+def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | None = None,
+                threads: int | None = None) -> dict:
+    people = sorted(evaluation_people(shared))
+    lfw = shared / "data" / "lfw-deepfunneled"
+    rng = np.random.default_rng(seed)
+    gate = Gate(weights=weights, threads=threads)
+    chosen, results = [], {name: [] for name in DEGRADED}
+    for person in rng.permutation(people):
+        if len(chosen) == photos:
+            break
+        files = sorted((lfw / person).glob("*.jpg"))
+        path = files[rng.integers(len(files))]
+        rgb = load_rgb(path)
+        base = gate.assess(rgb, color_order="rgb")
+        if base.face is None:
+            continue  # the comparison needs a detected face in the original
+        chosen.append(str(path.relative_to(lfw)))
+        for name, make in DEGRADED.items():
+            after = gate.assess(make(rgb, base.face), color_order="rgb")
+            results[name].append({
+                "photo": chosen[-1],
+                "before": base.score,
+                "after": after.score,
+                "status_after": after.status.value,
+            })
+    summary = {"photos": len(chosen), "threshold": gate.policy.min_score, "degradations": {}}
+    for name, rows in results.items():
+        scored = [r for r in rows if r["after"] is not None]
+        drops = sum(r["after"] < r["before"] for r in scored)
+        no_face = len(rows) - len(scored)
+        summary["degradations"][name] = {
+            "score_dropped": drops,
+            "no_face_after": no_face,
+            "share_dropped": (drops + no_face) / len(rows),
+            "share_dropped_of_scored": drops / max(1, len(scored)),
+            "median_before": float(np.median([r["before"] for r in rows])),
+            "median_after": float(np.median([r["after"] for r in scored])) if scored else None,
+            "rejected_after": sum(r["status_after"] != "accepted" for r in rows),
+        }
+    return summary
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("ablation")
+    a.add_argument("--csv", type=Path, default=Path("runs/release/labels/labels.csv"))
+    a.add_argument("--weights", type=Path, default=None)
+    s = sub.add_parser("sensitivity")
+    s.add_argument("--shared", type=Path, default=Path("../shared"))
+    s.add_argument("--photos", type=int, default=100)
+    s.add_argument("--weights", type=Path, default=None)
+    s.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "ablation":
+        from facegate.scorer import default_weights_dir
+
+        rows = ablation(args.csv, args.weights or default_weights_dir())
+        print(json.dumps(rows, indent=1))
+    else:
+        print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads), indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Regenerate the labels and train the weights facegate ships, in one command.
+
+    python -m train.release --shared ../shared
+
+1. labels: ``train.labels`` on the LFW training people (folds 1-5 people held out);
+2. each member trained by ``train.fit`` with the progressive schedule below;
+3. the default threshold chosen on the validation split (see :func:`choose_threshold`);
+4. the ablation table measured, and ``facegate/weights`` written: one ``<arch>.pt`` per
+   member, ``spec.json``, ``metrics.json``.
+
+The model card (``facegate/weights/MODEL_CARD.md``) reads its numbers from metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facegate.images import load_rgb
+from facegate.recognition import MobileFaceNetRecognizer
+from facegate.scorer import load_member
+from facegate.spec import ScorerSpec
+
+from . import labels as label_step
+from .data import load_crops, read_csv, split
+from .evaluate import ablation
+from .fit import FitConfig, correlations, fit, parse_stages, predict
+
+#: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
+SHIPPED_STAGES = "64:0.4:4,96:0.7:4,112:1:8"
+MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
+
+
+def fmr_threshold(label_dir: Path, shared: Path, fmr: float = 1e-3) -> float:
+    """Cosine threshold of the recognizer at the given false-match rate, measured on every
+    pair of clean training photos of different people."""
+    found = json.loads((label_dir / "detections.json").read_text())
+    paths = sorted(p for p, lm in found.items() if lm is not None)
+    recognizer = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
+    crops = np.stack([recognizer.align(load_rgb(p), np.array(found[p])) for p in paths])
+    emb = recognizer.embed_aligned(crops)
+    ident = np.array([Path(p).parent.name for p in paths])
+    sims = emb @ emb.T
+    different = ident[:, None] != ident[None, :]
+    upper = np.triu(np.ones_like(different), 1).astype(bool)
+    impostor = sims[different & upper]
+    return float(np.quantile(impostor, 1.0 - fmr))
+
+
+def choose_threshold(scores: np.ndarray, genuine: np.ndarray, cos_threshold: float) -> dict:
+    """The score threshold that best separates captures the recognizer would match at
+    FMR 1e-3 (mean genuine cosine at or above ``cos_threshold``) from those it would miss:
+    the point of maximum Youden's J (true-accept rate minus false-accept rate)."""
+    usable = genuine >= cos_threshold
+    best = {"j": -1.0}
+    for t in np.unique(np.round(scores, 1)):
+        accept = scores >= t
+        tar = accept[usable].mean() if usable.any() else 0.0
+        far = accept[~usable].mean() if (~usable).any() else 0.0
+        if tar - far > best["j"]:
+            best = {"j": float(tar - far), "threshold": float(t), "accept_usable": float(tar),
+                    "accept_unusable": float(far), "unusable_share": float(1 - usable.mean())}
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument("--work", type=Path, default=Path("runs/release"))
+    parser.add_argument("--out", type=Path, default=Path("facegate/weights"))
+    parser.add_argument("--stages", default=SHIPPED_STAGES)
+    parser.add_argument("--lr-backbone", type=float, default=5e-4,
+                        help="backbone learning rate (default 5e-4: trained from scratch, not fine-tuned)")
+    parser.add_argument("--variants", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--skip-training", action="store_true", help="reuse trained members in --work")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    t0 = time.time()
+    label_dir = args.work / "labels"
+    csv_path = label_dir / "labels.csv"
+    if not csv_path.exists():
+        label_step.build(args.shared, label_dir, variants=args.variants, seed=0, limit_people=None)
+    member_dir = args.work / "members"
+    fits = {}
+    for arch in MEMBERS:
+        if args.skip_training and (member_dir / f"{arch}.history.json").exists():
+            fits[arch] = json.loads((member_dir / f"{arch}.history.json").read_text())
+            continue
+        fits[arch] = fit(FitConfig(csv=csv_path, arch=arch, out=member_dir, stages=parse_stages(args.stages),
+                                   lr_backbone=args.lr_backbone))
+
+    spec = ScorerSpec(name="facegate-ensemble.lfw-utility-v1", members=MEMBERS,
+                      input_size=max(s.size for s in parse_stages(args.stages)))
+    samples = read_csv(csv_path)
+    _, val_idx = split(samples, 0.2, 0)
+    val = [samples[i] for i in val_idx]
+    crops, kept = load_crops(val, spec)
+    import csv as csv_module
+
+    genuine_by_path = {}
+    with csv_path.open() as fh:
+        for row in csv_module.DictReader(fh):
+            genuine_by_path[row["path"]] = float(row["genuine"])
+    genuine = np.array([genuine_by_path[val[i].path.relative_to(label_dir).as_posix()] for i in kept])
+    nets = {a: load_member(member_dir / f"{a}.pt", a) for a in MEMBERS}
+    ens = spec.to_score(np.mean([predict(nets[a], crops, spec, "full") for a in MEMBERS], 0))
+    cos_t = fmr_threshold(label_dir, args.shared)
+    choice = choose_threshold(ens, genuine, cos_t)
+    spec = spec.with_(
+        default_threshold=choice["threshold"],
+        threshold_rule=(
+            "maximum Youden J on the validation captures (identity-disjoint), separating captures whose "
+            f"mean genuine cosine reaches the recognizer's FMR=1e-3 threshold ({cos_t:.4f}) from those that do not"
+        ),
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    for arch in MEMBERS:
+        ckpt = torch.load(member_dir / f"{arch}.pt", map_location="cpu", weights_only=True)
+        torch.save({"arch": arch, "input_size": spec.input_size, "state_dict": ckpt["state_dict"],
+                    "stage": ckpt.get("stage"), "epoch": ckpt.get("epoch")}, args.out / f"{arch}.pt")
+    spec.save(args.out / "spec.json")
+    table = ablation(csv_path, args.out)
+    n_params = {a: sum(p.numel() for p in nets[a].parameters()) for a in MEMBERS}
+    metrics = {
+        "ablation": table,
+        "threshold": {**choice, "fmr_1e-3_cosine": cos_t},
+        "training": {a: {"best": fits[a]["best"], "epochs": len(fits[a]["history"]),
+                         "seconds": round(sum(h["seconds"] for h in fits[a]["history"]), 1)} for a in MEMBERS},
+        "parameters": n_params,
+        "captures": len(samples),
+        "validation_captures": len(val),
+        "stages": args.stages,
+        "command": "python -m train.release --shared ../shared",
+        "seconds_total": round(time.time() - t0, 1),
+    }
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    print(json.dumps(metrics, indent=1))
+
+
+if __name__ == "__main__":
+    main()
