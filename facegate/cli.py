@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .errors import FacegateError
-from .folder import filter_folder, find_images, threshold_for_reject_rate
+from .folder import find_images, plan_filter, run_filter, threshold_for_reject_rate
 from .gate import CaptureResult, Gate
 from .policy import Policy, Status
 
@@ -157,12 +157,11 @@ def filter_cmd(src, accepted, rejected, manifest, link, policy, threshold, weigh
             raise click.UsageError(f"{dest} is the source folder; choose another destination")
     manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
     gate = _gate(policy, threshold, weights, views, threads, batch_size)
-    total = len(find_images(Path(src), exclude=(accepted, rejected)))
+    plan = plan_filter(Path(src), accepted, rejected, manifest_path)
     err = sys.stderr
     show = err.isatty()
-    with click.progressbar(length=total, label="filtering", file=err, show_pos=True) if show else _NullBar() as bar:
-        summary = filter_folder(gate, Path(src), accepted, rejected, manifest_path, link=link,
-                                on_result=lambda _r: bar.update(1))
+    with click.progressbar(length=len(plan.todo), label="filtering", file=err, show_pos=True) if show else _NullBar() as bar:
+        summary = run_filter(gate, plan, link=link, on_result=lambda _r: bar.update(1))
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
     click.echo(f"{sum(summary.counts.values())} files: {counts or 'none'}"
                f"{f' ({summary.skipped} already done)' if summary.skipped else ''}; manifest: {manifest_path}", err=True)

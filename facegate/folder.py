@@ -21,7 +21,10 @@ from .gate import CaptureResult, Gate
 from .images import IMAGE_SUFFIXES
 from .policy import Status
 
-__all__ = ["find_images", "Manifest", "filter_folder", "FilterSummary", "threshold_for_reject_rate"]
+__all__ = [
+    "find_images", "Manifest", "plan_filter", "run_filter", "filter_folder", "FilterSummary",
+    "threshold_for_reject_rate",
+]
 
 
 def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
@@ -73,7 +76,8 @@ class Manifest:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._truncate_partial_line()
             self._fh = self.path.open("a", encoding="utf-8")
-        self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        # ASCII escapes keep non-UTF-8 file names (surrogate-escaped) writable and round-trippable
+        self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.done[record["file"]] = record
@@ -126,53 +130,71 @@ class FilterSummary:
     def unreadable(self) -> int:
         return self.counts.get(Status.UNREADABLE.value, 0)
 
+    def count(self, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
 
-def filter_folder(
+
+@dataclass
+class FilterPlan:
+    """What a filter run will do: the files still to process, and what earlier runs did."""
+
+    roots: dict[str, Path]
+    manifest: Manifest
+    todo: list[tuple[Path, str]]
+    summary: FilterSummary
+
+
+def plan_filter(source: Path, accepted: Path, rejected: Path, manifest_path: Path) -> FilterPlan:
+    """Every image under ``source``, less those an earlier run recorded (and copied)."""
+    source = Path(source)
+    roots = {"accepted": Path(accepted), "rejected": Path(rejected)}
+    manifest = Manifest(manifest_path)
+    base = source if source.is_dir() else source.parent
+    summary, todo = FilterSummary(), []
+    for path in find_images(source, exclude=roots.values()):
+        rel = path.relative_to(base).as_posix()
+        if manifest.finished(rel, roots):
+            summary.skipped += 1
+            summary.count(manifest.done[rel]["status"])
+        else:
+            todo.append((path, rel))
+    return FilterPlan(roots, manifest, todo, summary)
+
+
+def run_filter(
     gate: Gate,
-    source: Path,
-    accepted: Path,
-    rejected: Path,
-    manifest_path: Path,
+    plan: FilterPlan,
     *,
     link: bool = False,
     on_result: Callable[[CaptureResult], None] | None = None,
 ) -> FilterSummary:
-    """Sort every image under ``source`` into ``accepted`` or ``rejected`` (mirroring the
-    folder structure) and record each in the manifest; files already recorded by an earlier
-    run (whose copies exist) are skipped."""
-    source = Path(source)
-    roots = {"accepted": Path(accepted), "rejected": Path(rejected)}
-    manifest = Manifest(manifest_path)
-    files = find_images(source, exclude=roots.values())
-    base = source if source.is_dir() else source.parent
-    summary = FilterSummary()
-    todo = []
-    for path in files:
-        rel = path.relative_to(base).as_posix()
-        if manifest.finished(rel, roots):
-            summary.skipped += 1
-            status = manifest.done[rel]["status"]
-            summary.counts[status] = summary.counts.get(status, 0) + 1
-        else:
-            todo.append((path, rel))
+    """Sort the planned files into the accepted or rejected folder (mirroring sub-folders)
+    and record each in the manifest as soon as its copy is in place."""
+    summary = plan.summary
     try:
-        for (path, rel), result in zip(todo, gate.assess_many(p for p, _ in todo)):
+        for (path, rel), result in zip(plan.todo, gate.assess_many(p for p, _ in plan.todo)):
             side = "accepted" if result.accepted else "rejected"
-            dest = _place(path, roots[side] / rel, link)
+            dest = _place(path, plan.roots[side] / rel, link)
             record = result.to_dict()
             record.pop("source")
-            manifest.append({
+            plan.manifest.append({
                 "file": rel,
                 "side": side,
-                "destination": dest.relative_to(roots[side]).as_posix(),
+                "destination": dest.relative_to(plan.roots[side]).as_posix(),
                 **record,
             })
-            summary.counts[result.status.value] = summary.counts.get(result.status.value, 0) + 1
+            summary.count(result.status.value)
             if on_result is not None:
                 on_result(result)
     finally:
-        manifest.close()
+        plan.manifest.close()
     return summary
+
+
+def filter_folder(gate: Gate, source: Path, accepted: Path, rejected: Path, manifest_path: Path,
+                  *, link: bool = False) -> FilterSummary:
+    """Plan and run in one call (see :func:`plan_filter` and :func:`run_filter`)."""
+    return run_filter(gate, plan_filter(source, accepted, rejected, manifest_path), link=link)
 
 
 def threshold_for_reject_rate(scores: Iterable[float], reject_rate: float) -> float:

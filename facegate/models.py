@@ -207,3 +207,12 @@ def resolve_views(views: str | Sequence[str]) -> tuple[str, ...]:
         if view not in VIEWS["full"]:
             raise ConfigError(f"unknown test-time view {view!r}; choose from {VIEWS['full']}")
     return views
+
+
+def count_macs(net: nn.Module, size: int) -> int:
+    """Multiply-accumulates of one forward pass on a ``(1, 3, size, size)`` input."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        net.eval()(torch.zeros(1, 3, size, size))
+    return counter.get_total_flops() // 2

@@ -40,7 +40,7 @@ class ScorerSpec:
 
     name: str = "facegate-ensemble.untrained"
     members: tuple[str, ...] = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
-    input_size: int = 112
+    input_size: int = 128
     margin: float = 0.2
     mean: tuple[float, float, float] = MEAN
     std: tuple[float, float, float] = STD

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -26,13 +28,16 @@ from facegate.recognition import MobileFaceNetRecognizer
 from facegate.scorer import load_member
 from facegate.spec import ScorerSpec
 
+from facegate.models import count_macs
+
 from . import labels as label_step
+from . import model_card
 from .data import load_crops, read_csv, split
-from .evaluate import ablation
+from .evaluate import ablation, sensitivity
 from .fit import FitConfig, correlations, fit, parse_stages, predict
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
-SHIPPED_STAGES = "64:0.4:4,96:0.7:4,112:1:8"
+SHIPPED_STAGES = "64:0.4:4,96:0.7:4,128:1:8"
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 
 
@@ -128,20 +133,28 @@ def main(argv=None):
     spec.save(args.out / "spec.json")
     table = ablation(csv_path, args.out)
     n_params = {a: sum(p.numel() for p in nets[a].parameters()) for a in MEMBERS}
+    macs = {a: count_macs(nets[a], spec.input_size) for a in MEMBERS}
     metrics = {
         "ablation": table,
         "threshold": {**choice, "fmr_1e-3_cosine": cos_t},
         "training": {a: {"best": fits[a]["best"], "epochs": len(fits[a]["history"]),
                          "seconds": round(sum(h["seconds"] for h in fits[a]["history"]), 1)} for a in MEMBERS},
         "parameters": n_params,
+        "macs": macs,
+        "variants": args.variants,
+        "lr_backbone": args.lr_backbone,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "captures": len(samples),
         "validation_captures": len(val),
         "stages": args.stages,
         "command": "python -m train.release --shared ../shared",
         "seconds_total": round(time.time() - t0, 1),
     }
+    metrics["sensitivity"] = sensitivity(args.shared, 100, weights=args.out)
+    metrics["seconds_total"] = round(time.time() - t0, 1)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))
+    print(f"model card: {model_card.write(args.out)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,56 @@
+"""Property-based checks: random bytes and random arrays never crash the gate, and every
+input gets a status and a finite score or none."""
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from facegate import Status
+from facegate.errors import ImageError
+from facegate.images import load_rgb
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(data=st.binary(min_size=0, max_size=2048), suffix=st.sampled_from([".jpg", ".png", ".gif", ".bmp", ".tif"]))
+def test_random_bytes_are_unreadable_not_a_crash(tmp_path_factory, gate, data, suffix):
+    path = tmp_path_factory.mktemp("bytes") / f"capture{suffix}"
+    path.write_bytes(data)
+    result = gate.assess(path)
+    assert result.status in set(Status)
+    assert result.score is None or math.isfinite(result.score)
+    if result.status is Status.UNREADABLE:
+        assert result.error
+
+
+@SETTINGS
+@given(
+    image=arrays(
+        np.uint8,
+        st.tuples(st.integers(1, 96), st.integers(1, 96), st.sampled_from([3, 4])),
+        elements=st.integers(0, 255),
+    )
+)
+def test_random_arrays_get_a_status(gate, image):
+    result = gate.assess(image, color_order="bgr")
+    assert result.status in (Status.ACCEPTED, Status.REJECTED, Status.NO_FACE)
+    assert result.score is None or 0.0 <= result.score <= 100.0
+
+
+@SETTINGS
+@given(
+    image=arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3)),
+                 elements=st.floats(-1e3, 1e3, allow_nan=True, allow_infinity=True, width=32))
+)
+def test_float_arrays_are_clipped_or_refused(image):
+    try:
+        out = load_rgb(image, color_order="rgb")
+    except ImageError as exc:
+        assert "NaN" in str(exc)
+        assert not np.isfinite(image).all()
+    else:
+        assert out.dtype == np.uint8 and out.shape == image.shape

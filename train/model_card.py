@@ -1,0 +1,141 @@
+"""Write ``facegate/weights/MODEL_CARD.md`` from ``metrics.json`` and ``spec.json``, so the
+card's numbers are always the measured ones.
+
+    python -m train.model_card --weights facegate/weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from facegate.spec import ScorerSpec
+
+from .labels import Z_FULL
+
+
+def render(spec: ScorerSpec, m: dict) -> str:
+    t = m["threshold"]
+    lines = [
+        f"# Model card: `{spec.name}`",
+        "",
+        "Face-capture quality for gating captures before face recognition: an ensemble of",
+        "MobileNetV3-Small and ShuffleNetV2 x1.0 (torchvision architectures, trained from random",
+        "initialisation by this project) with MLP heads, after arXiv 2509.10114.",
+        "",
+        "## Output",
+        f"A score on 0-100, scale `{spec.score_scale}`: 100 x the predicted recognition utility",
+        "(defined below), clipped to 0-100. Higher is better. Input: the face aligned by a 5-point",
+        f"similarity transform onto a {spec.input_size}x{spec.input_size} template with margin {spec.margin},",
+        "RGB, ImageNet mean/std normalisation (`ScorerSpec.crop` and `ScorerSpec.to_tensor`).",
+        "",
+        "| member | parameters | multiply-accumulates per face |",
+        "|---|---|---|",
+    ]
+    for arch in spec.members:
+        lines.append(f"| {arch} | {m['parameters'][arch] / 1e6:.3f} M | {m['macs'][arch] / 1e6:.1f} M at {spec.input_size} px |")
+    lines += [
+        "",
+        "Test-time views: `none` (identity), `flip` (+ horizontal flip), `full` (+ vertical flip,",
+        "our reading of the paper's third view; training used both flips so every view is in distribution).",
+        "All views of a batch go through a member in one forward pass.",
+        "",
+        "## Data",
+        "LFW deep-funneled (`../shared/data`): the people of pair folds 1-5 (2,086 people) are held out",
+        "for evaluation and never used. From the other 3,663 people (7,860 photos) the 906 people with",
+        "two or more photos give the training captures: each photo as it is, plus "
+        f"{m.get('variants', 2)} copies degraded at random severities (defocus, motion and Gaussian blur,",
+        "sensor noise, JPEG, under- and over-exposure, low resolution, partial occlusion; one or two per",
+        f"copy). {m['captures']} captures in all; {m['validation_captures']} of them (20% of the people) form the",
+        "identity-disjoint validation split.",
+        "",
+        "## Labels: recognition utility",
+        "Computed with the MobileFaceNet in `../shared/models` (CASIA-WebFace, 256-d image+mirror",
+        "embedding, cosine similarity). For a capture `c` of person `i`:",
+        "",
+        "    z(c) = (mean_r cos(c, r) - mean_k cos(c, k)) / std_k cos(c, k)",
+        "",
+        "with `r` the other clean photos of `i` and `k` every clean photo of the other training people:",
+        "how many impostor standard deviations the capture's genuine similarity sits above its",
+        f"impostors. Label = clip(z / {Z_FULL:g}, 0, 1). Faces are located by MTCNN on the clean photo;",
+        "degradations are applied to the whole photo and the crop is taken with those landmarks",
+        "(jittered by 2% of the eye distance for degraded copies), as the gate would crop it.",
+        "",
+        "## Training",
+        f"Command: `{m['command']}` ({m['seconds_total'] / 60:.0f} min on the machine below).",
+        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch, so not lower than",
+        "the head's), weight decay 1e-4, step decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1,",
+        f"progressive stages (size:data share:epochs) `{m['stages']}`, best validation SRCC kept.",
+        "Augmentation: horizontal and vertical flips, shifts of up to 4% of the side.",
+        "",
+        "| member | best validation SRCC | at stage, epoch | epochs | training time |",
+        "|---|---|---|---|---|",
+    ]
+    for arch in spec.members:
+        tr = m["training"][arch]
+        lines.append(f"| {arch} | {tr['best']['srcc']:.4f} | {tr['best']['stage']}, {tr['best']['epoch']} | "
+                     f"{tr['epochs']} | {tr['seconds'] / 60:.1f} min |")
+    lines += [
+        "",
+        "## Metrics (identity-disjoint validation split, against the labels)",
+        "",
+        "| model | test-time views | SRCC | PLCC |",
+        "|---|---|---|---|",
+    ]
+    for row in m["ablation"]:
+        lines.append(f"| {row['model']} | {row['views']} | {row['srcc']:.4f} | {row['plcc']:.4f} |")
+    lines += [
+        "",
+        "## Default threshold",
+        f"`{spec.default_threshold:g}`, chosen by {spec.threshold_rule}. At it, {t['accept_usable']:.1%} of",
+        f"usable and {t['accept_unusable']:.1%} of unusable validation captures are accepted",
+        f"({t['unusable_share']:.1%} of validation captures are unusable). `facegate calibrate` sets your own.",
+    ]
+    if "sensitivity" in m:
+        s = m["sensitivity"]
+        lines += [
+            "",
+            f"## Sensitivity on held-out people ({s['photos']} photos of LFW folds 1-5 people)",
+            "Each photo and its degraded copy go through the whole gate (detect, align, score).",
+            "",
+            "| degradation | score dropped | no face found after | share dropped | median score before -> after |",
+            "|---|---|---|---|---|",
+        ]
+        for name, d in s["degradations"].items():
+            after = "-" if d["median_after"] is None else f"{d['median_after']:.1f}"
+            lines.append(f"| {name} | {d['score_dropped']} | {d['no_face_after']} | {d['share_dropped']:.0%} | "
+                         f"{d['median_before']:.1f} -> {after} |")
+        lines.append("")
+        lines.append("Measured by `python -m train.evaluate sensitivity --shared ../shared --photos 100`.")
+    lines += [
+        "",
+        "## Terms and limits",
+        "- LFW has no formal licence and is for research use; these weights inherit that: research use.",
+        "- The MobileFaceNet checkpoint (no licence stated) made the labels and is not shipped.",
+        "- Quality here means usefulness to *that* recognizer on LFW-like photos (news photos of mostly",
+        "  adult public figures, 250x250, JPEG). Other recognizers, cameras and populations can differ:",
+        "  calibrate the threshold on your own captures.",
+        "- Trained from scratch on about 12k crops: no ImageNet pretraining was available here.",
+        "",
+        f"Machine: {m.get('machine', 'see metrics.json')}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write(weights: Path) -> Path:
+    spec = ScorerSpec.load(weights / "spec.json")
+    metrics = json.loads((weights / "metrics.json").read_text())
+    path = weights / "MODEL_CARD.md"
+    path.write_text(render(spec, metrics))
+    return path
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--weights", type=Path, default=Path("facegate/weights"))
+    print(write(parser.parse_args(argv).weights))
+
+
+if __name__ == "__main__":
+    main()
