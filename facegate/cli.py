@@ -50,6 +50,10 @@ def gate_options(fn):
 @click.version_option(__version__, prog_name="facegate")
 def main():
     """Gate face captures: accept or reject each with a reason before recognition."""
+    # File names that are not valid UTF-8 must print, not crash the run.
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _collect(paths: tuple[str, ...]) -> list[Path]:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from .evaluate import ablation, sensitivity
 from .fit import FitConfig, correlations, fit, parse_stages, predict
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
-SHIPPED_STAGES = "64:0.4:4,96:0.7:4,128:1:8"
+SHIPPED_STAGES = "64:0.4:5,96:0.7:5,128:1:7"
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 
 
@@ -83,6 +85,7 @@ def main(argv=None):
                         help="backbone learning rate (default 5e-4: trained from scratch, not fine-tuned)")
     parser.add_argument("--variants", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--jobs", type=int, default=2, help="members trained at once (default 2)")
     parser.add_argument("--skip-training", action="store_true", help="reuse trained members in --work")
     args = parser.parse_args(argv)
     if args.threads:
@@ -93,13 +96,18 @@ def main(argv=None):
     if not csv_path.exists():
         label_step.build(args.shared, label_dir, variants=args.variants, seed=0, limit_people=None)
     member_dir = args.work / "members"
-    fits = {}
-    for arch in MEMBERS:
-        if args.skip_training and (member_dir / f"{arch}.history.json").exists():
-            fits[arch] = json.loads((member_dir / f"{arch}.history.json").read_text())
-            continue
-        fits[arch] = fit(FitConfig(csv=csv_path, arch=arch, out=member_dir, stages=parse_stages(args.stages),
-                                   lr_backbone=args.lr_backbone))
+    todo = [a for a in MEMBERS if not (args.skip_training and (member_dir / f"{a}.history.json").exists())]
+    jobs = max(1, min(args.jobs, len(todo)))
+    configs = [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.stages),
+                         lr_backbone=args.lr_backbone, threads=max(1, (os.cpu_count() or 1) // jobs))
+               for a in todo]
+    if jobs > 1:  # members train in parallel processes, each with its share of the cores
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(fit, configs))
+    else:
+        for cfg in configs:
+            fit(cfg)
+    fits = {a: json.loads((member_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
 
     spec = ScorerSpec(name="facegate-ensemble.lfw-utility-v1", members=MEMBERS,
                       input_size=max(s.size for s in parse_stages(args.stages)))
