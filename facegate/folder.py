@@ -18,7 +18,6 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .gate import CaptureResult, Gate
-from .images import IMAGE_SUFFIXES
 from .policy import Status
 
 __all__ = [
@@ -28,8 +27,11 @@ __all__ = [
 
 
 def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
-    """Image files under ``root`` (or ``root`` itself), sorted, by suffix; symbolic links to
-    folders are not followed, so link loops cannot trap the walk."""
+    """Every file under ``root`` (or ``root`` itself), sorted, hidden ones (``.name``) aside.
+
+    Files are not judged by their suffix: each one gets a status, and one that does not
+    decode is reported unreadable with the cause. Symbolic links to folders are not
+    followed, so link loops cannot trap the walk."""
     root = Path(root)
     if root.is_file():
         return [root]
@@ -39,7 +41,7 @@ def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if (here / d).resolve() not in excluded and not d.startswith("."))
         for name in sorted(files):
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith("."):
+            if not name.startswith("."):
                 found.append(here / name)
     return found
 
@@ -65,11 +67,12 @@ class Manifest:
         self._fh = None
 
     def finished(self, rel: str, dest_root: dict[str, Path]) -> bool:
+        """Recorded, and its copy is in place (or there was nothing to copy)."""
         record = self.done.get(rel)
         if record is None:
             return False
         dest = record.get("destination")
-        return dest is not None and (dest_root[record["side"]] / dest).exists()
+        return dest is None or (dest_root[record["side"]] / dest).exists()
 
     def append(self, record: dict) -> None:
         if self._fh is None:
@@ -174,16 +177,17 @@ def run_filter(
     try:
         for (path, rel), result in zip(plan.todo, gate.assess_many(p for p, _ in plan.todo)):
             side = "accepted" if result.accepted else "rejected"
-            dest = _place(path, plan.roots[side] / rel, link)
             record = result.to_dict()
             record.pop("source")
-            plan.manifest.append({
-                "file": rel,
-                "side": side,
-                "destination": dest.relative_to(plan.roots[side]).as_posix(),
-                **record,
-            })
-            summary.count(result.status.value)
+            try:
+                dest = _place(path, plan.roots[side] / rel, link)
+                destination = dest.relative_to(plan.roots[side]).as_posix()
+            except OSError as exc:  # vanished or unreadable source: recorded, nothing copied
+                destination = None
+                record["status"] = Status.UNREADABLE.value
+                record["error"] = record["error"] or f"cannot copy ({exc.strerror or exc})"
+            plan.manifest.append({"file": rel, "side": side, "destination": destination, **record})
+            summary.count(record["status"])
             if on_result is not None:
                 on_result(result)
     finally:

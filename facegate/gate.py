@@ -18,7 +18,7 @@ import torch
 
 from .detection import Detector, Face, MTCNNDetector, choose_primary
 from .errors import ConfigError, ImageError
-from .images import ColorOrder, ImageInput, describe, load_rgb
+from .images import ColorOrder, ImageInput, describe, load_image, load_rgb
 from .policy import Policy, Status, decide
 from .scorer import Scorer
 
@@ -38,6 +38,7 @@ class CaptureResult:
         face: the primary face; ``faces``: every face found.
         image_size: ``(width, height)`` of the decoded image.
         error: the cause, for unreadable inputs.
+        notes: what decoding did that a user should know (first frame of an animation, ...).
     """
 
     source: str
@@ -49,6 +50,7 @@ class CaptureResult:
     faces: tuple[Face, ...] = ()
     image_size: tuple[int, int] | None = None
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -65,6 +67,7 @@ class CaptureResult:
             "faces": len(self.faces),
             "image_size": None if self.image_size is None else list(self.image_size),
             "error": self.error,
+            "notes": list(self.notes),
         }
 
 
@@ -76,10 +79,15 @@ class _Pending:
     primary: Face | None = None
     crop: np.ndarray | None = None
     error: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 class Gate:
     """Assess face captures.
+
+    A Gate holds no per-call state, so one instance may be shared by several threads
+    (tests/test_threads.py checks results against a serial run); torch's own intra-op
+    threads are set once here, process-wide.
 
     Args:
         policy: a :class:`Policy`, or the path of a policy file (``facegate calibrate``
@@ -164,7 +172,8 @@ class Gate:
     def _detect_and_crop(self, image: ImageInput, color_order: ColorOrder | None) -> _Pending:
         item = _Pending(describe(image))
         try:
-            item.rgb = load_rgb(image, color_order=color_order)
+            loaded = load_image(image, color_order=color_order)
+            item.rgb, item.notes = loaded.rgb, loaded.notes
         except ImageError as exc:
             item.error = exc.cause
             return item
@@ -193,4 +202,5 @@ class Gate:
                 score = float(scores[k])
                 members = {n: float(per_member[m, k]) for m, n in enumerate(self.scorer.member_names)}
             status, reasons = decide(self.policy, item.faces, item.primary, score)
-            yield CaptureResult(item.source, status, reasons, score, members, item.primary, item.faces, size)
+            yield CaptureResult(item.source, status, reasons, score, members, item.primary, item.faces, size,
+                                notes=item.notes)

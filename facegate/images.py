@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Union
 
@@ -22,10 +23,6 @@ ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
 #: Largest image we decode; larger files are refused rather than exhausting memory.
 MAX_PIXELS = 64_000_000
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pbm"}
-)
-
 
 def describe(image: ImageInput) -> str:
     """A short name for an input, used in results and error messages."""
@@ -38,8 +35,22 @@ def describe(image: ImageInput) -> str:
     return f"<{type(image).__name__}>"
 
 
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image and what was done to it that a user should hear about
+    (first frame of an animation, EXIF rotation, transparency, bit depth)."""
+
+    rgb: np.ndarray
+    notes: tuple[str, ...] = ()
+
+
 def load_rgb(image: ImageInput, *, color_order: ColorOrder | None = None) -> np.ndarray:
-    """Return the image as a contiguous ``(H, W, 3)`` uint8 RGB array.
+    """:func:`load_image` without the notes: the ``(H, W, 3)`` uint8 RGB array."""
+    return load_image(image, color_order=color_order).rgb
+
+
+def load_image(image: ImageInput, *, color_order: ColorOrder | None = None) -> LoadedImage:
+    """Decode the image to a contiguous ``(H, W, 3)`` uint8 RGB array.
 
     Args:
         image: a file path, a PIL image, or a numpy array (``(H, W)`` grey or
@@ -55,13 +66,13 @@ def load_rgb(image: ImageInput, *, color_order: ColorOrder | None = None) -> np.
     if isinstance(image, Image.Image):
         return _from_pil(image, describe(image))
     if isinstance(image, np.ndarray):
-        return _from_array(image, color_order)
+        return LoadedImage(_from_array(image, color_order))
     raise ConfigError(
         f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array"
     )
 
 
-def _load_path(path: Path) -> np.ndarray:
+def _load_path(path: Path) -> LoadedImage:
     name = os.fsdecode(path)
     try:
         size = path.stat().st_size
@@ -90,27 +101,37 @@ def _load_path(path: Path) -> np.ndarray:
         raise ImageError(name, f"cannot decode image ({exc})") from None
 
 
-def _from_pil(pil: Image.Image, name: str) -> np.ndarray:
+def _from_pil(pil: Image.Image, name: str) -> LoadedImage:
+    notes = []
     try:
-        if getattr(pil, "n_frames", 1) > 1:
+        frames = getattr(pil, "n_frames", 1)
+        if frames > 1:
             pil.seek(0)
-        pil = ImageOps.exif_transpose(pil)
+            notes.append(f"animated image with {frames} frames: the first frame was used")
+        orientation = pil.getexif().get(0x0112, 1)
+        if orientation not in (1, None):
+            pil = ImageOps.exif_transpose(pil)
+            notes.append(f"EXIF orientation {orientation} applied")
         if pil.mode in ("I;16", "I;16B", "I;16L", "I"):
             arr = np.asarray(pil, dtype=np.float64)
             top = 65535.0 if arr.max() > 255 else 255.0
-            return _grey_to_rgb(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
-        if pil.mode == "F":
+            notes.append(f"{pil.mode} image scaled to 8 bits")
+            arr = _grey_to_rgb(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        elif pil.mode == "F":
             arr = np.nan_to_num(np.asarray(pil, dtype=np.float64))
-            return _grey_to_rgb(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
-        if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-            rgba = pil.convert("RGBA")
-            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            pil = Image.alpha_composite(background, rgba)
-        arr = np.asarray(pil.convert("RGB"), dtype=np.uint8)
+            notes.append("floating-point image scaled to 8 bits")
+            arr = _grey_to_rgb(np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8))
+        else:
+            if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+                rgba = pil.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                pil = Image.alpha_composite(background, rgba)
+                notes.append("transparency composited on white")
+            arr = np.asarray(pil.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(name, f"cannot decode image ({exc})") from None
     _check_size(arr, name)
-    return np.ascontiguousarray(arr)
+    return LoadedImage(np.ascontiguousarray(arr), tuple(notes))
 
 
 def _from_array(arr: np.ndarray, color_order: ColorOrder | None) -> np.ndarray:

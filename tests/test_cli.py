@@ -78,7 +78,8 @@ def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
     assert first.exit_code == 1, first.output  # broken.jpg is unreadable
     assert checksums(enrol) == before  # originals untouched
     records = {r["file"]: r for r in map(json.loads, manifest.read_text().splitlines())}
-    assert set(records) == {"desk1/capture.jpg", "desk2/capture.jpg", "group.jpg", "wall.jpg", "broken.jpg"}
+    assert set(records) == {"desk1/capture.jpg", "desk2/capture.jpg", "group.jpg", "wall.jpg", "broken.jpg", "notes.txt"}
+    assert records["notes.txt"]["status"] == "unreadable" and "cannot decode" in records["notes.txt"]["error"]
     assert records["group.jpg"]["side"] == "rejected" and "multiple_faces" in records["group.jpg"]["reasons"]
     assert records["wall.jpg"]["status"] == "no_face" and records["broken.jpg"]["status"] == "unreadable"
     assert records["desk2/capture.jpg"]["status"] == "accepted"
@@ -92,7 +93,7 @@ def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
     lines = manifest.read_text().splitlines()
     manifest.write_text("\n".join(lines[:-2]) + "\n" + lines[-2][:20])
     second = CliRunner().invoke(main, args)
-    assert "3 already done" in second.output
+    assert "4 already done" in second.output
     again = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert sorted(r["file"] for r in again) == sorted(records)  # none missing, none twice
     assert checksums(enrol) == before
