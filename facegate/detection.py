@@ -78,8 +78,6 @@ class MTCNNDetector:
         device: torch device for the three networks.
     """
 
-    #: Images smaller than this on either side cannot hold a face MTCNN can see.
-    MIN_IMAGE_SIDE = 12
 
     def __init__(
         self,
@@ -98,9 +96,12 @@ class MTCNNDetector:
             device=torch.device(device),
         )
         self._mtcnn.eval()
+        # MTCNN's image pyramid is empty below min_face_size (and facenet-pytorch then fails
+        # on an empty torch.cat), so smaller images cannot hold a face it can see.
+        self.min_image_side = max(12, int(min_face_size))
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        if min(rgb.shape[0], rgb.shape[1]) < self.MIN_IMAGE_SIDE:
+        if min(rgb.shape[0], rgb.shape[1]) < self.min_image_side:
             return []
         with torch.inference_mode():
             boxes, probs, points = self._mtcnn.detect(rgb, landmarks=True)

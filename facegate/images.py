@@ -88,7 +88,9 @@ def _load_path(path: Path) -> LoadedImage:
             with Image.open(path) as pil:
                 if pil.width * pil.height > MAX_PIXELS:
                     raise ImageError(
-                        name, f"image is {pil.width}x{pil.height}, over the {MAX_PIXELS} pixel limit"
+                        name,
+                        f"image is {pil.width}x{pil.height}, over the {MAX_PIXELS} pixel limit "
+                        "(refused as a possible decompression bomb)",
                     )
                 return _from_pil(pil, name)
     except ImageError:

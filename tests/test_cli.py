@@ -73,7 +73,9 @@ def test_usage_errors_exit_2(tmp_path):
 def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
     before = checksums(enrol)
     acc, rej, manifest = tmp_path / "ok", tmp_path / "bad", tmp_path / "manifest.jsonl"
-    args = ["filter", str(enrol), "--accepted", str(acc), "--rejected", str(rej), "--manifest", str(manifest)]
+    # threshold 0: every single clear face is accepted, whatever the weights think of it
+    args = ["filter", str(enrol), "--accepted", str(acc), "--rejected", str(rej), "--manifest", str(manifest),
+            "--threshold", "0"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 1, first.output  # broken.jpg is unreadable
     assert checksums(enrol) == before  # originals untouched
@@ -103,7 +105,8 @@ def test_filter_never_overwrites_a_different_file(tmp_path, enrol):
     acc, rej = tmp_path / "ok", tmp_path / "bad"
     (acc / "desk2").mkdir(parents=True)
     (acc / "desk2" / "capture.jpg").write_bytes(b"somebody else's file")
-    result = CliRunner().invoke(main, ["filter", str(enrol), "--accepted", str(acc), "--rejected", str(rej)])
+    result = CliRunner().invoke(main, ["filter", str(enrol), "--accepted", str(acc), "--rejected", str(rej),
+                                       "--threshold", "0"])
     assert (acc / "desk2" / "capture.jpg").read_bytes() == b"somebody else's file"
     assert (acc / "desk2" / "capture (1).jpg").read_bytes() == (enrol / "desk2" / "capture.jpg").read_bytes()
     assert (tmp_path / "facegate-manifest.jsonl").exists(), result.output

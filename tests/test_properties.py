@@ -44,7 +44,7 @@ def test_random_arrays_get_a_status(gate, image):
 @SETTINGS
 @given(
     image=arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3)),
-                 elements=st.floats(-1e3, 1e3, allow_nan=True, allow_infinity=True, width=32))
+                 elements=st.one_of(st.floats(-2.0, 2.0, width=32), st.sampled_from([np.nan, np.inf, -np.inf])))
 )
 def test_float_arrays_are_clipped_or_refused(image):
     try:
