@@ -213,5 +213,31 @@ def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views,
                f"{rejected}/{len(results)} captures ({rejected / len(results):.1%}); policy written to {out}")
 
 
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="File to write (never overwritten).")
+@click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
+@click.option("--views", type=click.Choice(["none", "flip", "full"]), default="full", show_default=True,
+              help="Test-time views folded into the graph.")
+def export(fmt, out, weights, views):
+    """Export the scorer (preprocessing, members and views) for other runtimes.
+
+    The ONNX graph takes `crops` (B, S, S, 3) uint8 RGB aligned faces and returns
+    `utility` (0-1) and `score` (0-100).
+    """
+    from .export import export_onnx
+    from .scorer import Scorer
+
+    if Path(out).exists():
+        raise click.UsageError(f"{out} exists; choose another file")
+    try:
+        scorer = Scorer(weights, views=views)
+        path = export_onnx(scorer, out)
+    except FacegateError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"wrote {path} (input {scorer.spec.input_size}x{scorer.spec.input_size}, views {','.join(scorer.views)})",
+               err=True)
+
+
 if __name__ == "__main__":
     main()

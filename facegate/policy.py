@@ -39,7 +39,7 @@ REASONS = {
 
 @dataclass(frozen=True)
 class Policy:
-    """Thresholds of the decision. Defaults: see ``docs/policy.md`` for how each was set.
+    """Thresholds of the decision. README.md ("Decision policy") says how each default was set.
 
     Attributes:
         min_score: accept at or above this quality score (0-100, scale ``fg-utility-v1``);

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.detection import choose_primary
 from facegate.gate import Gate
 from facegate.images import load_rgb
-from facegate.scorer import Scorer, load_member
+from facegate.scorer import load_member
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
@@ -42,10 +41,10 @@ def ablation(csv: Path, weights: Path, val_fraction: float = 0.2, seed: int = 0)
     preds = {}
     for arch in spec.members:
         net = load_member(weights / f"{arch}.pt", arch)
-        for views in ("none", "full"):
+        for views in ("none", "flip", "full"):
             preds[(arch, views)] = predict(net, crops, spec, views)
     rows = []
-    for views in ("none", "full"):
+    for views in ("none", "flip", "full"):
         for arch in spec.members:
             rows.append({"model": arch, "views": views, "n": len(target), **correlations(preds[(arch, views)], target)})
         ens = np.mean([preds[(a, views)] for a in spec.members], 0)
