@@ -22,12 +22,13 @@ from .policy import Policy, Status
 EXIT_OK, EXIT_UNREADABLE = 0, 1
 
 
-def _gate(policy, threshold, weights, views, threads, batch_size) -> Gate:
+def _gate(policy, threshold, weights, views, threads, batch_size, detector="mtcnn") -> Gate:
     try:
         pol = Policy.load(policy) if policy else Policy()
         if threshold is not None:
             pol = Policy(**{**pol.__dict__, "min_score": threshold})
-        return Gate(policy=pol, weights=weights, views=views, threads=threads, batch_size=batch_size)
+        return Gate(policy=pol, weights=weights, views=views, threads=threads, batch_size=batch_size,
+                    detector=detector)
     except FacegateError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -40,6 +41,8 @@ def gate_options(fn):
         click.option("--views", type=click.Choice(["none", "flip", "full"]), default="full", show_default=True, help="Test-time views."),
         click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch."),
         click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True),
+        click.option("--detector", type=click.Choice(["mtcnn", "yunet"]), default="mtcnn", show_default=True,
+                     help="Face detector: MTCNN, or the faster YuNet."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -82,9 +85,9 @@ def _row(result: CaptureResult) -> dict:
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
 @click.option("--aligned", is_flag=True, help="Inputs are aligned face crops: score them without detection.")
 @gate_options
-def score(paths, fmt, aligned, policy, threshold, weights, views, threads, batch_size):
+def score(paths, fmt, aligned, policy, threshold, weights, views, threads, batch_size, detector):
     """Score captures: one line per image (files or folders, searched recursively)."""
-    gate = _gate(policy, threshold, weights, views, threads, batch_size)
+    gate = _gate(policy, threshold, weights, views, threads, batch_size, detector)
     files = _collect(paths)
     if not files:
         raise click.UsageError("no image files found in the given paths")
@@ -148,7 +151,8 @@ def _score_aligned(gate: Gate, files: list[Path], fmt: str) -> None:
               help="JSON-lines manifest [default: facegate-manifest.jsonl beside the accepted folder].")
 @click.option("--link", is_flag=True, help="Make symbolic links to the originals instead of copies.")
 @gate_options
-def filter_cmd(src, accepted, rejected, manifest, link, policy, threshold, weights, views, threads, batch_size):
+def filter_cmd(src, accepted, rejected, manifest, link, policy, threshold, weights, views, threads, batch_size,
+               detector):
     """Sort an enrollment folder into accepted and rejected copies.
 
     Originals are never moved or changed; sub-folders are mirrored; an interrupted run
@@ -160,7 +164,7 @@ def filter_cmd(src, accepted, rejected, manifest, link, policy, threshold, weigh
         if dest.resolve() == src_path:
             raise click.UsageError(f"{dest} is the source folder; choose another destination")
     manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
-    gate = _gate(policy, threshold, weights, views, threads, batch_size)
+    gate = _gate(policy, threshold, weights, views, threads, batch_size, detector)
     plan = plan_filter(Path(src), accepted, rejected, manifest_path)
     err = sys.stderr
     show = err.isatty()
@@ -191,11 +195,11 @@ class _NullBar:
               help="Policy file to write (refuses to overwrite unless --force).")
 @click.option("--force", is_flag=True, help="Overwrite an existing policy file.")
 @gate_options
-def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views, threads, batch_size):
+def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views, threads, batch_size, detector):
     """Pick the quality threshold that rejects a target fraction of your own captures."""
     if Path(out).exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
-    gate = _gate(policy, threshold, weights, views, threads, batch_size)
+    gate = _gate(policy, threshold, weights, views, threads, batch_size, detector)
     results = list(gate.assess_many(_collect(paths)))
     scores = [r.score for r in results if r.score is not None]
     if not scores:

@@ -14,7 +14,7 @@ from typing import Protocol, Sequence
 import numpy as np
 import torch
 
-__all__ = ["Face", "Detector", "MTCNNDetector", "choose_primary"]
+__all__ = ["Face", "Detector", "MTCNNDetector", "YuNetDetector", "create_detector", "choose_primary"]
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,67 @@ class MTCNNDetector:
                 )
             )
         return faces
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``), about 4x faster than MTCNN on a CPU.
+
+    The model file (Apache-2.0, from OpenCV's model zoo) ships in ``facegate/weights``.
+    Landmarks follow the same contract as :class:`MTCNNDetector`.
+
+    Args:
+        model: path of the YuNet ONNX file (default: the shipped one).
+        score_threshold: minimum face confidence.
+        nms_threshold: overlap above which boxes are merged.
+    """
+
+    def __init__(self, model: str | None = None, *, score_threshold: float = 0.7, nms_threshold: float = 0.3):
+        import cv2
+
+        if model is None:
+            from importlib import resources
+
+            model = str(resources.files("facegate") / "weights" / "yunet_2023mar.onnx")
+        self._create = lambda size: cv2.FaceDetectorYN.create(model, "", size, score_threshold, nms_threshold, 5000)
+        self._detectors: dict[int, object] = {}
+        self._cv2 = cv2
+
+    def detect(self, rgb: np.ndarray) -> list[Face]:
+        import threading
+
+        height, width = rgb.shape[:2]
+        if min(height, width) < 10:
+            return []
+        # One cv2 detector per thread: its input size is state.
+        key = threading.get_ident()
+        detector = self._detectors.get(key)
+        if detector is None:
+            detector = self._detectors[key] = self._create((width, height))
+        detector.setInputSize((width, height))
+        _, found = detector.detect(np.ascontiguousarray(rgb[..., ::-1]))
+        faces = []
+        for row in [] if found is None else found:
+            x, y, w, h = (float(v) for v in row[:4])
+            pts = np.asarray(row[4:14], dtype=np.float64).reshape(5, 2)
+            eyes = pts[:2][np.argsort(pts[:2, 0])]
+            mouth = pts[3:5][np.argsort(pts[3:5, 0])]
+            landmarks = np.vstack([eyes, pts[2:3], mouth])
+            if np.isfinite(landmarks).all():
+                faces.append(Face((x, y, x + w, y + h), float(row[14]), landmarks))
+        return faces
+
+
+DETECTORS = {"mtcnn": MTCNNDetector, "yunet": YuNetDetector}
+
+
+def create_detector(name: str = "mtcnn", **options) -> Detector:
+    """A detector by name: ``"mtcnn"`` (default, most accurate landmarks) or ``"yunet"`` (fast)."""
+    from .errors import ConfigError
+
+    try:
+        return DETECTORS[name](**options)
+    except KeyError:
+        raise ConfigError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}") from None
 
 
 def choose_primary(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:

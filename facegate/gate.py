@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from .detection import Detector, Face, MTCNNDetector, choose_primary
+from .detection import Detector, Face, MTCNNDetector, choose_primary, create_detector
 from .errors import ConfigError, ImageError
 from .images import ColorOrder, ImageInput, describe, load_image, load_rgb
 from .policy import Policy, Status, decide
@@ -97,7 +97,8 @@ class Gate:
         device: torch device for detection and scoring.
         threads: torch CPU threads (set once, process-wide); None leaves torch's choice.
         batch_size: faces scored per forward pass in :meth:`assess_many`.
-        detector: any object with ``detect(rgb) -> list[Face]``; MTCNN by default.
+        detector: ``"mtcnn"`` (default), ``"yunet"`` (faster), or any object with
+            ``detect(rgb) -> list[Face]``.
 
     Example:
         >>> gate = Gate(threads=2)
@@ -114,7 +115,7 @@ class Gate:
         device: str = "cpu",
         threads: int | None = None,
         batch_size: int = 16,
-        detector: Detector | None = None,
+        detector: Detector | str = "mtcnn",
     ):
         if threads is not None:
             if threads < 1:
@@ -126,7 +127,9 @@ class Gate:
         if isinstance(policy, (str, Path)):
             policy = Policy.load(policy)
         self.policy = (policy or Policy()).with_threshold(self.scorer.spec.default_threshold)
-        self.detector = detector if detector is not None else MTCNNDetector(device=device)
+        if isinstance(detector, str):
+            detector = MTCNNDetector(device=device) if detector == "mtcnn" else create_detector(detector)
+        self.detector = detector
         self.batch_size = batch_size
 
     @property

@@ -60,3 +60,26 @@ def test_primary_face_rule(faces, expected):
 
 def test_no_primary_without_faces():
     assert choose_primary([], (10, 10, 3)) is None
+
+
+def test_yunet_keeps_the_landmark_contract(detector, face_rgb):
+    from facegate.detection import YuNetDetector, create_detector
+
+    yunet = create_detector("yunet")
+    assert isinstance(yunet, YuNetDetector)
+    (mtcnn_face,) = detector.detect(face_rgb)
+    faces = yunet.detect(face_rgb)
+    assert len(faces) == 1
+    lm = faces[0].landmarks
+    assert lm[0, 0] < lm[1, 0] and lm[3, 0] < lm[4, 0] and lm[0, 1] < lm[2, 1] < lm[3, 1]
+    # eyes agree with MTCNN's within a tenth of the eye distance
+    assert np.abs(lm[:2] - mtcnn_face.landmarks[:2]).max() < 0.1 * mtcnn_face.eye_distance
+    assert yunet.detect(np.zeros((8, 8, 3), np.uint8)) == []
+
+
+def test_unknown_detector():
+    from facegate.detection import create_detector
+    from facegate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="choose from"):
+        create_detector("haar")

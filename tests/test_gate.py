@@ -88,3 +88,10 @@ def test_views_are_configurable(fixtures):
     scores = {v: Gate(views=v).assess(path).score for v in ("none", "flip", "full")}
     assert all(0 <= s <= 100 for s in scores.values())
     assert len({round(s, 4) for s in scores.values()}) > 1
+
+
+def test_yunet_backend_end_to_end(fixtures):
+    yunet = Gate(detector="yunet")
+    result = yunet.assess(fixtures / "colin_powell_1.jpg")
+    assert result.face is not None and result.score is not None
+    assert yunet.assess(fixtures / "no_face.jpg").status is Status.NO_FACE
