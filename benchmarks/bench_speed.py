@@ -1,13 +1,17 @@
-"""Speed of the shipped gate on this machine: per-face scoring and end-to-end throughput.
+"""Speed of facegate on this machine, side by side with the field's reference backbones.
 
-    python benchmarks/bench_speed.py --threads 2 --photos 200
+    python benchmarks/bench_speed.py --threads 2 --json runs/speed.json
 
-Measures, after warm-up, with repeated runs (median and spread):
-- per-face scoring latency at batch 1 and throughput at batch 32, for each view set;
-- MTCNN detection time per LFW photo (250x250) and per 640x480 frame;
-- end-to-end photos per second (decode, detect, align, score, decide) on LFW photos;
-- parameters and multiply-accumulates per face of each member at the input size.
-Prints a Markdown table and writes JSON beside it with --json.
+After warm-up, with repeated runs (median, 10th and 90th percentiles), on the same
+threads and inputs:
+- members: parameters and multiply-accumulates (MACs) per face at the input size;
+- scoring pre-cropped faces: latency at batch 1, throughput at batch 8/32/64, for each
+  test-time view set; the same through onnxruntime when it is installed;
+- the arithmetic limit: MACs per face / this CPU's measured matrix-multiply rate;
+- detection per frame (MTCNN, YuNet) at 250x250 (LFW), 640x480 and 1280x720;
+- end to end (decode, detect, align, score, decide) photos per second on LFW photos;
+- reference backbones (MobileFaceNet as in eDifFIQA-T, iResNet-50/100 as in CR-FIQA and
+  MagFace) at 112x112 with random weights, and their ratio to facegate's ensemble.
 """
 
 from __future__ import annotations
@@ -15,21 +19,27 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
-import facegate
-from facegate import Gate
-from facegate.images import load_rgb
-from facegate.detection import create_detector
-from facegate.models import count_macs
-from facegate.scorer import Scorer
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import facegate  # noqa: E402
+from benchmarks.reference_models import REFERENCES  # noqa: E402
+from facegate import Gate  # noqa: E402
+from facegate.detection import create_detector  # noqa: E402
+from facegate.images import load_rgb  # noqa: E402
+from facegate.models import count_macs  # noqa: E402
+from facegate.scorer import Scorer  # noqa: E402
 
 
 def timed(fn, repeats: int, warmup: int = 3) -> list[float]:
@@ -45,106 +55,191 @@ def timed(fn, repeats: int, warmup: int = 3) -> list[float]:
 
 def summary(times: list[float], per: int = 1) -> dict:
     ms = sorted(t * 1000 / per for t in times)
-    return {"median_ms": statistics.median(ms), "p10_ms": ms[len(ms) // 10], "p90_ms": ms[(len(ms) * 9) // 10]}
+    return {"median_ms": statistics.median(ms), "p10_ms": ms[len(ms) // 10], "p90_ms": ms[(len(ms) * 9) // 10],
+            "per_second": 1000.0 / statistics.median(ms)}
 
 
-def macs_per_face(scorer: Scorer) -> dict:
-    size = scorer.spec.input_size
-    return {
-        name: {"params": sum(p.numel() for p in net.parameters()), "macs": count_macs(net, size)}
-        for name, net in zip(scorer.member_names, scorer.ensemble.members)
+def matmul_macs_per_second(repeats: int = 20) -> float:
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    t = statistics.median(timed(lambda: torch.mm(a, b), repeats))
+    return 1024**3 / t
+
+
+def lfw_photos(shared: Path, n: int) -> list[Path]:
+    files = sorted((shared / "data" / "lfw-deepfunneled").glob("*/*.jpg"))
+    if not files:
+        fixtures = sorted((ROOT / "tests" / "fixtures").glob("*.jpg"))
+        return (fixtures * (n // len(fixtures) + 1))[:n]
+    return [files[i] for i in np.linspace(0, len(files) - 1, n).astype(int)]
+
+
+def real_crops(gate: Gate, files: list[Path], count: int) -> np.ndarray:
+    crops = []
+    for path in files:
+        rgb = load_rgb(path)
+        face = gate.assess(rgb, color_order="rgb").face
+        if face is not None:
+            crops.append(gate.spec.crop(rgb, face.landmarks))
+        if len(crops) == count:
+            break
+    return np.resize(np.stack(crops), (count,) + crops[0].shape)
+
+
+def bench_scoring(crops: np.ndarray, repeats: int) -> dict:
+    out = {}
+    for views in ("none", "flip", "full"):
+        scorer = Scorer(views=views)
+        row = {"batch1": summary(timed(lambda: scorer.score(crops[:1]), repeats))}
+        for batch in (8, 32, 64):
+            row[f"batch{batch}"] = summary(timed(lambda: scorer.score(crops[:batch]), max(5, repeats // 3)), per=batch)
+        out[views] = row
+    return out
+
+
+def bench_onnx(crops: np.ndarray, repeats: int) -> dict | None:
+    try:
+        import onnxruntime as ort
+
+        from facegate.export import export_onnx
+    except ImportError:
+        return None
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for views in ("none", "full"):
+            path = export_onnx(Scorer(views=views), Path(tmp) / f"{views}.onnx")
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            run = lambda batch: session.run(["score"], {"crops": crops[:batch]})  # noqa: E731
+            out[views] = {"batch1": summary(timed(lambda: run(1), repeats)),
+                          "batch32": summary(timed(lambda: run(32), max(5, repeats // 3)), per=32)}
+    return out
+
+
+def bench_detection(repeats: int) -> dict:
+    group = load_rgb(ROOT / "tests" / "fixtures" / "multiface.jpg")
+    frames = {
+        "250x250": load_rgb(ROOT / "tests" / "fixtures" / "colin_powell_1.jpg"),
+        "640x480": cv2.resize(group, (640, 480), interpolation=cv2.INTER_AREA),
+        "1280x720": cv2.resize(group, (1280, 720), interpolation=cv2.INTER_AREA),
     }
+    out = {}
+    for name in ("mtcnn", "yunet"):
+        detector = create_detector(name)
+        for size, frame in frames.items():
+            out[f"{name} {size}"] = summary(timed(lambda: detector.detect(frame), max(5, repeats // 2)))
+    return out
 
 
-def photos(shared: Path, n: int) -> list[Path]:
-    lfw = shared / "data" / "lfw-deepfunneled"
-    if lfw.is_dir():
-        files = sorted(lfw.glob("*/*.jpg"))
-        return [files[i] for i in np.linspace(0, len(files) - 1, n).astype(int)]
-    fixtures = sorted((ROOT / "tests" / "fixtures").glob("*.jpg"))
-    return (fixtures * (n // len(fixtures) + 1))[:n]
+def bench_end_to_end(files: list[Path]) -> dict:
+    out = {}
+    for detector in ("mtcnn", "yunet"):
+        for views in ("none", "full"):
+            for workers in (0, 1):
+                gate = Gate(views=views, batch_size=16, detector=detector, workers=workers)
+                list(gate.assess_many(files[:8]))
+                t0 = time.perf_counter()
+                statuses = [r.status.value for r in gate.assess_many(files)]
+                elapsed = time.perf_counter() - t0
+                out[f"{detector}, views={views}, workers={workers}"] = {
+                    "photos": len(files), "photos_per_second": len(files) / elapsed,
+                    "statuses": {s: statuses.count(s) for s in sorted(set(statuses))}}
+    return out
+
+
+def bench_references(repeats: int) -> dict:
+    out = {}
+    x1, x32 = torch.randn(1, 3, 112, 112), torch.randn(32, 3, 112, 112)
+    for name, build in REFERENCES.items():
+        net = build().eval()
+        with torch.inference_mode():
+            b1 = summary(timed(lambda: net(x1), max(5, repeats // 3)))
+            b32 = summary(timed(lambda: net(x32), 3, warmup=1), per=32)
+        out[name] = {"params": sum(p.numel() for p in net.parameters()), "macs": count_macs(net, 112),
+                     "batch1": b1, "batch32": b32}
+    return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--photos", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
 
-    results = {"machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-               "torch": torch.__version__, "facegate": facegate.__version__,
-               "date": time.strftime("%Y-%m-%d")}
-    rng = np.random.default_rng(0)
-    files = photos(args.shared, args.photos)
-    gate = Gate(threads=args.threads)
+    files = lfw_photos(args.shared, args.photos)
+    gate = Gate()
     size = gate.spec.input_size
-    # Real aligned crops from the photos, so the scorer sees faces, not noise.
-    crops = []
-    for path in files[:64]:
-        rgb = load_rgb(path)
-        result = gate.assess(rgb, color_order="rgb")
-        if result.face is not None:
-            crops.append(gate.spec.crop(rgb, result.face.landmarks))
-    crops = np.stack(crops)
-    results["members"] = macs_per_face(gate.scorer)
-
-    scoring = {}
-    for views in ("none", "flip", "full"):
-        scorer = Scorer(views=views)
-        one = crops[:1]
-        batch = crops[:32] if len(crops) >= 32 else np.resize(crops, (32, size, size, 3))
-        scoring[views] = {
-            "batch1": summary(timed(lambda: scorer.score(one), args.repeats)),
-            "batch32_per_face": summary(timed(lambda: scorer.score(batch), max(5, args.repeats // 3)), per=32),
-        }
-    results["scoring"] = scoring
-
-    lfw_rgb = load_rgb(files[0])
-    frame = np.ascontiguousarray(np.pad(lfw_rgb, ((115, 115), (195, 195), (0, 0)), mode="edge"))  # 480x640
-    results["detection"] = {}
-    for name in ("mtcnn", "yunet"):
-        detector = create_detector(name)
-        results["detection"][f"{name} 250x250 (LFW)"] = summary(timed(lambda: detector.detect(lfw_rgb), args.repeats))
-        results["detection"][f"{name} 640x480"] = summary(timed(lambda: detector.detect(frame), args.repeats))
-
-    end_to_end = {}
-    for detector_name in ("mtcnn", "yunet"):
-        for views in ("none", "full"):
-            g = Gate(views=views, threads=args.threads, batch_size=16, detector=detector_name)
-            list(g.assess_many(files[:8]))
-            t0 = time.perf_counter()
-            statuses = [r.status.value for r in g.assess_many(files)]
-            elapsed = time.perf_counter() - t0
-            end_to_end[f"{detector_name}, views={views}"] = {
-                "photos": len(files), "seconds": elapsed, "photos_per_second": len(files) / elapsed,
-                "statuses": {s: statuses.count(s) for s in sorted(set(statuses))}}
-    results["end_to_end"] = end_to_end
-
-    print(render(results))
+    crops = real_crops(gate, files, 64)
+    r = {"machine": f"{platform.machine()} {platform.processor()}".strip(), "threads": args.threads,
+         "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
+         "facegate": facegate.__version__, "date": time.strftime("%Y-%m-%d"), "input_size": size}
+    r["members"] = {name: {"params": sum(p.numel() for p in net.parameters()), "macs": count_macs(net, size)}
+                    for name, net in zip(gate.scorer.member_names, gate.scorer.ensemble.members)}
+    r["matmul_macs_per_second"] = matmul_macs_per_second()
+    r["scoring"] = bench_scoring(crops, args.repeats)
+    r["onnxruntime"] = bench_onnx(crops, args.repeats)
+    r["detection"] = bench_detection(args.repeats)
+    r["references"] = bench_references(args.repeats)
+    r["end_to_end"] = bench_end_to_end(files)
+    r["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(render(r))
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(r, indent=1) + "\n")
+    return r
+
+
+def _cell(s: dict) -> str:
+    return f"{s['median_ms']:.2f} ms ({s['p10_ms']:.2f}-{s['p90_ms']:.2f})"
 
 
 def render(r: dict) -> str:
-    lines = [f"Machine: {r['machine']}; torch {r['torch']}; facegate {r['facegate']}; {r['date']}", ""]
-    lines += ["| model | parameters | MACs per face |", "|---|---|---|"]
+    ens_macs = sum(m["macs"] for m in r["members"].values())
+    rate = r["matmul_macs_per_second"]
+    lines = [f"Machine: {r['machine']}, {r['threads']} threads; Python {r['python']}, torch {r['torch']}, "
+             f"OpenCV {r['opencv']}, facegate {r['facegate']}; {r['date']}. Medians, with 10th-90th percentiles.", ""]
+    lines += ["### Models", "", "| model | parameters | MACs per face |", "|---|---|---|"]
     for name, m in r["members"].items():
-        lines.append(f"| {name} | {m['params'] / 1e6:.2f} M | {m['macs'] / 1e6:.1f} M |")
-    lines += ["", "| views | batch 1, ms per face | batch 32, ms per face |", "|---|---|---|"]
+        lines.append(f"| {name} ({r['input_size']} px) | {m['params'] / 1e6:.2f} M | {m['macs'] / 1e6:.1f} M |")
+    lines.append(f"| ensemble, per view | {sum(m['params'] for m in r['members'].values()) / 1e6:.2f} M | {ens_macs / 1e6:.1f} M |")
+    lines += ["", "### Scoring pre-cropped faces (PyTorch)", "",
+              "| views | batch 1 latency | batch 8, per face | batch 32, per face | batch 64, per face | faces/s at 64 | arithmetic limit, faces/s | gap |",
+              "|---|---|---|---|---|---|---|---|"]
     for views, s in r["scoring"].items():
-        b1, b32 = s["batch1"], s["batch32_per_face"]
-        lines.append(f"| {views} | {b1['median_ms']:.2f} (p10 {b1['p10_ms']:.2f}, p90 {b1['p90_ms']:.2f}) | "
-                     f"{b32['median_ms']:.2f} (p10 {b32['p10_ms']:.2f}, p90 {b32['p90_ms']:.2f}) |")
-    lines += ["", "| detection | median ms | p10 | p90 |", "|---|---|---|---|"]
+        n_views = {"none": 1, "flip": 2, "full": 3}[views]
+        limit = rate / (ens_macs * n_views)
+        lines.append(f"| {views} | {_cell(s['batch1'])} | {_cell(s['batch8'])} | {_cell(s['batch32'])} | "
+                     f"{_cell(s['batch64'])} | {s['batch64']['per_second']:.0f} | {limit:.0f} | "
+                     f"{limit / s['batch64']['per_second']:.1f}x |")
+    lines.append("")
+    lines.append(f"Arithmetic limit: MACs per face / this CPU's 1024x1024 float32 matrix-multiply rate, measured in "
+                 f"the same run ({rate / 1e9:.1f} GMAC/s).")
+    if r.get("onnxruntime"):
+        lines += ["", "### Scoring through onnxruntime (`facegate export`)", "",
+                  "| views | batch 1 latency | batch 32, per face | faces/s at 32 |", "|---|---|---|---|"]
+        for views, s in r["onnxruntime"].items():
+            lines.append(f"| {views} | {_cell(s['batch1'])} | {_cell(s['batch32'])} | {s['batch32']['per_second']:.0f} |")
+    lines += ["", "### Detection per frame", "", "| detector, frame | time |", "|---|---|"]
     for name, s in r["detection"].items():
-        lines.append(f"| {name} | {s['median_ms']:.1f} | {s['p10_ms']:.1f} | {s['p90_ms']:.1f} |")
-    lines += ["", "| end to end (decode, detect, align, score, decide) | photos | photos per second |", "|---|---|---|"]
-    for setting, s in r["end_to_end"].items():
-        lines.append(f"| {setting} | {s['photos']} | {s['photos_per_second']:.1f} |")
+        lines.append(f"| {name} | {_cell(s)} |")
+    lines += ["", "### End to end (decode, detect, align, score, decide) on LFW photos", "",
+              "| setting | photos | photos/s |", "|---|---|---|"]
+    for name, s in r["end_to_end"].items():
+        lines.append(f"| {name} | {s['photos']} | {s['photos_per_second']:.1f} |")
+    full = r["scoring"]["full"]
+    lines += ["", "### Reference FIQA backbones (112x112, random weights)", "",
+              "| model | parameters | MACs per face | batch 1 latency | batch 32, per face | time per face vs facegate (views=full, batch 32) |",
+              "|---|---|---|---|---|---|"]
+    for name, m in r["references"].items():
+        ratio = m["batch32"]["median_ms"] / full["batch32"]["median_ms"]
+        lines.append(f"| {name} | {m['params'] / 1e6:.1f} M | {m['macs'] / 1e9:.2f} G | {_cell(m['batch1'])} | "
+                     f"{_cell(m['batch32'])} | {ratio:.1f}x |")
+    lines += ["", f"Peak resident memory of the benchmark process: {r['peak_rss_mib']:.0f} MiB."]
     return "\n".join(lines)
 
 

@@ -8,6 +8,7 @@ bad files included.
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -99,6 +100,8 @@ class Gate:
         batch_size: faces scored per forward pass in :meth:`assess_many`.
         detector: ``"mtcnn"`` (default), ``"yunet"`` (faster), or any object with
             ``detect(rgb) -> list[Face]``.
+        workers: threads that decode and detect the next batch while this one is scored
+            (0: all in the caller's thread).
 
     Example:
         >>> gate = Gate(threads=2)
@@ -116,6 +119,7 @@ class Gate:
         threads: int | None = None,
         batch_size: int = 16,
         detector: Detector | str = "mtcnn",
+        workers: int = 0,
     ):
         if threads is not None:
             if threads < 1:
@@ -123,6 +127,9 @@ class Gate:
             torch.set_num_threads(threads)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        if workers < 0:
+            raise ConfigError(f"workers must be >= 0, got {workers}")
+        self.workers = workers
         self.scorer = Scorer(weights, views=views, device=device)
         if isinstance(policy, (str, Path)):
             policy = Policy.load(policy)
@@ -143,14 +150,26 @@ class Gate:
     def assess_many(
         self, images: Iterable[ImageInput], *, color_order: ColorOrder | None = None
     ) -> Iterator[CaptureResult]:
-        """Assess captures lazily, scoring faces in batches; results come in input order."""
+        """Assess captures lazily, scoring faces in batches; results come in input order.
+
+        With ``workers > 0`` the next batch is decoded and detected in a thread pool while
+        the current one is scored; order is kept because futures are read in submission order.
+        """
         iterator = iter(images)
-        while True:
-            chunk = list(itertools.islice(iterator, self.batch_size))
-            if not chunk:
-                return
-            pending = [self._detect_and_crop(image, color_order) for image in chunk]
-            yield from self._score_and_decide(pending)
+
+        def next_chunk():
+            return list(itertools.islice(iterator, self.batch_size))
+
+        if self.workers == 0:
+            while chunk := next_chunk():
+                yield from self._score_and_decide([self._detect_and_crop(im, color_order) for im in chunk])
+            return
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="facegate-detect") as pool:
+            submit = lambda chunk: [pool.submit(self._detect_and_crop, im, color_order) for im in chunk]  # noqa: E731
+            ahead = submit(next_chunk())
+            while ahead:
+                current, ahead = ahead, submit(next_chunk())
+                yield from self._score_and_decide([f.result() for f in current])
 
     def score_crops(
         self, crops: Iterable[ImageInput], *, color_order: ColorOrder | None = None

@@ -69,9 +69,14 @@ class _Bottleneck(nn.Module):
 
 
 class MobileFaceNet(nn.Module):
-    """``(B, 3, 112, 96)`` RGB scaled as ``(x - 127.5) / 128`` -> ``(B, 128)`` embedding."""
+    """``(B, 3, 112, 96)`` RGB scaled as ``(x - 127.5) / 128`` -> ``(B, 128)`` embedding.
 
-    def __init__(self):
+    Args:
+        input_size: ``(height, width)``; the global depthwise layer spans the final
+            ``(height/16, width/16)`` map (7x6 for the shared checkpoint, 7x7 at 112x112).
+    """
+
+    def __init__(self, input_size: tuple[int, int] = (112, 96)):
         super().__init__()
         self.conv1 = _ConvBlock(3, 64, 3, 2, 1)
         self.dw_conv1 = _ConvBlock(64, 64, 3, 1, 1, depthwise=True)
@@ -82,7 +87,8 @@ class MobileFaceNet(nn.Module):
                 channels = c
         self.blocks = nn.Sequential(*layers)
         self.conv2 = _ConvBlock(128, 512, 1, 1, 0)
-        self.linear7 = _ConvBlock(512, 512, (7, 6), 1, 0, depthwise=True, linear=True)
+        grid = (input_size[0] // 16, input_size[1] // 16)
+        self.linear7 = _ConvBlock(512, 512, grid, 1, 0, depthwise=True, linear=True)
         self.linear1 = _ConvBlock(512, 128, 1, 1, 0, linear=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

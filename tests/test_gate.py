@@ -95,3 +95,15 @@ def test_yunet_backend_end_to_end(fixtures):
     result = yunet.assess(fixtures / "colin_powell_1.jpg")
     assert result.face is not None and result.score is not None
     assert yunet.assess(fixtures / "no_face.jpg").status is Status.NO_FACE
+
+
+def test_prefetch_workers_keep_order_and_results(gate, fixtures, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"x")
+    paths = sorted(fixtures.glob("*.jpg")) + [bad] + sorted(fixtures.glob("*.jpg"))
+    serial = list(gate.assess_many(paths))
+    overlapped = list(Gate(workers=2, batch_size=3).assess_many(paths))
+    assert [r.source for r in overlapped] == [str(p) for p in paths]
+    for a, b in zip(serial, overlapped):
+        assert a.status == b.status
+        assert (a.score is None and b.score is None) or a.score == pytest.approx(b.score, abs=1e-3)

@@ -1,0 +1,44 @@
+"""Run every benchmark and write docs/performance.md.
+
+    python benchmarks/run_all.py            # speed, then memory at 1,000 and 10,000 files
+    python benchmarks/run_all.py --quick    # speed only, fewer photos
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import bench_speed  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
+    args = parser.parse_args(argv)
+    photos = 60 if args.quick else 300
+    speed = bench_speed.main(["--threads", str(args.threads), "--photos", str(photos),
+                              "--json", str(ROOT / "runs" / "speed.json")])
+    memory = ""
+    if not args.quick:
+        memory = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--counts", "1000",
+                                 "10000", "--threads", str(args.threads)], capture_output=True, text=True,
+                                check=True).stdout
+    text = ["# Performance", "",
+            f"Made by `python benchmarks/run_all.py{' --quick' if args.quick else ''}` on {speed['date']}.", "",
+            bench_speed.render(speed)]
+    if memory:
+        text += ["", "### Memory over a folder (`facegate score`, one process per count)", "", memory.strip()]
+    args.out.write_text("\n".join(text) + "\n")
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()
