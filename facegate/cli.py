@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+import cv2
 
 from . import __version__
 from .errors import FacegateError
@@ -215,6 +216,84 @@ def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views,
     click.echo(f"threshold {chosen:.2f} (scale {gate.spec.score_scale}): rejects {low}/{len(scores)} "
                f"scored faces for low quality ({low / len(scores):.1%}); with every other reason "
                f"{rejected}/{len(results)} captures ({rejected / len(results):.1%}); policy written to {out}")
+
+
+@main.command()
+@click.option("--source", required=True, help="Webcam index (0), video file, RTSP/HTTP URL, or folder/glob of frames.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="facegate-stream", show_default=True,
+              help="Folder for accepted best shots (image + JSON sidecar).")
+@click.option("--events", type=click.Path(dir_okay=False), default=None,
+              help="JSON-lines event log [default: events.jsonl in --out].")
+@click.option("--show", is_flag=True, help="Show an annotated preview window (needs a display).")
+@click.option("--max-frames", type=click.IntRange(1), default=None)
+@click.option("--duration", type=click.FloatRange(0, min_open=True), default=None, help="Stop after this many seconds.")
+@click.option("--accept-frames", type=click.IntRange(1), default=3, show_default=True,
+              help="Consecutive good frames before a person is accepted.")
+@click.option("--detect-every", type=click.IntRange(1), default=1, show_default=True,
+              help="Run the detector every k-th frame, holding faces in between.")
+@click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
+              help="Reconnection attempts when a network stream drops.")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False), help="Policy file (from `facegate calibrate`).")
+@click.option("--threshold", type=click.FloatRange(0, 100), help="Accept at or above this score.")
+@click.option("--weights", type=click.Path(exists=True, file_okay=False))
+@click.option("--views", type=click.Choice(["none", "flip", "full"]), default="none", show_default=True)
+@click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--detector", type=click.Choice(["mtcnn", "yunet"]), default="yunet", show_default=True)
+def stream(source, out_dir, events, show, max_frames, duration, accept_frames, detect_every, retries, policy,
+           threshold, weights, views, threads, detector):
+    """Gate a live camera, video file or stream: one decision per person, best shot kept.
+
+    Headless by default; Ctrl-C stops cleanly and flushes everything. Exit code 1 when
+    the source cannot be opened or drops for good (results so far are kept).
+    """
+    from .errors import SourceError
+    from .sources import open_source
+    from .stream import StreamGate
+
+    gate = _gate(policy, threshold, weights, views, threads, 1, detector)
+    events = events or str(Path(out_dir) / "events.jsonl")
+    streamer = StreamGate(gate, accept_frames=accept_frames, detect_every=detect_every, out_dir=out_dir,
+                          events=events)
+    counts = {"frames": 0, "dropped": 0, "accepted": 0, "rejected": 0}
+    code = EXIT_OK
+    try:
+        with open_source(source, retries=retries) as frames:
+            for frame in frames:
+                if max_frames is not None and counts["frames"] >= max_frames:
+                    break
+                if duration is not None and frame.time > duration:
+                    break
+                result = streamer.process(frame)
+                counts["frames"] += 1
+                counts["dropped"] += result.dropped
+                for event in result.events:
+                    counts[event["event"]] += 1
+                    _print_event(event)
+                if show:
+                    cv2.imshow("facegate", streamer.annotate(frame, result))
+                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                        break
+    except SourceError as exc:
+        click.echo(f"error: {exc}", err=True)
+        code = EXIT_UNREADABLE
+    except KeyboardInterrupt:
+        click.echo("interrupted: finishing open tracks", err=True)
+    finally:
+        for event in streamer.finish():
+            counts[event["event"]] += 1
+            _print_event(event)
+        if show:
+            cv2.destroyAllWindows()
+    click.echo(f"{counts['frames']} frames ({counts['dropped']} dropped): {counts['accepted']} accepted, "
+               f"{counts['rejected']} rejected; events in {events}", err=True)
+    sys.exit(code)
+
+
+def _print_event(event: dict) -> None:
+    if event["event"] == "accepted":
+        click.echo(f"accepted  track {event['track']} at frame {event['frame']} score {event['score']:.1f} -> {event['image']}")
+    else:
+        click.echo(f"rejected  track {event['track']} ({event['frames']} frames): {event['prompt']}")
 
 
 @main.command()

@@ -3,7 +3,8 @@
     FacegateError
     ├── ConfigError      a setting or argument the caller got wrong (programmer error)
     ├── WeightsError     a weights file that is missing, corrupt or of the wrong kind
-    └── ImageError       one input that cannot be read as an image (bad data, not a bug)
+    ├── ImageError       one input that cannot be read as an image (bad data, not a bug)
+    └── SourceError      a camera, video or stream that cannot be opened or drops out
 
 Programmer errors are raised. Bad data is raised by the low-level loaders as
 ``ImageError`` and turned by the gate into an ``unreadable`` result, so that a batch goes on.
@@ -31,3 +32,7 @@ class ImageError(FacegateError):
         self.source = source
         self.cause = cause
         super().__init__(f"{source}: {cause}")
+
+
+class SourceError(FacegateError):
+    """A camera, video file or stream that cannot be opened or stops delivering frames."""
