@@ -206,7 +206,7 @@ def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views,
     if not scores:
         raise click.UsageError("no faces found to calibrate on")
     chosen = threshold_for_reject_rate(scores, reject_rate)
-    new_policy = Policy(**{**gate.policy.__dict__, "min_score": round(chosen, 4)})
+    new_policy = Policy(**{**gate.policy.__dict__, "min_score": chosen})
     new_policy.save(out)
     from .policy import decide
 

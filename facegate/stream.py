@@ -51,8 +51,6 @@ def diagnose(crop: np.ndarray, face: Face, reasons: tuple[str, ...]) -> str:
     offset from the eyes' midpoint, in eye distances)."""
     if "face_too_small" in reasons:
         return "face_too_small"
-    if "low_confidence" in reasons:
-        return "low_confidence"
     h, w = crop.shape[:2]
     centre = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
     brightness = float(centre.mean())
@@ -60,12 +58,15 @@ def diagnose(crop: np.ndarray, face: Face, reasons: tuple[str, ...]) -> str:
         return "dark"
     if brightness > 190:
         return "bright"
+    # image cues come before the detector's doubt: blur and poor light also lower its confidence
+    if cv2.Laplacian(centre, cv2.CV_64F).var() * (128.0 / w) ** 2 < 60:
+        return "blur"
+    if "low_confidence" in reasons:
+        return "low_confidence"
     eyes_mid = face.landmarks[:2].mean(0)
     turn = abs(face.landmarks[2, 0] - eyes_mid[0]) / max(face.eye_distance, 1e-6)
     if turn > 0.3:
         return "pose"
-    if cv2.Laplacian(centre, cv2.CV_64F).var() * (128.0 / w) ** 2 < 60:
-        return "blur"
     return "low_quality"
 
 

@@ -118,8 +118,10 @@ def test_calibrate_hits_the_reject_rate(tmp_path, fixtures):
     assert result.exit_code == 0, result.output
     policy = json.loads(out.read_text())
     # 4 photos with a face; rejecting at least half of them means 2 below the threshold
-    scored = CliRunner().invoke(main, ["score", "--format", "jsonl", str(fixtures)])
-    scores = [r["score"] for r in map(json.loads, scored.output.splitlines()) if r["score"] is not None]
+    from facegate import Gate
+
+    scores = [r.score for r in Gate().assess_many(sorted(fixtures.glob("*.jpg"))) if r.score is not None]
+    assert len(scores) == 4
     assert sum(s < policy["min_score"] for s in scores) == 2
     rerun = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out)])
     assert rerun.exit_code == 2  # refuses to overwrite

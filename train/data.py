@@ -1,6 +1,10 @@
 """Training data: any CSV of ``path,score`` (optionally ``identity``), loaded once into memory
 as aligned uint8 crops.
 
+Optional pairing columns: ``group`` (or ``source``) names the photo a capture was made from,
+and ``reference`` = 1 (or ``degradation`` = ``none``) marks the undegraded original; the
+ranking term of :mod:`train.fit` uses them.
+
 Paths are absolute or relative to the CSV's folder. ``images="aligned"`` means the files are
 already aligned face crops (resized to the input size); ``images="photos"`` runs facegate's
 detector and aligner on each file, exactly as inference does, and drops files with no face.
@@ -26,6 +30,8 @@ class Sample:
     path: Path
     score: float
     identity: str | None
+    group: str | None = None
+    reference: bool = False
 
 
 def read_csv(path: str | Path) -> list[Sample]:
@@ -43,8 +49,10 @@ def read_csv(path: str | Path) -> list[Sample]:
             if not np.isfinite(score):
                 raise ValueError(f"{path}:{line}: score is not finite")
             image = Path(row["path"])
+            group = row.get("group") or row.get("source") or None
+            reference = row.get("reference") == "1" or row.get("degradation") == "none"
             samples.append(Sample(image if image.is_absolute() else path.parent / image, score,
-                                  row.get("identity") or None))
+                                  row.get("identity") or None, group, reference))
     if not samples:
         raise ValueError(f"{path}: no samples")
     return samples

@@ -64,6 +64,8 @@ class FitConfig:
     threads: int | None = None
     pretrained_backbone: Path | None = None
     init: Path | None = None
+    rank_weight: float = 0.0
+    rank_margin: float = 0.01
 
 
 def correlations(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -101,6 +103,35 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
 
 
+def group_batches(groups: list[str | None], batch_size: int, gen: torch.Generator) -> list[np.ndarray]:
+    """Batches (of positions into ``groups``) that keep each group's captures together, in
+    random group order, so a photo and its degraded copies share a batch."""
+    by_group: dict[str, list[int]] = {}
+    for pos, g in enumerate(groups):
+        by_group.setdefault(g if g is not None else f"#{pos}", []).append(pos)
+    keys = list(by_group)
+    order = torch.randperm(len(keys), generator=gen).tolist()
+    batches, current = [], []
+    for k in order:
+        current += by_group[keys[k]]
+        if len(current) >= batch_size:
+            batches.append(np.array(current))
+            current = []
+    if len(current) >= 2:
+        batches.append(np.array(current))
+    return batches
+
+
+def rank_pairs(groups: list[str | None], reference: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index pairs (original, degraded copy of it) within one batch."""
+    originals = {g: i for i, (g, r) in enumerate(zip(groups, reference)) if r and g is not None}
+    pairs = [(originals[g], j) for j, (g, r) in enumerate(zip(groups, reference)) if not r and g in originals]
+    if not pairs:
+        return torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+    a, b = zip(*pairs)
+    return torch.tensor(a), torch.tensor(b)
+
+
 def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> None:
     torch.save({"arch": net.arch, "input_size": spec.input_size, "state_dict": net.state_dict(), **meta}, path)
 
@@ -117,6 +148,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
     samples = [samples[i] for i in kept]
     train_idx, val_idx = split(samples, cfg.val_fraction, cfg.seed)
     scores = np.array([s.score for s in samples], dtype=np.float32)
+    groups = [s.group for s in samples]
+    reference = np.array([s.reference for s in samples])
     log(f"{cfg.arch}: {len(train_idx)} training and {len(val_idx)} validation samples")
     growth_order = np.random.default_rng(cfg.seed).permutation(train_idx)
 
@@ -150,14 +183,23 @@ def fit(cfg: FitConfig, log=print) -> dict:
         for epoch in range(1, stage.epochs + 1):
             t0 = time.time()
             net.train()
-            order = torch.randperm(len(used), generator=gen)
+            if cfg.rank_weight > 0:
+                batches = group_batches([groups[i] for i in used], cfg.batch_size, gen)
+            else:
+                order = torch.randperm(len(used), generator=gen).numpy()
+                batches = [order[k : k + cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
             losses = []
-            for start in range(0, len(order), cfg.batch_size):
-                batch = order[start : start + cfg.batch_size]
+            for batch in batches:
                 if len(batch) < 2:
                     continue
-                x = _augment(stage_spec.to_tensor(x_train[batch.numpy()]), gen)
-                loss = loss_fn(net(x), y_train[batch])
+                x = _augment(stage_spec.to_tensor(x_train[batch]), gen)
+                pred = net(x)
+                loss = loss_fn(pred, y_train[batch])
+                if cfg.rank_weight > 0:
+                    a, b = rank_pairs([groups[used[i]] for i in batch], reference[used[batch]])
+                    if len(a):
+                        # a degraded copy must score below the photo it was made from
+                        loss = loss + cfg.rank_weight * torch.relu(cfg.rank_margin - (pred[a] - pred[b])).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -202,6 +244,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--pretrained-backbone", type=Path, default=None)
     parser.add_argument("--init", type=Path, default=None, help="start from this facegate checkpoint")
+    parser.add_argument("--rank-weight", type=float, default=0.0,
+                        help="weight of the pairwise term: degraded copies rank below their original (needs group columns)")
+    parser.add_argument("--rank-margin", type=float, default=0.01)
     args = vars(parser.parse_args(argv))
     args["batch_size"] = args.pop("batch_size")
     fit(FitConfig(**args))

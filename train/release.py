@@ -40,6 +40,8 @@ from .fit import FitConfig, correlations, fit, parse_stages, predict
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
 SHIPPED_STAGES = "64:0.4:5,96:0.7:5,128:1:7"
+#: Fine-tuning stage with the ranking term, after the progressive schedule.
+RANK_STAGE = "128:1:2"
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 
 
@@ -75,6 +77,23 @@ def choose_threshold(scores: np.ndarray, genuine: np.ndarray, cos_threshold: flo
     return best
 
 
+def run_fits(args, configs: list[FitConfig]) -> None:
+    """Fit members, in parallel processes when --jobs > 1 (each with its share of the cores);
+    with --skip-training, members whose history already exists are not refitted."""
+    todo = [c for c in configs if not (args.skip_training and (c.out / f"{c.arch}.history.json").exists())]
+    if not todo:
+        return
+    jobs = max(1, min(args.jobs, len(todo)))
+    for cfg in todo:
+        cfg.threads = max(1, (os.cpu_count() or 1) // jobs)
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(fit, todo))
+    else:
+        for cfg in todo:
+            fit(cfg)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -85,6 +104,10 @@ def main(argv=None):
                         help="backbone learning rate (default 5e-4: trained from scratch, not fine-tuned)")
     parser.add_argument("--variants", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rank-stage", default=RANK_STAGE,
+                        help="fine-tuning stage with the ranking term (size:fraction:epochs; empty to skip)")
+    parser.add_argument("--rank-weight", type=float, default=1.0)
+    parser.add_argument("--rank-margin", type=float, default=0.01)
     parser.add_argument("--jobs", type=int, default=2, help="members trained at once (default 2)")
     parser.add_argument("--skip-training", action="store_true", help="reuse trained members in --work")
     args = parser.parse_args(argv)
@@ -95,19 +118,22 @@ def main(argv=None):
     csv_path = label_dir / "labels.csv"
     if not csv_path.exists():
         label_step.build(args.shared, label_dir, variants=args.variants, seed=0, limit_people=None)
-    member_dir = args.work / "members"
-    todo = [a for a in MEMBERS if not (args.skip_training and (member_dir / f"{a}.history.json").exists())]
-    jobs = max(1, min(args.jobs, len(todo)))
-    configs = [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.stages),
-                         lr_backbone=args.lr_backbone, threads=max(1, (os.cpu_count() or 1) // jobs))
-               for a in todo]
-    if jobs > 1:  # members train in parallel processes, each with its share of the cores
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(fit, configs))
-    else:
-        for cfg in configs:
-            fit(cfg)
-    fits = {a: json.loads((member_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
+    # Phase 1: the paper's recipe with the progressive schedule, from scratch.
+    base_dir = args.work / "members"
+    run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
+                              lr_backbone=args.lr_backbone) for a in MEMBERS])
+    fits = {a: json.loads((base_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
+    member_dir = base_dir
+    # Phase 2: fine-tune at full size with the ranking term (each degraded copy below its
+    # original photo), since utility labels alone barely separate mild degradations.
+    if args.rank_stage:
+        member_dir = args.work / "members_rank"
+        run_fits(args, [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.rank_stage),
+                                  lr_head=1e-4, lr_backbone=1e-4, init=base_dir / f"{a}.pt",
+                                  rank_weight=args.rank_weight, rank_margin=args.rank_margin) for a in MEMBERS])
+        ranked = {a: json.loads((member_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
+        for a in MEMBERS:
+            fits[a] = {"best": ranked[a]["best"], "history": fits[a]["history"] + ranked[a]["history"]}
 
     spec = ScorerSpec(name="facegate-ensemble.lfw-utility-v1", members=MEMBERS,
                       input_size=max(s.size for s in parse_stages(args.stages)))
@@ -155,6 +181,9 @@ def main(argv=None):
         "captures": len(samples),
         "validation_captures": len(val),
         "stages": args.stages,
+        "rank_stage": args.rank_stage,
+        "rank_weight": args.rank_weight,
+        "rank_margin": args.rank_margin,
         "command": "python -m train.release --shared ../shared",
         "seconds_total": round(time.time() - t0, 1),
     }
