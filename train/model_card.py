@@ -68,8 +68,19 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "the head's), weight decay 1e-4, step decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1,",
         f"progressive stages (size:data share:epochs) `{m['stages']}`, best validation SRCC kept.",
         "Augmentation: horizontal and vertical flips, shifts of up to 4% of the side.",
+    ]
+    if m.get("rank_stage"):
+        lines += [
+            "",
+            f"Then a fine-tuning stage `{m['rank_stage']}` (lr 1e-4 for head and backbone) adds a ranking term,",
+            f"weight {m['rank_weight']:g}: mean(relu({m['rank_margin']:g} - (pred(original) - pred(degraded copy)))) over the",
+            "pairs in a batch (batches keep a photo and its copies together). The utility labels alone barely",
+            "separate mild degradations (the recognizer itself is fairly robust to them), yet a copy made",
+            "from a photo by blurring, darkening or downscaling never carries more information than the photo.",
+        ]
+    lines += [
         "",
-        "| member | best validation SRCC | at stage, epoch | epochs | training time |",
+        "| member | validation SRCC of the kept checkpoint | its stage, epoch (in its phase) | epochs | training time |",
         "|---|---|---|---|---|",
     ]
     for arch in spec.members:
