@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/performance.md.
 
-    python benchmarks/run_all.py            # speed, then memory at 1,000 and 10,000 files
+    python benchmarks/run_all.py            # speed, streaming, then memory at 1,000 and 10,000 files
     python benchmarks/run_all.py --quick    # speed only, fewer photos
 """
 
@@ -26,6 +26,9 @@ def main(argv=None):
     photos = 60 if args.quick else 300
     speed = bench_speed.main(["--threads", str(args.threads), "--photos", str(photos),
                               "--json", str(ROOT / "runs" / "speed.json")])
+    stream = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stream.py"), "--threads",
+                             str(args.threads), "--frames", "60" if args.quick else "150"],
+                            capture_output=True, text=True, check=True).stdout
     memory = ""
     if not args.quick:
         memory = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--counts", "1000",
@@ -33,7 +36,7 @@ def main(argv=None):
                                 check=True).stdout
     text = ["# Performance", "",
             f"Made by `python benchmarks/run_all.py{' --quick' if args.quick else ''}` on {speed['date']}.", "",
-            bench_speed.render(speed)]
+            bench_speed.render(speed), "", "### Streaming at 640x480, one face in view", "", stream.strip()]
     if memory:
         text += ["", "### Memory over a folder (`facegate score`, one process per count)", "", memory.strip()]
     args.out.write_text("\n".join(text) + "\n")

@@ -32,7 +32,7 @@ def make_folder(src: Path, fixtures: Path, count: int) -> None:
 def test_killed_runs_resume_without_loss_or_duplicates(tmp_path, fixtures):
     src, acc, rej = tmp_path / "src", tmp_path / "accepted", tmp_path / "rejected"
     manifest = tmp_path / "manifest.jsonl"
-    make_folder(src, fixtures, 120)
+    make_folder(src, fixtures, 240)
     before = {p.relative_to(src).as_posix(): sha(p) for p in src.rglob("*") if p.is_file()}
     cmd = [sys.executable, "-m", "facegate.cli", "filter", str(src), "--accepted", str(acc),
            "--rejected", str(rej), "--manifest", str(manifest), "--views", "none", "--threads", "1"]
