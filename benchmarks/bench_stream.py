@@ -47,11 +47,20 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     frames = frames_640x480(args.frames)
-    print("| detector | views | detect every | frames/s | latency median | latency p95 |\n|---|---|---|---|---|---|")
-    for detector in ("yunet", "mtcnn"):
-        for views in ("none", "full"):
-            for every in (1, 3):
-                streamer = StreamGate(Gate(detector=detector, views=views), detect_every=every)
+    import tempfile
+
+    from facegate.export import export_onnx
+    from facegate.scorer import Scorer
+
+    tmp = tempfile.TemporaryDirectory()
+    graphs = {v: export_onnx(Scorer(views=v), Path(tmp.name) / f"{v}.onnx") for v in ("none", "full")}
+    print("| detector | scoring | views | detect every | frames/s | latency median | latency p95 |\n"
+          "|---|---|---|---|---|---|---|")
+    settings = [(d, backend, v, e) for d in ("yunet", "mtcnn") for backend in ("onnxruntime", "pytorch")
+                for v in ("none", "full") for e in (1, 3)]
+    for detector, backend, views, every in settings:
+                gate = Gate(detector=detector, views=views, onnx=graphs[views] if backend == "onnxruntime" else None)
+                streamer = StreamGate(gate, detect_every=every)
                 for i in range(5):  # warm-up
                     streamer.process(Frame(i, 0.0, frames[i]))
                 latencies = []
@@ -60,7 +69,7 @@ def main(argv=None):
                     latencies.append(streamer.process(Frame(i + 5, i / 30, rgb)).latency_ms)
                 fps = len(frames) / (time.perf_counter() - t0)
                 latencies.sort()
-                print(f"| {detector} | {views} | {every} | {fps:.1f} | {statistics.median(latencies):.1f} ms | "
+                print(f"| {detector} | {backend} | {views} | {every} | {fps:.1f} | {statistics.median(latencies):.1f} ms | "
                       f"{latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms |", flush=True)
 
 

@@ -23,13 +23,13 @@ from .policy import Policy, Status
 EXIT_OK, EXIT_UNREADABLE = 0, 1
 
 
-def _gate(policy, threshold, weights, views, threads, batch_size, detector="mtcnn") -> Gate:
+def _gate(policy, threshold, weights, views, threads, batch_size, detector="mtcnn", onnx=None) -> Gate:
     try:
         pol = Policy.load(policy) if policy else Policy()
         if threshold is not None:
             pol = Policy(**{**pol.__dict__, "min_score": threshold})
         return Gate(policy=pol, weights=weights, views=views, threads=threads, batch_size=batch_size,
-                    detector=detector)
+                    detector=detector, onnx=onnx)
     except FacegateError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -239,8 +239,10 @@ def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views,
 @click.option("--views", type=click.Choice(["none", "flip", "full"]), default="none", show_default=True)
 @click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--detector", type=click.Choice(["mtcnn", "yunet"]), default="yunet", show_default=True)
+@click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False),
+              help="Score through this graph from `facegate export` (onnxruntime; fastest).")
 def stream(source, out_dir, events, show, max_frames, duration, accept_frames, detect_every, retries, policy,
-           threshold, weights, views, threads, detector):
+           threshold, weights, views, threads, detector, onnx_path):
     """Gate a live camera, video file or stream: one decision per person, best shot kept.
 
     Headless by default; Ctrl-C stops cleanly and flushes everything. Exit code 1 when
@@ -250,7 +252,7 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, d
     from .sources import open_source
     from .stream import StreamGate
 
-    gate = _gate(policy, threshold, weights, views, threads, 1, detector)
+    gate = _gate(policy, threshold, weights, views, threads, 1, detector, onnx_path)
     events = events or str(Path(out_dir) / "events.jsonl")
     streamer = StreamGate(gate, accept_frames=accept_frames, detect_every=detect_every, out_dir=out_dir,
                           events=events)

@@ -102,6 +102,8 @@ class Gate:
             ``detect(rgb) -> list[Face]``.
         workers: threads that decode and detect the next batch while this one is scored
             (0: all in the caller's thread).
+        onnx: score through this graph from ``facegate export`` with onnxruntime instead
+            of PyTorch (much less overhead per call; no per-model scores).
 
     Example:
         >>> gate = Gate(threads=2)
@@ -120,6 +122,7 @@ class Gate:
         batch_size: int = 16,
         detector: Detector | str = "mtcnn",
         workers: int = 0,
+        onnx: str | Path | None = None,
     ):
         if threads is not None:
             if threads < 1:
@@ -130,7 +133,12 @@ class Gate:
         if workers < 0:
             raise ConfigError(f"workers must be >= 0, got {workers}")
         self.workers = workers
-        self.scorer = Scorer(weights, views=views, device=device)
+        if onnx is not None:  # views are the ones folded into the exported graph
+            from .export import OnnxScorer
+
+            self.scorer = OnnxScorer(onnx, weights, threads)
+        else:
+            self.scorer = Scorer(weights, views=views, device=device)
         if isinstance(policy, (str, Path)):
             policy = Policy.load(policy)
         self.policy = (policy or Policy()).with_threshold(self.scorer.spec.default_threshold)

@@ -34,3 +34,11 @@ def test_onnx_matches_pytorch_on_real_faces(tmp_path, gate, fixtures):
     assert np.abs(score - expected).max() < 1e-2  # the same 1e-4 on the 0-100 scale
     again = CliRunner().invoke(main, ["export", "--out", str(out)])
     assert again.exit_code == 2  # never overwrites
+    # the gate can score through the graph: same decisions, same scores
+    from facegate import Gate
+
+    via_onnx = Gate(onnx=out)
+    for path in sorted(fixtures.glob("*.jpg")):
+        a, b = gate.assess(path), via_onnx.assess(path)
+        assert a.status == b.status and a.reasons == b.reasons
+        assert (a.score is None and b.score is None) or abs(a.score - b.score) < 1e-2
