@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ def _gate(policy, threshold, weights, views, threads, batch_size, detector="mtcn
     try:
         pol = Policy.load(policy) if policy else Policy()
         if threshold is not None:
-            pol = Policy(**{**pol.__dict__, "min_score": threshold})
+            pol = replace(pol, min_score=threshold)
         return Gate(policy=pol, weights=weights, views=views, threads=threads, batch_size=batch_size,
                     detector=detector, onnx=onnx)
     except FacegateError as exc:
@@ -206,7 +207,7 @@ def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views,
     if not scores:
         raise click.UsageError("no faces found to calibrate on")
     chosen = threshold_for_reject_rate(scores, reject_rate)
-    new_policy = Policy(**{**gate.policy.__dict__, "min_score": chosen})
+    new_policy = replace(gate.policy, min_score=chosen)
     new_policy.save(out)
     from .policy import decide
 

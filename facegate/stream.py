@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -137,7 +137,7 @@ class StreamGate:
                  out_dir: str | Path | None = None, events: str | Path | None = None):
         self.gate = gate
         # one face per track: other people are other tracks, not a reason to reject
-        self.policy: Policy = Policy(**{**gate.policy.__dict__, "reject_multiple_faces": False})
+        self.policy: Policy = replace(gate.policy, reject_multiple_faces=False)
         self.accept_frames, self.best_window, self.max_age = accept_frames, best_window, max_age
         self.min_track_frames, self.detect_every, self.iou = min_track_frames, max(1, detect_every), iou
         self.out_dir = Path(out_dir) if out_dir else None
