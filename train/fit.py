@@ -6,6 +6,11 @@ Recipe defaults: Adam, lr 5e-4 for the head and 1e-4 for the backbone, weight de
 step decay (x0.5) every 5 epochs, batch 64, MSECorrLoss(alpha=1), 80/20 split by identity,
 SRCC and PLCC on the validation side after every epoch, best checkpoint (by SRCC) kept.
 
+Optional terms for fine-tuning: ``rank_weight`` (a labelled degraded copy must score below
+the photo it was made from) and ``monotone_weight`` (so must a worse copy made on the fly,
+see :func:`worse_copies`); with ``select="srcc+order"`` the kept checkpoint maximises SRCC
+plus the validation share of photos that outscore their worse copy.
+
 Run: ``python -m train.fit --csv runs/labels/labels.csv --arch mobilenet_v3_small --out runs/m``
 """
 
@@ -18,14 +23,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from scipy import stats
 
+from facegate.alignment import quality_template
 from facegate.models import QualityNet, apply_views, build_member, load_backbone_weights, resolve_views
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, resize_all, split
+from .degradations import gamma, gaussian_blur
 from .losses import MSECorrLoss
 
 
@@ -66,6 +74,8 @@ class FitConfig:
     init: Path | None = None
     rank_weight: float = 0.0
     rank_margin: float = 0.01
+    monotone_weight: float = 0.0
+    select: str = "srcc"
 
 
 def correlations(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -132,6 +142,43 @@ def rank_pairs(groups: list[str | None], reference: np.ndarray) -> tuple[torch.T
     return torch.tensor(a), torch.tensor(b)
 
 
+#: Degradations made on the fly in crop space for the monotonicity term.
+MONOTONE_KINDS = ("dark", "low_resolution", "blur", "noise")
+
+
+def worse_copies(crops: np.ndarray, margin: float, rng: np.random.Generator) -> np.ndarray:
+    """A worse copy of each ``(N, S, S, 3)`` uint8 aligned crop, made in crop space at a random
+    severity: darker (gamma 1.8-4), fewer pixels on the face (8-28 px between the eyes, then
+    resampled back to S), blurrier (sigma 0.6-2.4 px at 128) or noisier (sigma 5-25).
+
+    Why in crop space: these degradations commute with the aligning warp closely enough, and
+    a copy per photo per batch would otherwise need re-detecting and re-aligning."""
+    size = crops.shape[1]
+    template = quality_template(size, margin)
+    crop_eyes = float(np.linalg.norm(template[1] - template[0]))
+    out = np.empty_like(crops)
+    for i, crop in enumerate(crops):
+        kind = MONOTONE_KINDS[rng.integers(len(MONOTONE_KINDS))]
+        if kind == "dark":
+            out[i] = gamma(crop, rng.uniform(1.8, 4.0))
+        elif kind == "low_resolution":
+            small = max(4, round(size * min(0.9, rng.uniform(8.0, 28.0) / crop_eyes)))
+            down = cv2.resize(crop, (small, small), interpolation=cv2.INTER_AREA)
+            out[i] = cv2.resize(down, (size, size), interpolation=cv2.INTER_LINEAR)
+        elif kind == "blur":
+            out[i] = gaussian_blur(crop, rng.uniform(0.6, 2.4) * size / 128.0)
+        else:
+            noise = rng.normal(0.0, rng.uniform(5.0, 25.0), crop.shape)
+            out[i] = np.clip(crop + noise, 0, 255).astype(np.uint8)
+    return out
+
+
+def order_accuracy(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, seed: int) -> float:
+    """Share of crops that score above a worse copy of themselves (fixed seed, so epochs compare)."""
+    worse = worse_copies(crops, spec.margin, np.random.default_rng(seed))
+    return float(np.mean(predict(net, crops, spec) > predict(net, worse, spec)))
+
+
 def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> None:
     torch.save({"arch": net.arch, "input_size": spec.input_size, "state_dict": net.state_dict(), **meta}, path)
 
@@ -160,6 +207,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
         net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["state_dict"])
     loss_fn = MSECorrLoss(cfg.alpha)
     gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    val_refs = np.array([i for i in val_idx if reference[i]], dtype=int)
     history, best = [], {"srcc": -math.inf}
     best_path = cfg.out / f"{cfg.arch}.pt"
 
@@ -169,6 +218,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
         x_train = resize_all(crops[used], stage.size)
         y_train = torch.from_numpy(scores[used])
         x_val = resize_all(crops[val_idx], stage.size)
+        x_val_refs = resize_all(crops[val_refs], stage.size) if len(val_refs) else None
         if stage_no > 1 and best_path.exists():
             net.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
         optimizer = torch.optim.Adam(
@@ -200,12 +250,24 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     if len(a):
                         # a degraded copy must score below the photo it was made from
                         loss = loss + cfg.rank_weight * torch.relu(cfg.rank_margin - (pred[a] - pred[b])).mean()
+                if cfg.monotone_weight > 0:
+                    # and so must a worse copy made now (darker, smaller, blurrier, noisier)
+                    refs = batch[reference[used[batch]]]
+                    if len(refs):
+                        clean = stage_spec.to_tensor(x_train[refs])
+                        worse = stage_spec.to_tensor(worse_copies(x_train[refs], spec.margin, rng))
+                        both = _augment(torch.cat([clean, worse]), gen)
+                        p = net(both).view(2, len(refs))
+                        loss = loss + cfg.monotone_weight * torch.relu(cfg.rank_margin - (p[0] - p[1])).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
             scheduler.step()
             metrics = correlations(predict(net, x_val, stage_spec), scores[val_idx])
+            if x_val_refs is not None and (cfg.monotone_weight > 0 or cfg.select != "srcc"):
+                metrics["order"] = order_accuracy(net, x_val_refs, stage_spec, cfg.seed + 1)
+            chosen = metrics["srcc"] + (metrics.get("order", 0.0) if cfg.select == "srcc+order" else 0.0)
             record = {"stage": stage_no, "size": stage.size, "samples": len(used), "epoch": epoch,
                       "loss": float(np.mean(losses)) if losses else float("nan"),
                       "seconds": round(time.time() - t0, 1), **metrics}
@@ -213,8 +275,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
             log(json.dumps(record))
             # Later stages run at the final size; keep the best of the final size only
             # once we reach it, but always keep a stage's best to resume the next stage from.
-            if metrics["srcc"] > stage_best:
-                stage_best = metrics["srcc"]
+            if chosen > stage_best:
+                stage_best = chosen
                 save_checkpoint(net, best_path, stage_spec, stage=stage_no, epoch=epoch, metrics=metrics)
                 if stage_no == len(cfg.stages):
                     best = {**metrics, "stage": stage_no, "epoch": epoch}
@@ -247,6 +309,10 @@ def main(argv=None):
     parser.add_argument("--rank-weight", type=float, default=0.0,
                         help="weight of the pairwise term: degraded copies rank below their original (needs group columns)")
     parser.add_argument("--rank-margin", type=float, default=0.01)
+    parser.add_argument("--monotone-weight", type=float, default=0.0,
+                        help="weight of the term: a worse copy made on the fly scores below its photo")
+    parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
+                        help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
     args = vars(parser.parse_args(argv))
     args["batch_size"] = args.pop("batch_size")
     fit(FitConfig(**args))

@@ -41,7 +41,7 @@ from .fit import FitConfig, correlations, fit, parse_stages, predict
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
 SHIPPED_STAGES = "64:0.4:5,96:0.7:5,128:1:7"
 #: Fine-tuning stage with the ranking term, after the progressive schedule.
-RANK_STAGE = "128:1:2"
+RANK_STAGE = "128:1:3"
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 
 
@@ -107,7 +107,9 @@ def main(argv=None):
     parser.add_argument("--rank-stage", default=RANK_STAGE,
                         help="fine-tuning stage with the ranking term (size:fraction:epochs; empty to skip)")
     parser.add_argument("--rank-weight", type=float, default=1.0)
-    parser.add_argument("--rank-margin", type=float, default=0.01)
+    parser.add_argument("--rank-margin", type=float, default=0.02)
+    parser.add_argument("--monotone-weight", type=float, default=1.0,
+                        help="weight of the on-the-fly term: a worse copy scores below its photo")
     parser.add_argument("--jobs", type=int, default=2, help="members trained at once (default 2)")
     parser.add_argument("--skip-training", action="store_true", help="reuse trained members in --work")
     args = parser.parse_args(argv)
@@ -130,7 +132,8 @@ def main(argv=None):
         member_dir = args.work / "members_rank"
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.rank_stage),
                                   lr_head=1e-4, lr_backbone=1e-4, init=base_dir / f"{a}.pt",
-                                  rank_weight=args.rank_weight, rank_margin=args.rank_margin) for a in MEMBERS])
+                                  rank_weight=args.rank_weight, rank_margin=args.rank_margin,
+                                  monotone_weight=args.monotone_weight, select="srcc+order") for a in MEMBERS])
         ranked = {a: json.loads((member_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
         for a in MEMBERS:
             fits[a] = {"best": ranked[a]["best"], "history": fits[a]["history"] + ranked[a]["history"]}
@@ -184,6 +187,7 @@ def main(argv=None):
         "rank_stage": args.rank_stage,
         "rank_weight": args.rank_weight,
         "rank_margin": args.rank_margin,
+        "monotone_weight": args.monotone_weight,
         "command": "python -m train.release --shared ../shared",
         "seconds_total": round(time.time() - t0, 1),
     }
