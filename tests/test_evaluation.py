@@ -1,0 +1,87 @@
+"""EDC and FNMR calibration on small score sets whose answers are worked out by hand."""
+
+import numpy as np
+import pytest
+
+from facegate.evaluation import (
+    calibrate_for_fnmr,
+    comparison_threshold,
+    edc,
+    pairwise_quality,
+    perfect_edc,
+    random_pauc,
+)
+
+
+def test_threshold_at_fmr_and_fnmr():
+    impostor = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    # FMR 0.1 of 10 impostors: one may match, so the threshold is the second highest (0.9)
+    assert comparison_threshold(impostor=impostor, fmr=0.1) == 0.9
+    assert comparison_threshold(impostor=impostor, fmr=0.0) == 0.95  # nothing above the highest
+    genuine = np.array([0.2, 0.4, 0.6, 0.8])
+    t = comparison_threshold(genuine=genuine, fnmr=0.25)  # one of four may fail: just below 0.4
+    assert 0.2 <= t < 0.4 and np.mean(genuine <= t) == 0.25
+    with pytest.raises(ValueError):
+        comparison_threshold(genuine, impostor, fmr=0.1, fnmr=0.1)
+
+
+def test_edc_by_hand():
+    # threshold 0.5: scores 0.1 and 0.2 are false non-matches; start FNMR 2/4
+    genuine = np.array([0.1, 0.9, 0.8, 0.2])
+    curve = edc(genuine, np.array([1.0, 2.0, 3.0, 4.0]), 0.5)
+    assert curve.discard.tolist() == [0.0, 0.25, 0.5, 0.75]
+    assert np.allclose(curve.fnmr, [2 / 4, 1 / 3, 1 / 2, 1.0])
+    # area to 0.5: 0.25 * 1/2 + 0.25 * 1/3
+    assert curve.pauc(0.5) == pytest.approx(0.25 * 0.5 + 0.25 / 3)
+    assert curve.pauc(0.1) == pytest.approx(0.1 * 0.5)
+    assert curve.at(0.3) == pytest.approx(1 / 3)
+
+
+def test_ties_are_discarded_together():
+    genuine = np.array([0.1, 0.9, 0.8, 0.2])
+    curve = edc(genuine, np.array([1.0, 1.0, 2.0, 2.0]), 0.5)
+    assert curve.discard.tolist() == [0.0, 0.5]
+    assert np.allclose(curve.fnmr, [0.5, 0.5])
+
+
+def test_perfect_and_random_references():
+    rng = np.random.default_rng(0)
+    genuine = rng.normal(0.6, 0.2, 2000)
+    t = 0.4
+    start = np.mean(genuine <= t)
+    perfect = perfect_edc(genuine, t)
+    # the perfect curve discards every false non-match first: (F - x) / (1 - x), then 0
+    for x in (0.05, 0.1, 0.15):
+        assert perfect.at(x) == pytest.approx(max(0.0, (start - x) / (1 - x)), abs=1e-3)
+    assert perfect.at(start + 0.01) == 0.0
+    mean, spread = random_pauc(genuine, t, limit=0.2, repeats=30)
+    assert mean == pytest.approx(start * 0.2, rel=0.05) and spread < 0.01
+    # a quality that tracks the score sits between the two
+    noisy = edc(genuine, genuine + rng.normal(0, 0.2, len(genuine)), t).pauc(0.2)
+    assert perfect.pauc(0.2) < noisy < mean
+
+
+def test_pairwise_quality_is_the_lower_one():
+    q = np.array([5.0, 1.0, 3.0])
+    assert pairwise_quality(q, np.array([[0, 1], [0, 2], [2, 1]])).tolist() == [1.0, 3.0, 1.0]
+
+
+def test_calibration_for_fnmr_by_hand():
+    # 4 captures; capture 3 is poor (quality 1) and in both failing genuine comparisons
+    quality = np.array([9.0, 8.0, 7.0, 1.0])
+    genuine_pairs = np.array([[0, 1], [1, 2], [0, 3], [2, 3]])
+    genuine_scores = np.array([0.9, 0.8, 0.1, 0.2])
+    impostor_pairs = np.array([[0, 2], [1, 3], [0, 3]])
+    impostor_scores = np.array([0.3, 0.2, 0.1])
+    # FMR 0 on 3 impostors: threshold 0.3; FNMR at no rejection is 2/4
+    loose = calibrate_for_fnmr(quality, genuine_pairs, genuine_scores, impostor_pairs, impostor_scores,
+                               target_fnmr=0.5, fmr=0.0)
+    assert loose.reached and loose.reject_rate == 0.0 and loose.fnmr == 0.5
+    strict = calibrate_for_fnmr(quality, genuine_pairs, genuine_scores, impostor_pairs, impostor_scores,
+                                target_fnmr=0.0, fmr=0.0)
+    # rejecting capture 3 (the lowest threshold above 1, i.e. 7) removes both failures
+    assert strict.reached and strict.quality_threshold == 7.0 and strict.fnmr == 0.0
+    assert strict.reject_rate == 0.25 and strict.genuine_kept == 2 and strict.fmr == 0.0
+    capped = calibrate_for_fnmr(quality, genuine_pairs, genuine_scores, impostor_pairs, impostor_scores,
+                                target_fnmr=0.0, fmr=0.0, max_reject_rate=0.1)
+    assert not capped.reached and capped.reject_rate == 0.0
