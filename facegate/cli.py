@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 import cv2
+import numpy as np
 
 from . import __version__
 from .errors import FacegateError
@@ -191,17 +192,38 @@ class _NullBar:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--reject-rate", required=True, type=click.FloatRange(0, 1, max_open=True),
-              help="Fraction of the scored faces to reject for low quality.")
+@click.option("--reject-rate", type=click.FloatRange(0, 1, max_open=True),
+              help="Reject this fraction of the scored faces for low quality.")
+@click.option("--target-fnmr", type=click.FloatRange(0, 1, max_open=True),
+              help="Reject just enough that genuine comparisons fail at most this often (needs labelled "
+                   "captures: PATHS is one folder with a sub-folder per identity, or use --pairs).")
+@click.option("--fmr", type=click.FloatRange(0, 1, max_open=True), default=1e-3, show_default=True,
+              help="False-match rate that fixes the recognizer's threshold for --target-fnmr.")
+@click.option("--max-reject-rate", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="With --target-fnmr: never reject more than this fraction of captures.")
+@click.option("--recognizer", help="With --target-fnmr: a MobileFaceNet checkpoint, or module:factory for your own.")
+@click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False),
+              help="With --target-fnmr: CSV of left,right,genuine comparisons instead of identity folders.")
 @click.option("--out", type=click.Path(dir_okay=False), default="facegate-policy.json", show_default=True,
               help="Policy file to write (refuses to overwrite unless --force).")
 @click.option("--force", is_flag=True, help="Overwrite an existing policy file.")
 @gate_options
-def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views, threads, batch_size, detector):
-    """Pick the quality threshold that rejects a target fraction of your own captures."""
+def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer, pairs_file, out, force, policy,
+              threshold, weights, views, threads, batch_size, detector):
+    """Learn the quality threshold from your own captures: for a target reject rate, or for a
+    target FNMR at a given FMR of your recognizer. Writes a policy file that the API,
+    `filter` and `stream` read."""
+    if (reject_rate is None) == (target_fnmr is None):
+        raise click.UsageError("give exactly one of --reject-rate or --target-fnmr")
     if Path(out).exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
     gate = _gate(policy, threshold, weights, views, threads, batch_size, detector)
+    if target_fnmr is not None:
+        chosen = _calibrate_fnmr(gate, paths, pairs_file, recognizer, weights, views, target_fnmr, fmr, max_reject_rate)
+        new_policy = replace(gate.policy, min_score=chosen)
+        new_policy.save(out)
+        click.echo(f"policy written to {out}")
+        return
     results = list(gate.assess_many(_collect(paths)))
     scores = [r.score for r in results if r.score is not None]
     if not scores:
@@ -217,6 +239,102 @@ def calibrate(paths, reject_rate, out, force, policy, threshold, weights, views,
     click.echo(f"threshold {chosen:.2f} (scale {gate.spec.score_scale}): rejects {low}/{len(scores)} "
                f"scored faces for low quality ({low / len(scores):.1%}); with every other reason "
                f"{rejected}/{len(results)} captures ({rejected / len(results):.1%}); policy written to {out}")
+
+
+def _calibrate_fnmr(gate, paths, pairs_file, recognizer_spec, weights, views, target_fnmr, fmr, max_reject_rate) -> float:
+    from .evaluation import calibrate_for_fnmr, impostor_comparisons, labelled_captures, measure_captures
+    from .recognition import load_recognizer
+
+    if not recognizer_spec:
+        raise click.UsageError("--target-fnmr needs --recognizer (a checkpoint, or module:factory)")
+    if not pairs_file and (len(paths) != 1 or not Path(paths[0]).is_dir()):
+        raise click.UsageError("--target-fnmr needs one folder with a sub-folder per identity, or --pairs")
+    try:
+        recognizer = load_recognizer(recognizer_spec)
+        images, identities, genuine_pairs = labelled_captures(paths[0], pairs_file)
+    except FacegateError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not len(genuine_pairs):
+        raise click.UsageError("no genuine comparisons: each identity needs at least two captures")
+    measured = measure_captures(images, identities, recognizer=recognizer, weights=weights, detector=gate.detector,
+                                views=(views,), baselines=False)
+    quality = measured.quality[f"ensemble ({views})"]
+    emb = measured.embeddings
+    genuine = np.sum(emb[genuine_pairs[:, 0]] * emb[genuine_pairs[:, 1]], 1)
+    impostor_pairs, impostor = impostor_comparisons(measured)
+    if not len(impostor):
+        raise click.UsageError("no impostor comparisons: captures of at least two identities are needed")
+    choice = calibrate_for_fnmr(quality, genuine_pairs, genuine, impostor_pairs, impostor,
+                                target_fnmr=target_fnmr, fmr=fmr, max_reject_rate=max_reject_rate)
+    chosen = float(np.clip(choice.quality_threshold, 0.0, 100.0))
+    click.echo(f"{len(images)} captures ({int((~measured.found).sum())} without a face), {len(genuine)} genuine and "
+               f"{len(impostor)} impostor comparisons; recognizer threshold {choice.comparison_threshold:.4f} "
+               f"at FMR {fmr:g}")
+    if not choice.reached:
+        click.echo(f"warning: FNMR {target_fnmr:g} is not reachable within reject rate {max_reject_rate:g}; "
+                   "taking the lowest FNMR found", err=True)
+    click.echo(f"threshold {chosen:.2f} (scale {gate.spec.score_scale}): expected FNMR {choice.fnmr:.4f} "
+               f"(on {choice.genuine_kept} genuine comparisons kept), FMR {choice.fmr:.2e}, "
+               f"reject rate {choice.reject_rate:.1%}")
+    return chosen
+
+
+@main.command()
+@click.argument("source", type=click.Path(exists=True))
+@click.option("--recognizer", required=True, help="A MobileFaceNet checkpoint, or module:factory for your own model.")
+@click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False),
+              help="CSV of left,right,genuine comparisons (default: every pair within each identity folder of SOURCE).")
+@click.option("--fmr", type=click.FloatRange(0, 1, max_open=True), default=1e-3, show_default=True,
+              help="Fix the comparison threshold at this FMR over all impostor comparisons.")
+@click.option("--fnmr", type=click.FloatRange(0, 1, max_open=True), default=None,
+              help="Fix it at this starting FNMR instead.")
+@click.option("--discard-limit", type=click.FloatRange(0, 1, min_open=True), default=0.2, show_default=True)
+@click.option("--observer", "observer_path", type=click.Path(exists=True, dir_okay=False),
+              help="Also evaluate the FROQ observer with this calibration (for a MobileFaceNet recognizer).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write the full report (with curves) as JSON.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Write the EDC plot (PNG; needs matplotlib).")
+@click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
+@click.option("--threads", type=click.IntRange(1), default=None)
+def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_path, report, plot, weights, threads):
+    """Error-versus-discard evaluation: does discarding low scores cut false non-matches?
+    Compares facegate (members, ensemble, views), baselines and random order."""
+    import torch
+
+    from .evaluation import edc_report, labelled_captures, measure_captures, plot_edc
+    from .recognition import load_recognizer
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        model = load_recognizer(recognizer)
+        images, identities, genuine_pairs = labelled_captures(source, pairs_file)
+        observer = None
+        if observer_path:
+            from .observer import ObserverCalibration, ObserverScorer
+
+            observer = ObserverScorer(model, ObserverCalibration.load(observer_path))
+    except FacegateError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not len(genuine_pairs):
+        raise click.UsageError("no genuine comparisons: each identity needs at least two captures")
+    measured = measure_captures(images, identities, recognizer=model, weights=weights, observer=observer)
+    result = edc_report(measured, genuine_pairs, fmr=None if fnmr else fmr, fnmr=fnmr, limit=discard_limit)
+    click.echo(f"{result['captures']} captures ({result['no_face']} without a face), {result['genuine_comparisons']} "
+               f"genuine and {result['impostor_comparisons']} impostor comparisons; threshold {result['threshold']:.4f} "
+               f"({result['threshold_rule']}), starting FNMR {result['start_fnmr']:.4f}")
+    click.echo(f"{'method':32s} {'pAUC':>9s} {'vs random':>9s} {'FNMR@5%':>8s} {'@10%':>8s} {'@20%':>8s}")
+    for row in result["rows"]:
+        click.echo(f"{row['method']:32s} {row['pauc']:9.5f} {row['relative_to_random']:9.2f} {row['fnmr_at_5%']:8.4f} "
+                   f"{row['fnmr_at_10%']:8.4f} {row['fnmr_at_20%']:8.4f}")
+    if report:
+        data = {**{k: v for k, v in result.items() if k != "curves"},
+                "curves": {m: c.to_dict(discard_limit) for m, c in result["curves"].items()}}
+        Path(report).write_text(json.dumps(data, indent=1) + "\n")
+    if plot:
+        try:
+            plot_edc(result, plot, title=f"EDC: {source}")
+        except ImportError as exc:
+            raise click.UsageError(str(exc)) from None
 
 
 @main.command()

@@ -15,9 +15,13 @@ All functions take plain arrays, so any recognizer and any quality measure can b
 
 from __future__ import annotations
 
+import csv
+import logging
 from dataclasses import dataclass
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "EDC",
@@ -214,3 +218,322 @@ def _kept_counts(pair_quality: np.ndarray, flagged: np.ndarray, thresholds: np.n
     first = np.searchsorted(q, thresholds, side="left")
     suffix = np.r_[np.cumsum(f[::-1])[::-1], 0]
     return len(q) - first, suffix[first]
+
+
+# -- measuring captures: quality by every method, and embeddings, in one pass ----------------
+
+#: Baselines a user would try first, each a quality per capture (higher is better).
+BASELINES = ("MTCNN probability", "face size (px)", "Laplacian variance")
+
+
+@dataclass
+class MeasuredCaptures:
+    """What the evaluation needs of each of N captures.
+
+    Attributes:
+        names: ``(N,)`` capture names (paths).
+        identities: ``(N,)`` identity labels.
+        found: ``(N,)`` whether the detector found a face; every method gives captures
+            without one the lowest quality (the gate would reject them as ``no_face``), and
+            the recognizer embeds them at the average landmark position instead.
+        embeddings: ``(N, D)`` unit vectors from the recognizer.
+        landmarks: ``(N, 5, 2)`` landmarks of the primary face (NaN where none).
+        quality: method name -> ``(N,)`` quality, higher is better, ``-inf`` where no face.
+        seconds: method name -> seconds spent computing it (detection counted separately).
+    """
+
+    names: list[str]
+    identities: np.ndarray
+    found: np.ndarray
+    embeddings: np.ndarray
+    landmarks: np.ndarray
+    quality: dict[str, np.ndarray]
+    seconds: dict[str, float]
+
+    def subset(self, idx) -> "MeasuredCaptures":
+        idx = np.asarray(idx)
+        return MeasuredCaptures([self.names[i] for i in idx], self.identities[idx], self.found[idx],
+                                self.embeddings[idx], self.landmarks[idx],
+                                {m: q[idx] for m, q in self.quality.items()}, dict(self.seconds))
+
+    def concat(self, other: "MeasuredCaptures") -> "MeasuredCaptures":
+        return MeasuredCaptures(self.names + other.names, np.concatenate([self.identities, other.identities]),
+                                np.concatenate([self.found, other.found]),
+                                np.concatenate([self.embeddings, other.embeddings]),
+                                np.concatenate([self.landmarks, other.landmarks]),
+                                {m: np.concatenate([q, other.quality[m]]) for m, q in self.quality.items()},
+                                {m: self.seconds.get(m, 0.0) + other.seconds.get(m, 0.0)
+                                 for m in set(self.seconds) | set(other.seconds)})
+
+    def save(self, path) -> None:
+        np.savez_compressed(path, names=np.array(self.names), identities=self.identities, found=self.found,
+                            embeddings=self.embeddings, landmarks=self.landmarks, methods=np.array(list(self.quality)),
+                            quality=np.stack(list(self.quality.values())),
+                            seconds_keys=np.array(list(self.seconds)), seconds=np.array(list(self.seconds.values())))
+
+    @classmethod
+    def load(cls, path) -> "MeasuredCaptures":
+        data = np.load(path, allow_pickle=False)
+        methods = [str(m) for m in data["methods"]]
+        return cls([str(n) for n in data["names"]], data["identities"], data["found"], data["embeddings"],
+                   data["landmarks"], dict(zip(methods, data["quality"])),
+                   dict(zip([str(k) for k in data["seconds_keys"]], data["seconds"].tolist())))
+
+
+def laplacian_variance(rgb: np.ndarray) -> float:
+    """Variance of the Laplacian of the grey image: the classic sharpness measure."""
+    import cv2
+
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var())
+
+
+def measure_captures(images, identities, *, recognizer, weights=None, detector=None, observer=None,
+                     views=("none", "full"), baselines: bool = True, batch_size: int = 32,
+                     progress=None) -> MeasuredCaptures:
+    """Detect, crop, score with every facegate variant and every baseline, and embed.
+
+    Args:
+        images: paths (or ``(H, W, 3)`` uint8 RGB arrays) of the captures.
+        identities: one label per capture.
+        recognizer: a :class:`facegate.recognition.Recognizer` (``embed(images, landmarks)``).
+        weights: facegate weights folder (default: shipped).
+        detector: a detector (default: MTCNN, as the gate uses).
+        observer: optional :class:`facegate.observer.ObserverScorer`, scored as ``"FROQ observer"``.
+        views: test-time view settings to score each member and the ensemble with.
+        baselines: also measure :data:`BASELINES`.
+        progress: called with the number of captures done after each batch.
+    """
+    import time
+
+    from .detection import MTCNNDetector, choose_primary
+    from .errors import ImageError
+    from .images import load_rgb
+    from .scorer import Scorer
+
+    detector = detector or MTCNNDetector()
+    scorers = {v: Scorer(weights, views=v) for v in views}
+    spec = next(iter(scorers.values())).spec
+    members = spec.members
+    methods = [f"{m} ({v})" for v in views for m in members] + [f"ensemble ({v})" for v in views]
+    methods += (list(BASELINES) if baselines else []) + (["FROQ observer"] if observer is not None else [])
+    n = len(images)
+    quality = {m: np.full(n, -np.inf) for m in methods}
+    seconds = {m: 0.0 for m in methods}
+    seconds["detection"] = 0.0
+    found = np.zeros(n, bool)
+    landmarks = np.full((n, 5, 2), np.nan)
+    embeddings: list[np.ndarray | None] = [None] * n
+    pending_no_face: dict[int, np.ndarray | None] = {}
+    unreadable: list[str] = []
+    landmark_sum, landmark_count = np.zeros((5, 2)), 0
+
+    def tick(name, t0):
+        seconds[name] += time.perf_counter() - t0
+
+    for start in range(0, n, batch_size):
+        idx, rgbs, faces = [], [], []
+        for i in range(start, min(n, start + batch_size)):
+            try:
+                rgb = images[i] if isinstance(images[i], np.ndarray) else load_rgb(images[i])
+            except ImageError as exc:  # it cannot match anything: zero embedding, lowest quality
+                unreadable.append(str(exc))
+                pending_no_face[i] = None
+                continue
+            t0 = time.perf_counter()
+            face = choose_primary(detector.detect(rgb), rgb.shape)
+            tick("detection", t0)
+            if face is None:
+                pending_no_face[i] = rgb
+                continue
+            idx.append(i)
+            rgbs.append(rgb)
+            faces.append(face)
+            landmark_sum += face.landmarks / np.array(rgb.shape[1::-1])
+            landmark_count += 1
+        if idx:
+            found[idx] = True
+            landmarks[idx] = [f.landmarks for f in faces]
+            crops = np.stack([spec.crop(rgb, f.landmarks) for rgb, f in zip(rgbs, faces)])
+            for v, scorer in scorers.items():
+                t0 = time.perf_counter()
+                ensemble, per_member = scorer.score(crops)
+                tick(f"ensemble ({v})", t0)
+                quality[f"ensemble ({v})"][idx] = ensemble
+                for k, m in enumerate(members):
+                    quality[f"{m} ({v})"][idx] = per_member[k]
+            if baselines:
+                quality["MTCNN probability"][idx] = [f.probability for f in faces]
+                quality["face size (px)"][idx] = [f.side for f in faces]
+                t0 = time.perf_counter()
+                quality["Laplacian variance"][idx] = [laplacian_variance(c) for c in crops]
+                tick("Laplacian variance", t0)
+            if observer is not None:
+                t0 = time.perf_counter()
+                quality["FROQ observer"][idx] = observer.score(rgbs, [f.landmarks for f in faces])
+                tick("FROQ observer", t0)
+            for i, e in zip(idx, recognizer.embed(rgbs, [f.landmarks for f in faces])):
+                embeddings[i] = e
+        if progress is not None:
+            progress(min(n, start + batch_size))
+    mean_landmarks = landmark_sum / max(1, landmark_count) if landmark_count else _CENTRED_LANDMARKS
+    for i, rgb in pending_no_face.items():
+        if rgb is not None:
+            embeddings[i] = recognizer.embed([rgb], [mean_landmarks * np.array(rgb.shape[1::-1])])[0]
+    dim = next((len(e) for e in embeddings if e is not None), 1)
+    embeddings = [e if e is not None else np.zeros(dim, np.float32) for e in embeddings]
+    for message in unreadable:
+        log.warning("skipped: %s", message)
+    return MeasuredCaptures([str(x) if not isinstance(x, np.ndarray) else f"#{k}" for k, x in enumerate(images)],
+                            np.asarray(identities), found, np.stack(embeddings), landmarks, quality, seconds)
+
+
+#: Landmarks of a centred frontal face, as fractions of the image width and height.
+_CENTRED_LANDMARKS = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]])
+
+
+def impostor_comparisons(measured: MeasuredCaptures, rows=None, cols=None, max_comparisons: int = 20_000_000,
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Every comparison between captures of different identities, as ``(P, 2)`` index pairs
+    and ``(P,)`` cosine scores; a seeded random subset when there would be more than
+    ``max_comparisons``. By default each unordered pair of all captures once; with ``rows``
+    and ``cols`` (index arrays) only comparisons of a ``rows`` capture with a ``cols`` one,
+    e.g. enrolled references against probes."""
+    emb, ident = measured.embeddings.astype(np.float32), measured.identities
+    n = len(ident)
+    symmetric = rows is None and cols is None
+    rows = np.arange(n) if rows is None else np.asarray(rows)
+    cols = np.arange(n) if cols is None else np.asarray(cols)
+    pairs, scores = [], []
+    for start in range(0, len(rows), 512):
+        block = rows[start : start + 512]
+        sims = emb[block] @ emb[cols].T
+        mask = ident[block, None] != ident[None, cols]
+        if symmetric:
+            mask &= cols[None, :] > block[:, None]
+        r, c = np.nonzero(mask)
+        pairs.append(np.stack([block[r], cols[c]], 1).astype(np.int32))
+        scores.append(sims[r, c])
+    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int32)
+    scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
+    if len(scores) > max_comparisons:
+        keep = np.sort(np.random.default_rng(seed).choice(len(scores), max_comparisons, replace=False))
+        pairs, scores = pairs[keep], scores[keep]
+    return pairs, scores
+
+
+def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: float | None = 1e-3,
+               fnmr: float | None = None, limit: float = 0.2, random_repeats: int = 50,
+               impostor_rows=None, impostor_cols=None) -> dict:
+    """EDC of every measured method, random order and the perfect reference, on the same
+    genuine comparisons, at one comparison threshold (FMR over the impostor comparisons,
+    see :func:`impostor_comparisons` for ``impostor_rows``/``impostor_cols``)."""
+    genuine_pairs = np.asarray(genuine_pairs)
+    emb = measured.embeddings
+    genuine = np.sum(emb[genuine_pairs[:, 0]] * emb[genuine_pairs[:, 1]], 1).astype(np.float64)
+    impostor_pairs, impostor = impostor_comparisons(measured, impostor_rows, impostor_cols)
+    threshold = (comparison_threshold(impostor=impostor, fmr=fmr) if fnmr is None
+                 else comparison_threshold(genuine=genuine, fnmr=fnmr))
+    rows, curves = [], {}
+    random_mean, random_std = random_pauc(genuine, threshold, limit, random_repeats)
+    for method, q in measured.quality.items():
+        curve = edc(genuine, pairwise_quality(q, genuine_pairs), threshold)
+        curves[method] = curve
+        rows.append({"method": method, "pauc": curve.pauc(limit), "relative_to_random": curve.pauc(limit) / random_mean,
+                     "fnmr_at_5%": curve.at(0.05), "fnmr_at_10%": curve.at(0.10), "fnmr_at_20%": curve.at(0.20)})
+    perfect = perfect_edc(genuine, threshold)
+    curves["perfect"] = perfect
+    rows.append({"method": "perfect (reference)", "pauc": perfect.pauc(limit), "relative_to_random": perfect.pauc(limit) / random_mean,
+                 "fnmr_at_5%": perfect.at(0.05), "fnmr_at_10%": perfect.at(0.10), "fnmr_at_20%": perfect.at(0.20)})
+    start = false_non_match_rate(genuine, threshold)
+    rows.append({"method": "random order (mean of %d)" % random_repeats, "pauc": random_mean, "pauc_std": random_std,
+                 "relative_to_random": 1.0, "fnmr_at_5%": start, "fnmr_at_10%": start, "fnmr_at_20%": start})
+    return {
+        "captures": len(measured.names),
+        "no_face": int((~measured.found).sum()),
+        "genuine_comparisons": len(genuine),
+        "impostor_comparisons": len(impostor),
+        "threshold": threshold,
+        "threshold_rule": f"FMR {fmr:g} over all impostor comparisons" if fnmr is None else f"starting FNMR {fnmr:g}",
+        "start_fnmr": start,
+        "fmr": false_match_rate(impostor, threshold),
+        "discard_limit": limit,
+        "rows": sorted(rows, key=lambda r: r["pauc"]),
+        "curves": curves,
+    }
+
+
+def plot_edc(report: dict, path, title: str = "", methods=None) -> None:
+    """Write the EDC plot (needs matplotlib: ``pip install facegate[eval]``)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("plotting needs matplotlib: pip install 'facegate[eval]'") from exc
+    limit = report["discard_limit"]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for method, curve in report["curves"].items():
+        if methods is not None and method not in methods and method != "perfect":
+            continue
+        x = np.append(curve.discard, 1.0)
+        y = np.append(curve.fnmr, curve.fnmr[-1])
+        style = {"color": "black", "linestyle": ":"} if method == "perfect" else {}
+        ax.step(x, y, where="post", label=method, **style)
+    ax.axhline(report["start_fnmr"], color="grey", linestyle="--", linewidth=1, label="random order (expected)")
+    ax.axvline(limit, color="grey", linewidth=0.5)
+    ax.set_xlim(0, min(1.0, 2 * limit))
+    ax.set_xlabel("fraction of genuine comparisons discarded (lowest pairwise quality first)")
+    ax.set_ylabel(f"FNMR at fixed threshold ({report['threshold_rule']})")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def labelled_captures(source, pairs_file=None) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Captures with identities, and the genuine comparisons to evaluate.
+
+    ``source`` is a folder with one sub-folder per identity (every pair of captures of the
+    same identity is a genuine comparison), or, with ``pairs_file``, a CSV with columns
+    ``left,right,genuine`` (paths relative to the CSV's folder unless absolute; the
+    identity of a capture is its parent folder's name unless ``left_id``/``right_id``
+    columns give it). Returns paths, ``(N,)`` identities and ``(G, 2)`` genuine index pairs.
+    """
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .folder import find_images
+
+    if pairs_file is not None:
+        pairs_file = Path(pairs_file)
+        paths, ident, index, genuine = [], [], {}, []
+        with pairs_file.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"left", "right", "genuine"} <= set(reader.fieldnames):
+                raise ConfigError(f"{pairs_file}: needs a header with left,right,genuine columns")
+            for row in reader:
+                ids = []
+                for side in ("left", "right"):
+                    p = Path(row[side])
+                    p = p if p.is_absolute() else pairs_file.parent / p
+                    key = str(p)
+                    if key not in index:
+                        index[key] = len(paths)
+                        paths.append(key)
+                        ident.append(row.get(f"{side}_id") or p.parent.name)
+                    ids.append(index[key])
+                if row["genuine"].strip().lower() in ("1", "true", "yes", "genuine"):
+                    genuine.append(ids)
+        return paths, np.array(ident), np.array(genuine, dtype=int).reshape(-1, 2)
+    root = Path(source)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: not a folder (expected one sub-folder per identity)")
+    paths = [str(p) for p in find_images(root) if p.parent != root]
+    if not paths:
+        raise ConfigError(f"{root}: no images in identity sub-folders")
+    ident = np.array([Path(p).parent.relative_to(root).as_posix() for p in paths])
+    genuine = [(i, j) for i in range(len(paths)) for j in range(i + 1, len(paths)) if ident[i] == ident[j]]
+    return paths, ident, np.array(genuine, dtype=int).reshape(-1, 2)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from .alignment import warp_to_template
 from .errors import WeightsError
 
-__all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACENET_TEMPLATE"]
+__all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACENET_TEMPLATE", "load_recognizer"]
 
 #: Five-point template of the 96 wide x 112 high MobileFaceNet input.
 MOBILEFACENET_TEMPLATE = np.array(
@@ -146,3 +146,26 @@ class MobileFaceNetRecognizer:
     def embed(self, images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray]) -> np.ndarray:
         crops = np.stack([self.align(img, lm) for img, lm in zip(images, landmarks)])
         return self.embed_aligned(crops)
+
+
+def load_recognizer(spec: str, **options) -> Recognizer:
+    """A recognizer from a command-line style ``spec``: the path of a MobileFaceNet
+    checkpoint, or ``module:factory`` naming a callable that returns an object with
+    ``embed(images, landmarks) -> (N, D)`` unit vectors (your own model; e.g. a wrapper
+    around facenet-pytorch's InceptionResnetV1 with weights you have)."""
+    import importlib
+    from pathlib import Path
+
+    if Path(spec).is_file():
+        return MobileFaceNetRecognizer(spec, **options)
+    module, sep, name = spec.partition(":")
+    if not sep:
+        raise WeightsError(f"{spec}: neither a checkpoint file nor 'module:factory'")
+    try:
+        factory = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise WeightsError(f"{spec}: cannot import the recognizer factory ({exc})") from None
+    recognizer = factory(**options)
+    if not callable(getattr(recognizer, "embed", None)):
+        raise WeightsError(f"{spec}: the factory's result has no embed(images, landmarks) method")
+    return recognizer

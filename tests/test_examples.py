@@ -27,3 +27,15 @@ def test_gate_before_recognition_example(fixtures):
                 sims[(Path(a).stem, Path(b).stem)] = float(value)
         same = sims[("colin_powell_1", "colin_powell_2")]
         assert all(same > v for k, v in sims.items() if k != ("colin_powell_1", "colin_powell_2"))
+
+
+def test_calibrate_for_fnmr_example(enrollment, shared, tmp_path):
+    policy = tmp_path / "policy.json"
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "calibrate_for_fnmr.py"), str(enrollment),
+                          "--recognizer", str(shared / "models" / "mobilefacenet_casia.ckpt"), "--target-fnmr", "0.0",
+                          "--fmr", "0.01", "--policy-out", str(policy)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "calibrated on" in run.stdout and "held out" in run.stdout and "expected FNMR 0.0000" in run.stdout
+    from facegate import Policy
+
+    assert Policy.load(policy).min_score > 0  # the hard-degraded photos must be set aside

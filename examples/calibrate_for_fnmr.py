@@ -1,0 +1,88 @@
+"""Choose the quality threshold for the FNMR you need, and check it on people it never saw.
+
+    python examples/calibrate_for_fnmr.py ENROLLMENT --recognizer model.ckpt --target-fnmr 0.05
+
+ENROLLMENT holds one sub-folder per person. Half of the people (seeded) calibrate: the
+threshold is the lowest quality at which genuine comparisons between accepted captures
+fail at most --target-fnmr of the time, with the recognizer's threshold fixed at --fmr.
+The other half check it: their FNMR with the gate should land within the stated tolerance
+(the 95% binomial interval of an FNMR measured on that many comparisons). The policy file
+it writes is what `facegate filter --policy` and `Gate(policy=...)` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import numpy as np
+
+from facegate import Policy
+from facegate.evaluation import (
+    calibrate_for_fnmr,
+    false_non_match_rate,
+    impostor_comparisons,
+    labelled_captures,
+    measure_captures,
+    pairwise_quality,
+)
+from facegate.recognition import load_recognizer
+
+
+def half(measured, pairs, people):
+    """The captures of ``people`` and their genuine pairs, re-indexed."""
+    keep = np.flatnonzero(np.isin(measured.identities, list(people)))
+    remap = -np.ones(len(measured.identities), int)
+    remap[keep] = np.arange(len(keep))
+    inside = np.all(np.isin(pairs, keep), 1)
+    return measured.subset(keep), remap[pairs[inside]]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("enrollment")
+    parser.add_argument("--recognizer", required=True, help="MobileFaceNet checkpoint or module:factory")
+    parser.add_argument("--target-fnmr", type=float, default=0.05)
+    parser.add_argument("--fmr", type=float, default=1e-3)
+    parser.add_argument("--policy-out", default=None, help="write the calibrated policy here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    images, identities, genuine_pairs = labelled_captures(args.enrollment)
+    measured = measure_captures(images, identities, recognizer=load_recognizer(args.recognizer),
+                                views=("full",), baselines=False)
+    people = sorted(set(identities))
+    np.random.default_rng(args.seed).shuffle(people)
+    calibration, held_out = half(measured, genuine_pairs, people[: len(people) // 2]), \
+        half(measured, genuine_pairs, people[len(people) // 2 :])
+
+    cal, cal_pairs = calibration
+    emb = cal.embeddings
+    imp_pairs, imp = impostor_comparisons(cal)
+    choice = calibrate_for_fnmr(cal.quality["ensemble (full)"], cal_pairs, np.sum(emb[cal_pairs[:, 0]] * emb[cal_pairs[:, 1]], 1),
+                                imp_pairs, imp, target_fnmr=args.target_fnmr, fmr=args.fmr)
+    threshold = float(np.clip(choice.quality_threshold, 0, 100))
+    print(f"calibrated on {len(cal.names)} captures of {len(people) // 2} people: quality threshold {threshold:.2f}, "
+          f"recognizer threshold {choice.comparison_threshold:.4f} (FMR {args.fmr:g}); expected FNMR {choice.fnmr:.4f}, "
+          f"reject rate {choice.reject_rate:.1%}{'' if choice.reached else ' (target not reachable)'}")
+
+    test, test_pairs = held_out
+    emb = test.embeddings
+    scores = np.sum(emb[test_pairs[:, 0]] * emb[test_pairs[:, 1]], 1)
+    kept = pairwise_quality(test.quality["ensemble (full)"], test_pairs) >= threshold
+    achieved = false_non_match_rate(scores[kept], choice.comparison_threshold)
+    without = false_non_match_rate(scores, choice.comparison_threshold)
+    n = int(kept.sum())
+    tolerance = 1.96 * np.sqrt(max(args.target_fnmr * (1 - args.target_fnmr), 1e-12) / max(n, 1))
+    rejected = float(np.mean(test.quality["ensemble (full)"] < threshold))
+    verdict = "within" if abs(achieved - args.target_fnmr) <= tolerance or achieved <= args.target_fnmr else "outside"
+    print(f"held out ({len(test.names)} captures of {len(people) - len(people) // 2} other people): FNMR {achieved:.4f} "
+          f"with the gate on {n} genuine comparisons ({without:.4f} without), reject rate {rejected:.1%}; "
+          f"target {args.target_fnmr:.4f} +- {tolerance:.4f}: {verdict}")
+    if args.policy_out:
+        replace(Policy(), min_score=threshold).save(args.policy_out)
+        print(f"policy written to {args.policy_out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""`facegate evaluate` and `facegate calibrate --target-fnmr` on a small real enrollment set:
+LFW people (never trained on) in identity folders, some photos degraded, one corrupt file,
+compared by the shared MobileFaceNet."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from facegate.cli import main
+from facegate.evaluation import labelled_captures
+from facegate.policy import Policy
+from facegate.recognition import load_recognizer
+from facegate.errors import WeightsError
+from tests.conftest import ENROLLMENT_PEOPLE as PEOPLE
+
+
+def test_identity_folders_give_genuine_pairs(enrollment):
+    paths, identities, genuine = labelled_captures(enrollment)
+    assert len(paths) == PEOPLE * 3 + 1
+    assert all(identities[i] == identities[j] for i, j in genuine)
+    # three photos per person (plus the corrupt file in the first): 3 pairs each, 6 for the first
+    assert len(genuine) == 3 * PEOPLE + 3
+
+
+def test_evaluate_reports_every_method(enrollment, shared, tmp_path):
+    report = tmp_path / "report.json"
+    run = CliRunner().invoke(main, ["evaluate", str(enrollment), "--recognizer",
+                                    str(shared / "models" / "mobilefacenet_casia.ckpt"), "--fmr", "0.01",
+                                    "--report", str(report)])
+    assert run.exit_code == 0, run.output
+    data = json.loads(report.read_text())
+    methods = {r["method"] for r in data["rows"]}
+    assert {"ensemble (full)", "ensemble (none)", "Laplacian variance", "MTCNN probability", "face size (px)",
+            "perfect (reference)"} <= methods
+    rows = {r["method"]: r for r in data["rows"]}
+    assert rows["perfect (reference)"]["pauc"] <= min(r["pauc"] for r in data["rows"])
+    assert all(np.isfinite(r["pauc"]) for r in data["rows"])
+    assert "corrupt.jpg" in run.output or data["captures"] == PEOPLE * 3 + 1
+
+
+def test_calibrate_for_a_target_fnmr_writes_a_policy_that_reaches_it(enrollment, shared, tmp_path):
+    out = tmp_path / "policy.json"
+    ckpt = str(shared / "models" / "mobilefacenet_casia.ckpt")
+    run = CliRunner().invoke(main, ["calibrate", str(enrollment), "--target-fnmr", "0.0", "--fmr", "0.01",
+                                    "--recognizer", ckpt, "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    assert "expected FNMR 0.0000" in run.output and "reject rate" in run.output
+    policy = Policy.load(out)
+    # the degraded photos are what fail to match; the threshold must set at least one aside
+    assert 0.0 < policy.min_score <= 100.0
+    again = CliRunner().invoke(main, ["calibrate", str(enrollment), "--target-fnmr", "0.0", "--recognizer", ckpt,
+                                      "--out", str(out)])
+    assert again.exit_code == 2 and "exists" in again.output  # never overwrites without --force
+    neither = CliRunner().invoke(main, ["calibrate", str(enrollment), "--out", str(tmp_path / "p2.json")])
+    assert neither.exit_code == 2
+
+
+def test_recognizer_spec_errors_are_clear(tmp_path):
+    with pytest.raises(WeightsError, match="neither a checkpoint"):
+        load_recognizer(str(tmp_path / "missing.ckpt"))
+    with pytest.raises(WeightsError, match="cannot import"):
+        load_recognizer("no_such_module:factory")
