@@ -183,11 +183,16 @@ def references_and_probes(measured: MeasuredCaptures) -> tuple[np.ndarray, np.nd
 
 
 def _table(report: dict) -> list[str]:
-    lines = ["| method | pAUC (discard <= %g) | vs random | FNMR after 5%% | 10%% | 20%% |" % report["discard_limit"],
-             "|---|---|---|---|---|---|"]
+    random_pauc_ = next(r["pauc"] for r in report["rows"] if r["method"].startswith("random"))
+    perfect_pauc = next(r["pauc"] for r in report["rows"] if r["method"].startswith("perfect"))
+    lines = ["| method | pAUC (discard <= %g) | vs random | share of the possible gain | FNMR after 5%% | 10%% | 20%% |"
+             % report["discard_limit"], "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
-        lines.append(f"| {r['method']} | {r['pauc']:.5f} | {r['relative_to_random']:.2f} | {r['fnmr_at_5%']:.4f} "
+        gain = (random_pauc_ - r["pauc"]) / max(random_pauc_ - perfect_pauc, 1e-12)
+        lines.append(f"| {r['method']} | {r['pauc']:.5f} | {r['relative_to_random']:.2f} | {gain:.2f} | {r['fnmr_at_5%']:.4f} "
                      f"| {r['fnmr_at_10%']:.4f} | {r['fnmr_at_20%']:.4f} |")
+    lines += ["", "`share of the possible gain`: (random - method) / (random - perfect) pAUC; 1 is the perfect "
+              "ordering, 0 no better than chance."]
     return lines
 
 

@@ -81,6 +81,15 @@ def render(spec: ScorerSpec, m: dict) -> str:
             "separate mild degradations (the recognizer itself is fairly robust to them), yet a copy made",
             "from a photo by blurring, darkening or downscaling never carries more information than the photo.",
         ]
+        if m.get("monotone_weight"):
+            lines += [
+                f"A second term, weight {m['monotone_weight']:g} and the same margin, applies that to copies made on the fly:",
+                "each clean photo in a batch gets a worse copy of its aligned crop (darker: gamma 1.8-4; fewer",
+                "pixels: 8-28 px between the eyes, resampled back; blurrier: sigma 0.6-2.4 px; or noisier: sigma",
+                "5-25), which must score below it. The checkpoint kept is the epoch with the highest validation",
+                "SRCC plus validation order accuracy (share of validation photos that outscore a worse copy",
+                "of themselves, fixed seed); the order accuracy of each epoch is in metrics.json.",
+            ]
     lines += [
         "",
         "| member | validation SRCC of the kept checkpoint | its stage, epoch (in its phase) | epochs | training time |",
