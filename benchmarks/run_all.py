@@ -20,6 +20,7 @@ from benchmarks import bench_speed  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory runs (about 12 min)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "performance.md")
     args = parser.parse_args(argv)
@@ -30,12 +31,14 @@ def main(argv=None):
                              str(args.threads), "--frames", "60" if args.quick else "150"],
                             capture_output=True, text=True, check=True).stdout
     memory = ""
-    if not args.quick:
+    if not args.quick and not args.no_memory:
         memory = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--counts", "1000",
                                  "10000", "--threads", str(args.threads)], capture_output=True, text=True,
                                 check=True).stdout
     text = ["# Performance", "",
-            f"Made by `python benchmarks/run_all.py{' --quick' if args.quick else ''}` on {speed['date']}.", "",
+            f"Made by `python benchmarks/run_all.py{' --quick' if args.quick else ''}"
+            f"{' --no-memory' if args.no_memory else ''}` on {speed['date']}."
+            + (" Memory: see [results.md](results.md)." if args.no_memory else ""), "",
             bench_speed.render(speed), "", "### Streaming at 640x480, one face in view", "", stream.strip()]
     if memory:
         text += ["", "### Memory over a folder (`facegate score`, one process per count)", "", memory.strip()]

@@ -72,20 +72,31 @@ class Detector(Protocol):
 class MTCNNDetector:
     """facenet-pytorch's MTCNN (its P/R/O-Net weights ship inside facenet-pytorch).
 
+    Detection runs in two passes: first searching faces of at least ``first_pass_min_face_size``
+    pixels (a shorter image pyramid: about a third less time on LFW photos, the same faces),
+    and only when that finds nothing, again down to ``min_face_size``. A capture with a face
+    too small for the first pass is still found (and then rejected as ``face_too_small``
+    rather than reported as ``no_face``). What the first pass can miss: a second face under
+    that size beside a found one, which only matters for the ``multiple_faces`` rule when the
+    primary face is itself under twice that size.
+
     Args:
         min_face_size: smallest face side searched for, in pixels.
+        first_pass_min_face_size: smallest face side of the first pass (None: one pass).
         thresholds: MTCNN's three stage thresholds.
         device: torch device for the three networks.
     """
-
 
     def __init__(
         self,
         *,
         min_face_size: int = 20,
+        first_pass_min_face_size: int | None = 40,
         thresholds: Sequence[float] = (0.6, 0.7, 0.7),
         device: str | torch.device = "cpu",
     ):
+        import copy
+
         from facenet_pytorch import MTCNN  # heavy import, kept local
 
         self._mtcnn = MTCNN(
@@ -100,15 +111,24 @@ class MTCNNDetector:
         # max-pooling is 5-10x faster in that layout than in NCHW (measured with torch 2.15:
         # 5.5 vs 1.0 ms for R-Net's pool); detections are unchanged (landmarks within 1e-4 px).
         self._mtcnn.to(memory_format=torch.channels_last)
+        self._first_pass = None
+        if first_pass_min_face_size and first_pass_min_face_size > min_face_size:
+            self._first_pass = copy.copy(self._mtcnn)  # shares the three networks
+            self._first_pass.min_face_size = first_pass_min_face_size
         # MTCNN's image pyramid is empty below min_face_size (and facenet-pytorch then fails
         # on an empty torch.cat), so smaller images cannot hold a face it can see.
         self.min_image_side = max(12, int(min_face_size))
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        if min(rgb.shape[0], rgb.shape[1]) < self.min_image_side:
+        side = min(rgb.shape[0], rgb.shape[1])
+        if side < self.min_image_side:
             return []
+        boxes = None
         with torch.inference_mode():
-            boxes, probs, points = self._mtcnn.detect(rgb, landmarks=True)
+            if self._first_pass is not None and side >= self._first_pass.min_face_size:
+                boxes, probs, points = self._first_pass.detect(rgb, landmarks=True)
+            if boxes is None:
+                boxes, probs, points = self._mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return []
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -34,6 +34,14 @@ __all__ = [
     "calibrate_for_fnmr",
     "false_non_match_rate",
     "false_match_rate",
+    "BASELINES",
+    "MeasuredCaptures",
+    "measure_captures",
+    "impostor_comparisons",
+    "edc_report",
+    "plot_edc",
+    "labelled_captures",
+    "laplacian_variance",
 ]
 
 

@@ -27,7 +27,7 @@ def test_identity_folders_give_genuine_pairs(enrollment):
 def test_evaluate_reports_every_method(enrollment, shared, tmp_path):
     report = tmp_path / "report.json"
     run = CliRunner().invoke(main, ["evaluate", str(enrollment), "--recognizer",
-                                    str(shared / "models" / "mobilefacenet_casia.ckpt"), "--fmr", "0.01",
+                                    str(shared / "models" / "mobilefacenet_casia.ckpt"), "--fnmr", "0.3",
                                     "--report", str(report)])
     assert run.exit_code == 0, run.output
     data = json.loads(report.read_text())
@@ -35,7 +35,10 @@ def test_evaluate_reports_every_method(enrollment, shared, tmp_path):
     assert {"ensemble (full)", "ensemble (none)", "Laplacian variance", "MTCNN probability", "face size (px)",
             "perfect (reference)"} <= methods
     rows = {r["method"]: r for r in data["rows"]}
-    assert rows["perfect (reference)"]["pauc"] <= min(r["pauc"] for r in data["rows"])
+    assert rows["perfect (reference)"]["pauc"] <= min(r["pauc"] for r in data["rows"]) + 1e-12
+    random_row = next(r for r in data["rows"] if r["method"].startswith("random"))
+    # the hard-degraded photos are the ones that fail to match, and the ensemble sets them aside first
+    assert rows["ensemble (full)"]["pauc"] < random_row["pauc"]
     assert all(np.isfinite(r["pauc"]) for r in data["rows"])
     assert "corrupt.jpg" in run.output or data["captures"] == PEOPLE * 3 + 1
 
@@ -43,7 +46,7 @@ def test_evaluate_reports_every_method(enrollment, shared, tmp_path):
 def test_calibrate_for_a_target_fnmr_writes_a_policy_that_reaches_it(enrollment, shared, tmp_path):
     out = tmp_path / "policy.json"
     ckpt = str(shared / "models" / "mobilefacenet_casia.ckpt")
-    run = CliRunner().invoke(main, ["calibrate", str(enrollment), "--target-fnmr", "0.0", "--fmr", "0.01",
+    run = CliRunner().invoke(main, ["calibrate", str(enrollment), "--target-fnmr", "0.0", "--fmr", "0.05",
                                     "--recognizer", ckpt, "--out", str(out)])
     assert run.exit_code == 0, run.output
     assert "expected FNMR 0.0000" in run.output and "reject rate" in run.output
