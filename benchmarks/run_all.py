@@ -30,6 +30,7 @@ def main(argv=None):
     stream = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stream.py"), "--threads",
                              str(args.threads), "--frames", "60" if args.quick else "150"],
                             capture_output=True, text=True, check=True).stdout
+    stream = "\n".join(line for line in stream.splitlines() if not line.startswith("[torch.onnx]"))  # exporter chatter
     memory = ""
     if not args.quick and not args.no_memory:
         memory = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_memory.py"), "--counts", "1000",

@@ -359,9 +359,11 @@ def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_
 @click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--detector", type=click.Choice(["mtcnn", "yunet"]), default="yunet", show_default=True)
 @click.option("--onnx", "onnx_path", type=click.Path(exists=True, dir_okay=False),
-              help="Score through this graph from `facegate export` (onnxruntime; fastest).")
+              help="Score through this graph from `facegate export` (onnxruntime). Default: the graph shipped "
+                   "with the weights for --views none, when scoring the shipped weights.")
+@click.option("--pytorch", "force_pytorch", is_flag=True, help="Score with PyTorch even when a graph is available.")
 def stream(source, out_dir, events, show, max_frames, duration, accept_frames, detect_every, retries, policy,
-           threshold, weights, views, threads, detector, onnx_path):
+           threshold, weights, views, threads, detector, onnx_path, force_pytorch):
     """Gate a live camera, video file or stream: one decision per person, best shot kept.
 
     Headless by default; Ctrl-C stops cleanly and flushes everything. Exit code 1 when
@@ -371,7 +373,21 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, d
     from .sources import open_source
     from .stream import StreamGate
 
-    gate = _gate(policy, threshold, weights, views, threads, 1, detector, onnx_path)
+    explicit_graph = onnx_path is not None
+    if onnx_path is None and not force_pytorch and weights is None:
+        from .export import shipped_graph
+
+        # onnxruntime costs ~3 ms per face at batch 1 where PyTorch costs ~19 (docs/performance.md)
+        onnx_path = shipped_graph(views)
+    try:
+        gate = _gate(policy, threshold, weights, views, threads, 1, detector, onnx_path)
+    except click.UsageError as exc:
+        if onnx_path is None or explicit_graph:
+            raise
+        click.echo(f"note: scoring with PyTorch ({exc})", err=True)
+        onnx_path = None
+        gate = _gate(policy, threshold, weights, views, threads, 1, detector)
+    click.echo(f"scoring with {'onnxruntime: ' + str(onnx_path) if onnx_path else 'PyTorch'}", err=True)
     events = events or str(Path(out_dir) / "events.jsonl")
     streamer = StreamGate(gate, accept_frames=accept_frames, detect_every=detect_every, out_dir=out_dir,
                           events=events)

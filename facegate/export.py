@@ -16,7 +16,25 @@ import torch.nn as nn
 from .errors import ConfigError
 from .scorer import Scorer
 
-__all__ = ["export_onnx", "OnnxScorer"]
+__all__ = ["export_onnx", "OnnxScorer", "weights_digest", "shipped_graph"]
+
+
+def weights_digest(folder: str | Path, members) -> str:
+    """sha256 over the members' weight files: ties an exported graph to the weights it holds."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in members:
+        digest.update((Path(folder) / f"{name}.pt").read_bytes())
+    return digest.hexdigest()
+
+
+def shipped_graph(views: str) -> Path | None:
+    """The graph pre-exported beside the shipped weights for these views, if there is one."""
+    from .scorer import default_weights_dir
+
+    path = default_weights_dir() / f"ensemble_{views}.onnx"
+    return path if isinstance(views, str) and path.is_file() else None
 
 
 class _Deployable(nn.Module):
@@ -66,7 +84,9 @@ def export_onnx(scorer: Scorer, path: str | Path, *, opset: int = 18) -> Path:
 
     graph = onnx.load(str(path))
     for key, value in {"facegate_views": ",".join(scorer.views), "facegate_spec": scorer.spec.name,
-                       "facegate_input_size": str(scorer.spec.input_size)}.items():
+                       "facegate_input_size": str(scorer.spec.input_size),
+                       "facegate_members": ",".join(scorer.member_names),
+                       "facegate_weights_sha256": weights_digest(scorer.weights_dir, scorer.member_names)}.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))
     return path
@@ -103,6 +123,11 @@ class OnnxScorer:
         self.spec = ScorerSpec.load(Path(weights or default_weights_dir()) / "spec.json")
         if meta.get("facegate_spec") not in (None, self.spec.name):
             raise ConfigError(f"{path}: exported from {meta['facegate_spec']}, not {self.spec.name}")
+        folder = Path(weights or default_weights_dir())
+        if "facegate_weights_sha256" in meta and \
+                meta["facegate_weights_sha256"] != weights_digest(
+                    folder, meta.get("facegate_members", ",".join(self.spec.members)).split(",")):
+            raise ConfigError(f"{path}: exported from other weights than those in {folder} (re-export it)")
         self.views = tuple(meta.get("facegate_views", "unknown").split(","))
 
     def score(self, crops) -> tuple:

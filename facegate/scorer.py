@@ -71,6 +71,7 @@ class Scorer:
         if unknown:
             raise WeightsError(f"{folder}: has no member(s) {sorted(unknown)}; it has {list(self.spec.members)}")
         self.member_names = names
+        self.weights_dir = folder
         self.device = torch.device(device)
         nets = [load_member(folder / f"{name}.pt", name) for name in names]
         self.ensemble = QualityEnsemble(nets, views).to(self.device).eval()

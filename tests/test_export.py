@@ -42,3 +42,27 @@ def test_onnx_matches_pytorch_on_real_faces(tmp_path, gate, fixtures):
         a, b = gate.assess(path), via_onnx.assess(path)
         assert a.status == b.status and a.reasons == b.reasons
         assert (a.score is None and b.score is None) or abs(a.score - b.score) < 1e-2
+
+
+def test_shipped_graph_holds_the_shipped_weights(tmp_path, fixtures, gate):
+    """The stream's default graph must score exactly as PyTorch does with the shipped
+    weights (a stale graph would silently score with old weights), and a graph is refused
+    for any other weights."""
+    import shutil
+
+    from facegate.errors import ConfigError
+    from facegate.export import OnnxScorer, shipped_graph
+    from facegate.scorer import default_weights_dir
+
+    graph = shipped_graph("none")
+    assert graph is not None, "facegate/weights/ensemble_none.onnx is missing (python -m train.release writes it)"
+    rgb = load_rgb(fixtures / "colin_powell_1.jpg")
+    crop = gate.spec.crop(rgb, gate.assess(rgb, color_order="rgb").face.landmarks)[None]
+    assert abs(OnnxScorer(graph).score(crop)[0][0] - Scorer(views="none").score(crop)[0][0]) < 1e-2
+    other = tmp_path / "weights"
+    shutil.copytree(default_weights_dir(), other)
+    ckpt = torch.load(other / "mobilenet_v3_small.pt", weights_only=True)
+    ckpt["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, other / "mobilenet_v3_small.pt")
+    with pytest.raises(ConfigError, match="other weights"):
+        OnnxScorer(graph, weights=other)

@@ -109,14 +109,15 @@ def test_cli_stream_on_a_video_and_a_folder(video, stream_gate_threshold, tmp_pa
                                   "--threshold", f"{stream_gate_threshold:.3f}", "--max-frames", "30"])
     assert result.exit_code == 0, result.output
     assert "accepted" in result.output and (tmp_path / "out" / "events.jsonl").is_file()
+    assert "scoring with onnxruntime" in result.output  # the shipped graph, by default
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, f in enumerate(frames[:20]):
         cv2.imwrite(str(folder / f"{i:04d}.png"), f[..., ::-1])
     assert classify(str(folder)) is SourceKind.FRAMES
     result = runner.invoke(main, ["stream", "--source", str(folder), "--out", str(tmp_path / "out2"),
-                                  "--threshold", f"{stream_gate_threshold:.3f}"])
-    assert result.exit_code == 0 and "20 frames" in result.output
+                                  "--threshold", f"{stream_gate_threshold:.3f}", "--pytorch"])
+    assert result.exit_code == 0 and "20 frames" in result.output and "scoring with PyTorch" in result.output
 
 
 def test_bad_sources_fail_clearly(tmp_path):
