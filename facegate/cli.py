@@ -242,7 +242,7 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
 
 
 def _calibrate_fnmr(gate, paths, pairs_file, recognizer_spec, weights, views, target_fnmr, fmr, max_reject_rate) -> float:
-    from .evaluation import calibrate_for_fnmr, impostor_comparisons, labelled_captures, measure_captures
+    from .evaluation import calibrate_for_fnmr, impostor_comparisons, labelled_captures, measure_captures, pair_scores
     from .recognition import load_recognizer
 
     if not recognizer_spec:
@@ -259,8 +259,7 @@ def _calibrate_fnmr(gate, paths, pairs_file, recognizer_spec, weights, views, ta
     measured = measure_captures(images, identities, recognizer=recognizer, weights=weights, detector=gate.detector,
                                 views=(views,), baselines=False)
     quality = measured.quality[f"ensemble ({views})"]
-    emb = measured.embeddings
-    genuine = np.sum(emb[genuine_pairs[:, 0]] * emb[genuine_pairs[:, 1]], 1)
+    genuine = pair_scores(measured.embeddings, genuine_pairs)
     impostor_pairs, impostor = impostor_comparisons(measured)
     if not len(impostor):
         raise click.UsageError("no impostor comparisons: captures of at least two identities are needed")

@@ -42,6 +42,8 @@ __all__ = [
     "plot_edc",
     "labelled_captures",
     "laplacian_variance",
+    "pair_scores",
+    "held_out_check",
 ]
 
 
@@ -80,6 +82,12 @@ def comparison_threshold(
         raise ValueError("fnmr needs genuine scores and a value in [0, 1)")
     allowed = int(np.floor(fnmr * len(scores) + 1e-9))
     return float(np.nextafter(scores[allowed], -np.inf))  # at most `allowed` scores at or below it
+
+
+def pair_scores(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``(N, D)`` unit embeddings and ``(P, 2)`` index pairs -> ``(P,)`` cosine similarities."""
+    pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    return np.sum(embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]], 1).astype(np.float64)
 
 
 def pairwise_quality(quality: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -437,8 +445,7 @@ def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: fl
     genuine comparisons, at one comparison threshold (FMR over the impostor comparisons,
     see :func:`impostor_comparisons` for ``impostor_rows``/``impostor_cols``)."""
     genuine_pairs = np.asarray(genuine_pairs)
-    emb = measured.embeddings
-    genuine = np.sum(emb[genuine_pairs[:, 0]] * emb[genuine_pairs[:, 1]], 1).astype(np.float64)
+    genuine = pair_scores(measured.embeddings, genuine_pairs)
     impostor_pairs, impostor = impostor_comparisons(measured, impostor_rows, impostor_cols)
     threshold = (comparison_threshold(impostor=impostor, fmr=fmr) if fnmr is None
                  else comparison_threshold(genuine=genuine, fnmr=fnmr))
@@ -468,6 +475,49 @@ def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: fl
         "discard_limit": limit,
         "rows": sorted(rows, key=lambda r: r["pauc"]),
         "curves": curves,
+    }
+
+
+def held_out_check(calibration: MeasuredCaptures, calibration_pairs: np.ndarray, held_out: MeasuredCaptures,
+                   held_out_pairs: np.ndarray, *, quality: str, target_fnmr: float, fmr: float = 1e-3,
+                   impostors=None) -> dict:
+    """Calibrate a quality threshold for ``target_fnmr`` on one set of people and apply it,
+    with the comparison threshold, unchanged to another: the FNMR a user will actually get.
+
+    ``impostors(measured) -> (rows, cols)`` restricts the impostor comparisons (see
+    :func:`impostor_comparisons`); default: all. The tolerance is the 95% binomial interval
+    of an FNMR measured on the held-out genuine comparisons that are kept."""
+    def comparisons(measured):
+        return impostor_comparisons(measured, *(impostors(measured) if impostors else (None, None)))
+
+    imp_pairs, imp_scores = comparisons(calibration)
+    choice = calibrate_for_fnmr(calibration.quality[quality], calibration_pairs,
+                                pair_scores(calibration.embeddings, calibration_pairs), imp_pairs, imp_scores,
+                                target_fnmr=target_fnmr, fmr=fmr)
+    q = held_out.quality[quality]
+    scores = pair_scores(held_out.embeddings, held_out_pairs)
+    kept = pairwise_quality(q, held_out_pairs) >= choice.quality_threshold
+    t_imp_pairs, t_imp = comparisons(held_out)
+    kept_imp = pairwise_quality(q, t_imp_pairs) >= choice.quality_threshold
+    achieved = false_non_match_rate(scores[kept], choice.comparison_threshold)
+    n = int(kept.sum())
+    tolerance = 1.96 * np.sqrt(max(target_fnmr * (1 - target_fnmr), 1e-12) / max(n, 1))
+    return {
+        "method": quality,
+        "target_fnmr": target_fnmr,
+        "fmr": fmr,
+        "calibration": {**choice.to_dict(), "captures": len(calibration.names), "genuine": len(calibration_pairs)},
+        "held_out": {
+            "captures": len(held_out.names),
+            "genuine": len(held_out_pairs),
+            "genuine_kept": n,
+            "reject_rate": float(np.mean(q < choice.quality_threshold)),
+            "fnmr": achieved,
+            "fnmr_without_gate": false_non_match_rate(scores, choice.comparison_threshold),
+            "fmr": false_match_rate(t_imp[kept_imp], choice.comparison_threshold),
+            "tolerance_95": float(tolerance),
+            "within_tolerance": bool(abs(achieved - target_fnmr) <= tolerance),
+        },
     }
 
 

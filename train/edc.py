@@ -27,18 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facegate.evaluation import (
-    MeasuredCaptures,
-    calibrate_for_fnmr,
-    comparison_threshold,
-    edc_report,
-    false_match_rate,
-    false_non_match_rate,
-    impostor_comparisons,
-    measure_captures,
-    pairwise_quality,
-    plot_edc,
-)
+from facegate.evaluation import MeasuredCaptures, edc_report, held_out_check, measure_captures, plot_edc
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
 
@@ -143,36 +132,9 @@ def calibration_check(measured: MeasuredCaptures, genuine_pairs: np.ndarray, fol
         return sub, np.vectorize(remap.get)(pairs)
 
     cal, cal_pairs = side(CALIBRATION_FOLDS)
-    imp_pairs, imp_scores = impostor_comparisons(cal, *references_and_probes(cal))
-    gen_scores = np.sum(cal.embeddings[cal_pairs[:, 0]] * cal.embeddings[cal_pairs[:, 1]], 1)
-    choice = calibrate_for_fnmr(cal.quality[method], cal_pairs, gen_scores, imp_pairs, imp_scores,
-                                target_fnmr=target_fnmr, fmr=fmr)
     test, test_pairs = side(HELD_OUT_FOLDS)
-    q = test.quality[method]
-    test_gen = np.sum(test.embeddings[test_pairs[:, 0]] * test.embeddings[test_pairs[:, 1]], 1)
-    kept = pairwise_quality(q, test_pairs) >= choice.quality_threshold
-    t_imp_pairs, t_imp = impostor_comparisons(test, *references_and_probes(test))
-    kept_imp = pairwise_quality(q, t_imp_pairs) >= choice.quality_threshold
-    achieved = false_non_match_rate(test_gen[kept], choice.comparison_threshold)
-    n = int(kept.sum())
-    tolerance = 1.96 * np.sqrt(max(target_fnmr * (1 - target_fnmr), 1e-12) / max(n, 1))
-    return {
-        "method": method,
-        "target_fnmr": target_fnmr,
-        "fmr": fmr,
-        "calibration": {**choice.to_dict(), "captures": len(cal.names), "genuine": len(cal_pairs)},
-        "held_out": {
-            "captures": len(test.names),
-            "genuine": len(test_pairs),
-            "genuine_kept": n,
-            "reject_rate": float(np.mean(q < choice.quality_threshold)),
-            "fnmr": achieved,
-            "fnmr_without_gate": false_non_match_rate(test_gen, choice.comparison_threshold),
-            "fmr": false_match_rate(t_imp[kept_imp], choice.comparison_threshold),
-            "tolerance_95": float(tolerance),
-            "within_tolerance": bool(abs(achieved - target_fnmr) <= tolerance),
-        },
-    }
+    return held_out_check(cal, cal_pairs, test, test_pairs, quality=method, target_fnmr=target_fnmr, fmr=fmr,
+                          impostors=references_and_probes)
 
 
 def references_and_probes(measured: MeasuredCaptures) -> tuple[np.ndarray, np.ndarray]:
@@ -290,7 +252,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    t0 = time.time()
     sets, meta = measure(args.shared, args.work, per_fold=args.per_fold)
     reports = {name: edc_report(m, pairs, fmr=args.fmr, limit=args.limit, impostor_rows=probes.get("rows"),
                                 impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()}
