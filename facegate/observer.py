@@ -229,29 +229,15 @@ def _forward_taps(net: MobileFaceNet, x: torch.Tensor, wanted: Sequence[str]) ->
     if unknown:
         raise ConfigError(f"unknown layers {sorted(unknown)}; choose from {LAYERS}")
     taps: dict[str, torch.Tensor] = {}
-
-    def tap(name: str, value: torch.Tensor) -> bool:
+    stages = [("conv1", net.conv1), ("dw_conv1", net.dw_conv1)]
+    stages += [(f"blocks.{i}", block) for i, block in enumerate(net.blocks)]
+    stages += [("conv2", net.conv2), ("linear7", net.linear7), ("embedding", net.linear1)]
+    for name, stage in stages:
+        x = stage(x)
         if name in wanted:
-            taps[name] = value
-        return len(taps) == len(wanted)
-
-    x = net.conv1(x)
-    if tap("conv1", x):
-        return taps
-    x = net.dw_conv1(x)
-    if tap("dw_conv1", x):
-        return taps
-    for i, block in enumerate(net.blocks):
-        x = block(x)
-        if tap(f"blocks.{i}", x):
-            return taps
-    x = net.conv2(x)
-    if tap("conv2", x):
-        return taps
-    x = net.linear7(x)
-    if tap("linear7", x):
-        return taps
-    tap("embedding", net.linear1(x))
+            taps[name] = x
+            if len(taps) == len(wanted):
+                break
     return taps
 
 

@@ -37,7 +37,7 @@ from .lfw import read_pairs
 CALIBRATION_FOLDS, HELD_OUT_FOLDS = (1, 2, 3), (4, 5)
 
 
-def _observer(shared: Path, recognizer):
+def _observer(recognizer):
     try:
         from facegate.observer import ObserverCalibration, ObserverScorer
         from facegate.scorer import default_weights_dir
@@ -55,7 +55,7 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
         pairs = [p for f in range(1, 6) for g in (True, False)
                  for p in [q for q in pairs if q.fold == f and q.genuine == g][:per_fold]]
     recognizer = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
-    observer = _observer(shared, recognizer)
+    observer = _observer(recognizer)
     work.mkdir(parents=True, exist_ok=True)
     photos = sorted({str(p) for pair in pairs for p in (pair.left, pair.right)})
     index = {p: i for i, p in enumerate(photos)}

@@ -179,6 +179,11 @@ def order_accuracy(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, seed: i
     return float(np.mean(predict(net, crops, spec) > predict(net, worse, spec)))
 
 
+def ranking_hinge(better: torch.Tensor, worse: torch.Tensor, margin: float) -> torch.Tensor:
+    """Mean of relu(margin - (better - worse)): zero once each better capture leads by ``margin``."""
+    return torch.relu(margin - (better - worse)).mean()
+
+
 def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> None:
     torch.save({"arch": net.arch, "input_size": spec.input_size, "state_dict": net.state_dict(), **meta}, path)
 
@@ -249,7 +254,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     a, b = rank_pairs([groups[used[i]] for i in batch], reference[used[batch]])
                     if len(a):
                         # a degraded copy must score below the photo it was made from
-                        loss = loss + cfg.rank_weight * torch.relu(cfg.rank_margin - (pred[a] - pred[b])).mean()
+                        loss = loss + cfg.rank_weight * ranking_hinge(pred[a], pred[b], cfg.rank_margin)
                 if cfg.monotone_weight > 0:
                     # and so must a worse copy made now (darker, smaller, blurrier, noisier)
                     refs = batch[reference[used[batch]]]
@@ -258,7 +263,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
                         worse = stage_spec.to_tensor(worse_copies(x_train[refs], spec.margin, rng))
                         both = _augment(torch.cat([clean, worse]), gen)
                         p = net(both).view(2, len(refs))
-                        loss = loss + cfg.monotone_weight * torch.relu(cfg.rank_margin - (p[0] - p[1])).mean()
+                        loss = loss + cfg.monotone_weight * ranking_hinge(p[0], p[1], cfg.rank_margin)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
