@@ -72,3 +72,66 @@ def test_tiny_progressive_training_lowers_the_loss(tmp_path, fixtures):
     after = loss_fn(torch.from_numpy(predict(trained, crops[train_idx], spec)), target[train_idx]).item()
     before_train = loss_fn(torch.from_numpy(predict(untrained, crops[train_idx], spec)), target[train_idx]).item()
     assert after < before_train, (before, before_train, after)
+
+
+def _fixture_crops(fixtures, size=128):
+    from facegate.detection import MTCNNDetector, choose_primary
+
+    spec = ScorerSpec(input_size=size)
+    det = MTCNNDetector()
+    crops = []
+    for name in ["colin_powell_1", "colin_powell_2", "tony_blair_1"]:
+        rgb = load_rgb(fixtures / f"{name}.jpg")
+        crops.append(spec.crop(rgb, choose_primary(det.detect(rgb), rgb.shape).landmarks))
+    return np.stack(crops), spec
+
+
+def test_worse_copies_follow_the_mix_and_lose_what_they_say(fixtures):
+    import cv2
+
+    from train.fit import parse_mix, worse_copies
+
+    crops, spec = _fixture_crops(fixtures)
+    sharpness = lambda imgs: [cv2.Laplacian(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for c in imgs]
+    rng = np.random.default_rng(0)
+    smaller = worse_copies(crops, spec.margin, rng, mix=parse_mix("low_resolution:1"), eyes_px=(20.0, 24.0))
+    assert all(w < 0.8 * c for w, c in zip(sharpness(smaller), sharpness(crops)))
+    assert np.allclose(smaller.mean(), crops.mean(), atol=3)  # resolution lost, not light
+    darker = worse_copies(crops, spec.margin, rng, mix=parse_mix("dark:1,low_resolution:0"))
+    assert (darker.reshape(3, -1).mean(1) < crops.reshape(3, -1).mean(1) - 10).all()
+
+
+def test_mix_names_must_be_known():
+    import pytest
+
+    from train.fit import parse_mix
+
+    assert parse_mix("dark:1,low_resolution:3") == {"dark": 1.0, "low_resolution": 3.0}
+    with pytest.raises(ValueError, match="lowres"):
+        parse_mix("lowres:2")
+    with pytest.raises(ValueError, match="more than 0"):
+        parse_mix("dark:0")
+
+
+def test_fine_tuning_with_worse_copies_records_order_accuracy(tmp_path, fixtures):
+    """The on-the-fly term trains end to end: every epoch measures how often a validation
+    photo outscores a worse copy of itself, with copies drawn from the configured mix."""
+    import csv as csv_module
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    rows = list(csv_module.DictReader(csv_path.open()))
+    for row in rows:  # the sharp crop of each photo is the reference of its blurred copies
+        name, k = row["path"].rsplit("_", 1)
+        row["group"], row["reference"] = name, "1" if k.startswith("0") else "0"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv_module.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out",
+                           stages=[Stage(48, 1.0, 2)], batch_size=8, val_fraction=0.34, seed=0,
+                           rank_weight=1.0, rank_margin=0.02, monotone_weight=1.0,
+                           monotone_mix="low_resolution:3,dark:1", monotone_eyes=(14.0, 30.0),
+                           select="srcc+order"), log=lambda *_: None)
+    assert all(0.0 <= h["order"] <= 1.0 for h in result["history"])
+    assert all(np.isfinite(h["loss"]) for h in result["history"])
+    assert "order" in result["best"]

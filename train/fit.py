@@ -75,6 +75,8 @@ class FitConfig:
     rank_weight: float = 0.0
     rank_margin: float = 0.01
     monotone_weight: float = 0.0
+    monotone_mix: str | None = None
+    monotone_eyes: tuple[float, float] = (8.0, 28.0)
     select: str = "srcc"
 
 
@@ -146,23 +148,42 @@ def rank_pairs(groups: list[str | None], reference: np.ndarray) -> tuple[torch.T
 MONOTONE_KINDS = ("dark", "low_resolution", "blur", "noise")
 
 
-def worse_copies(crops: np.ndarray, margin: float, rng: np.random.Generator) -> np.ndarray:
+def parse_mix(text: str) -> dict[str, float]:
+    """``"dark:1,low_resolution:3"`` -> relative weights of the on-the-fly kinds (others 0)."""
+    mix = {}
+    for part in text.split(","):
+        kind, _, weight = part.partition(":")
+        if kind not in MONOTONE_KINDS:
+            raise ValueError(f"unknown degradation {kind!r} in {text!r}; choose from {', '.join(MONOTONE_KINDS)}")
+        mix[kind] = float(weight or 1.0)
+    if sum(mix.values()) <= 0:
+        raise ValueError(f"{text!r}: the weights must add up to more than 0")
+    return mix
+
+
+def worse_copies(crops: np.ndarray, margin: float, rng: np.random.Generator,
+                 mix: dict[str, float] | None = None, eyes_px: tuple[float, float] = (8.0, 28.0)) -> np.ndarray:
     """A worse copy of each ``(N, S, S, 3)`` uint8 aligned crop, made in crop space at a random
-    severity: darker (gamma 1.8-4), fewer pixels on the face (8-28 px between the eyes, then
-    resampled back to S), blurrier (sigma 0.6-2.4 px at 128) or noisier (sigma 5-25).
+    severity: darker (gamma 1.8-4), fewer pixels on the face (``eyes_px`` between the eyes,
+    then resampled back to S), blurrier (sigma 0.6-2.4 px at 128) or noisier (sigma 5-25). The
+    kind is drawn with the relative weights in ``mix`` (default: equal).
 
     Why in crop space: these degradations commute with the aligning warp closely enough, and
     a copy per photo per batch would otherwise need re-detecting and re-aligning."""
     size = crops.shape[1]
     template = quality_template(size, margin)
     crop_eyes = float(np.linalg.norm(template[1] - template[0]))
+    if mix:
+        kinds = list(mix)
+        p = np.array([mix[k] for k in kinds]) / sum(mix.values())
     out = np.empty_like(crops)
     for i, crop in enumerate(crops):
-        kind = MONOTONE_KINDS[rng.integers(len(MONOTONE_KINDS))]
+        # equal weights draw as the shipped phase-2 run did, so its order accuracies reproduce
+        kind = kinds[rng.choice(len(kinds), p=p)] if mix else MONOTONE_KINDS[rng.integers(len(MONOTONE_KINDS))]
         if kind == "dark":
             out[i] = gamma(crop, rng.uniform(1.8, 4.0))
         elif kind == "low_resolution":
-            small = max(4, round(size * min(0.9, rng.uniform(8.0, 28.0) / crop_eyes)))
+            small = max(4, round(size * min(0.9, rng.uniform(*eyes_px) / crop_eyes)))
             down = cv2.resize(crop, (small, small), interpolation=cv2.INTER_AREA)
             out[i] = cv2.resize(down, (size, size), interpolation=cv2.INTER_LINEAR)
         elif kind == "blur":
@@ -173,9 +194,10 @@ def worse_copies(crops: np.ndarray, margin: float, rng: np.random.Generator) -> 
     return out
 
 
-def order_accuracy(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, seed: int) -> float:
-    """Share of crops that score above a worse copy of themselves (fixed seed, so epochs compare)."""
-    worse = worse_copies(crops, spec.margin, np.random.default_rng(seed))
+def order_accuracy(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, seed: int, **copies) -> float:
+    """Share of crops that score above a worse copy of themselves (fixed seed, so epochs compare);
+    ``copies`` go to :func:`worse_copies`."""
+    worse = worse_copies(crops, spec.margin, np.random.default_rng(seed), **copies)
     return float(np.mean(predict(net, crops, spec) > predict(net, worse, spec)))
 
 
@@ -214,6 +236,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     val_refs = np.array([i for i in val_idx if reference[i]], dtype=int)
+    copies = {"mix": parse_mix(cfg.monotone_mix) if cfg.monotone_mix else None,
+              "eyes_px": tuple(cfg.monotone_eyes)}
     history, best = [], {"srcc": -math.inf}
     best_path = cfg.out / f"{cfg.arch}.pt"
 
@@ -260,7 +284,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     refs = batch[reference[used[batch]]]
                     if len(refs):
                         clean = stage_spec.to_tensor(x_train[refs])
-                        worse = stage_spec.to_tensor(worse_copies(x_train[refs], spec.margin, rng))
+                        worse = stage_spec.to_tensor(worse_copies(x_train[refs], spec.margin, rng, **copies))
                         both = _augment(torch.cat([clean, worse]), gen)
                         p = net(both).view(2, len(refs))
                         loss = loss + cfg.monotone_weight * ranking_hinge(p[0], p[1], cfg.rank_margin)
@@ -271,7 +295,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
             scheduler.step()
             metrics = correlations(predict(net, x_val, stage_spec), scores[val_idx])
             if x_val_refs is not None and (cfg.monotone_weight > 0 or cfg.select != "srcc"):
-                metrics["order"] = order_accuracy(net, x_val_refs, stage_spec, cfg.seed + 1)
+                metrics["order"] = order_accuracy(net, x_val_refs, stage_spec, cfg.seed + 1, **copies)
             chosen = metrics["srcc"] + (metrics.get("order", 0.0) if cfg.select == "srcc+order" else 0.0)
             record = {"stage": stage_no, "size": stage.size, "samples": len(used), "epoch": epoch,
                       "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -316,6 +340,10 @@ def main(argv=None):
     parser.add_argument("--rank-margin", type=float, default=0.01)
     parser.add_argument("--monotone-weight", type=float, default=0.0,
                         help="weight of the term: a worse copy made on the fly scores below its photo")
+    parser.add_argument("--monotone-mix", default=None,
+                        help="relative weights of the on-the-fly kinds, e.g. dark:1,low_resolution:3,blur:1,noise:1")
+    parser.add_argument("--monotone-eyes", type=float, nargs=2, default=(8.0, 28.0), metavar=("MIN", "MAX"),
+                        help="range of px between the eyes for on-the-fly low-resolution copies")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
     args = vars(parser.parse_args(argv))

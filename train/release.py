@@ -18,6 +18,7 @@ import json
 import multiprocessing
 import os
 import platform
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -42,6 +43,12 @@ from .fit import FitConfig, correlations, fit, parse_stages, predict
 SHIPPED_STAGES = "64:0.4:5,96:0.7:5,128:1:7"
 #: Fine-tuning stage with the ranking term, after the progressive schedule.
 RANK_STAGE = "128:1:3"
+#: Last fine-tuning stage: the on-the-fly worse copies lean towards mild resolution loss,
+#: which the earlier stages separated least (a face downscaled to 24 px between the eyes,
+#: against the crop's own 32, is only slightly softer).
+RESOLUTION_STAGE = "128:1:2"
+RESOLUTION_MIX = "dark:1,low_resolution:3,blur:1,noise:1"
+RESOLUTION_EYES = (14.0, 30.0)
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 
 
@@ -77,6 +84,18 @@ def choose_threshold(scores: np.ndarray, genuine: np.ndarray, cos_threshold: flo
     return best
 
 
+def summarise(history_file: Path) -> dict:
+    fitted = json.loads(history_file.read_text())
+    return {"best": fitted["best"], "epochs": len(fitted["history"]),
+            "seconds": round(sum(h["seconds"] for h in fitted["history"]), 1)}
+
+
+def add_phase(record: dict, phase: dict) -> dict:
+    """A member's training record after one more phase: its epochs and time added, its best kept."""
+    return {"best": phase["best"], "epochs": record["epochs"] + phase["epochs"],
+            "seconds": round(record["seconds"] + phase["seconds"], 1)}
+
+
 def run_fits(args, configs: list[FitConfig]) -> None:
     """Fit members, in parallel processes when --jobs > 1 (each with its share of the cores);
     with --skip-training, members whose history already exists are not refitted."""
@@ -110,6 +129,15 @@ def main(argv=None):
     parser.add_argument("--rank-margin", type=float, default=0.02)
     parser.add_argument("--monotone-weight", type=float, default=1.0,
                         help="weight of the on-the-fly term: a worse copy scores below its photo")
+    parser.add_argument("--resolution-stage", default=RESOLUTION_STAGE,
+                        help="last fine-tuning stage, worse copies weighted to mild resolution loss (empty to skip)")
+    parser.add_argument("--resolution-mix", default=RESOLUTION_MIX)
+    parser.add_argument("--resolution-eyes", type=float, nargs=2, default=RESOLUTION_EYES, metavar=("MIN", "MAX"))
+    parser.add_argument("--resolution-weight", type=float, default=2.0,
+                        help="weight of the on-the-fly term in the resolution stage")
+    parser.add_argument("--from-weights", type=Path, default=None,
+                        help="skip phases 1-2: start the resolution stage from these members (e.g. facegate/weights) "
+                             "and carry over their metrics.json training record")
     parser.add_argument("--jobs", type=int, default=2, help="members trained at once (default 2)")
     parser.add_argument("--skip-training", action="store_true", help="reuse trained members in --work")
     args = parser.parse_args(argv)
@@ -120,26 +148,48 @@ def main(argv=None):
     csv_path = label_dir / "labels.csv"
     if not csv_path.exists():
         label_step.build(args.shared, label_dir, variants=args.variants, seed=0, limit_people=None)
-    # Phase 1: the paper's recipe with the progressive schedule, from scratch.
-    base_dir = args.work / "members"
-    run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
-                              lr_backbone=args.lr_backbone) for a in MEMBERS])
-    fits = {a: json.loads((base_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
-    member_dir = base_dir
-    # Phase 2: fine-tune at full size with the ranking term (each degraded copy below its
-    # original photo), since utility labels alone barely separate mild degradations.
-    if args.rank_stage:
-        member_dir = args.work / "members_rank"
-        run_fits(args, [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.rank_stage),
-                                  lr_head=1e-4, lr_backbone=1e-4, init=base_dir / f"{a}.pt",
+    if args.from_weights:
+        # phases 1-2 were run before (by this command); their record travels with the weights
+        prior = json.loads((args.from_weights / "metrics.json").read_text())
+        fits = {a: prior["training"][a] for a in MEMBERS}
+        done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
+                                           "monotone_weight", "lr_backbone")}
+        commands = prior.get("commands", [prior["command"]])
+        member_dir = args.from_weights
+    else:
+        # Phase 1: the paper's recipe with the progressive schedule, from scratch.
+        base_dir = args.work / "members"
+        run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
+                                  lr_backbone=args.lr_backbone) for a in MEMBERS])
+        fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
+        member_dir = base_dir
+        done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
+                "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
+                "lr_backbone": args.lr_backbone}
+        commands = []
+        # Phase 2: fine-tune at full size with the ranking term (each degraded copy below its
+        # original photo), since utility labels alone barely separate mild degradations.
+        if args.rank_stage:
+            member_dir = args.work / "members_rank"
+            run_fits(args, [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.rank_stage),
+                                      lr_head=1e-4, lr_backbone=1e-4, init=base_dir / f"{a}.pt",
+                                      rank_weight=args.rank_weight, rank_margin=args.rank_margin,
+                                      monotone_weight=args.monotone_weight, select="srcc+order") for a in MEMBERS])
+            fits = {a: add_phase(fits[a], summarise(member_dir / f"{a}.history.json")) for a in MEMBERS}
+    # Phase 3: the same terms, the on-the-fly copies leaning to mild resolution loss.
+    if args.resolution_stage:
+        res_dir = args.work / "members_resolution"
+        run_fits(args, [FitConfig(csv=csv_path, arch=a, out=res_dir, stages=parse_stages(args.resolution_stage),
+                                  lr_head=5e-5, lr_backbone=5e-5, init=member_dir / f"{a}.pt",
                                   rank_weight=args.rank_weight, rank_margin=args.rank_margin,
-                                  monotone_weight=args.monotone_weight, select="srcc+order") for a in MEMBERS])
-        ranked = {a: json.loads((member_dir / f"{a}.history.json").read_text()) for a in MEMBERS}
-        for a in MEMBERS:
-            fits[a] = {"best": ranked[a]["best"], "history": fits[a]["history"] + ranked[a]["history"]}
+                                  monotone_weight=args.resolution_weight, monotone_mix=args.resolution_mix,
+                                  monotone_eyes=tuple(args.resolution_eyes), select="srcc+order") for a in MEMBERS])
+        fits = {a: add_phase(fits[a], summarise(res_dir / f"{a}.history.json")) for a in MEMBERS}
+        member_dir = res_dir
+    commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
 
     spec = ScorerSpec(name="facegate-ensemble.lfw-utility-v1", members=MEMBERS,
-                      input_size=max(s.size for s in parse_stages(args.stages)))
+                      input_size=max(s.size for s in parse_stages(done["stages"])))
     samples = read_csv(csv_path)
     _, val_idx = split(samples, 0.2, 0)
     val = [samples[i] for i in val_idx]
@@ -181,21 +231,20 @@ def main(argv=None):
     metrics = {
         "ablation": table,
         "threshold": {**choice, "fmr_1e-3_cosine": cos_t},
-        "training": {a: {"best": fits[a]["best"], "epochs": len(fits[a]["history"]),
-                         "seconds": round(sum(h["seconds"] for h in fits[a]["history"]), 1)} for a in MEMBERS},
+        "training": fits,
         "parameters": n_params,
         "macs": macs,
         "variants": args.variants,
-        "lr_backbone": args.lr_backbone,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "captures": len(samples),
         "validation_captures": len(val),
-        "stages": args.stages,
-        "rank_stage": args.rank_stage,
-        "rank_weight": args.rank_weight,
-        "rank_margin": args.rank_margin,
-        "monotone_weight": args.monotone_weight,
+        **done,
+        "resolution_stage": args.resolution_stage,
+        "resolution_mix": args.resolution_mix,
+        "resolution_eyes": list(args.resolution_eyes),
+        "resolution_weight": args.resolution_weight,
         "command": "python -m train.release --shared ../shared",
+        "commands": commands,
         "seconds_total": round(time.time() - t0, 1),
     }
     metrics["sensitivity"] = sensitivity(args.shared, 100, weights=args.out)
