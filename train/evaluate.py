@@ -7,7 +7,8 @@ ablation of arXiv 2509.10114, Table 2, on our data).
 ``sensitivity``: on photos of people from LFW folds 1-5 (never trained on), the share
 whose score drops when the photo is blurred (Gaussian sigma 3), darkened (gamma 3) or
 downscaled to 24 px between the eyes, each scored through the whole gate (detect, align,
-score).
+score). ``--people validation`` measures the same on the validation people of the
+training split instead: what training choices are made on, so folds 1-5 stay a test.
 
 Run: ``python -m train.evaluate sensitivity --shared ../shared --photos 100``
 """
@@ -59,9 +60,17 @@ DEGRADED = {
 }
 
 
+def validation_people(csv: Path, val_fraction: float = 0.2, seed: int = 0) -> set[str]:
+    """The people on the validation side of the training split (see ``train.data.split``)."""
+    samples = read_csv(csv)
+    return {samples[i].identity for i in split(samples, val_fraction, seed)[1]}
+
+
 def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | None = None,
-                threads: int | None = None) -> dict:
-    people = sorted(evaluation_people(shared))
+                threads: int | None = None, people: set[str] | None = None) -> dict:
+    """Per degradation, how many photos score lower after it; ``people`` defaults to those of
+    LFW folds 1-5, never trained on."""
+    people = sorted(people or evaluation_people(shared))
     lfw = shared / "data" / "lfw-deepfunneled"
     rng = np.random.default_rng(seed)
     gate = Gate(weights=weights, threads=threads)
@@ -112,6 +121,9 @@ def main(argv=None):
     s.add_argument("--photos", type=int, default=100)
     s.add_argument("--weights", type=Path, default=None)
     s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--people", choices=["held-out", "validation"], default="held-out",
+                   help="folds 1-5 people (default), or the validation people of the training split (needs --csv)")
+    s.add_argument("--csv", type=Path, default=Path("runs/release/labels/labels.csv"))
     args = parser.parse_args(argv)
     if args.command == "ablation":
         from facegate.scorer import default_weights_dir
@@ -119,7 +131,9 @@ def main(argv=None):
         rows = ablation(args.csv, args.weights or default_weights_dir())
         print(json.dumps(rows, indent=1))
     else:
-        print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads), indent=1))
+        people = validation_people(args.csv) if args.people == "validation" else None
+        print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads,
+                                     people=people), indent=1))
 
 
 if __name__ == "__main__":

@@ -93,8 +93,9 @@ def render(spec: ScorerSpec, m: dict) -> str:
         lo, hi = m["resolution_eyes"]
         lines += [
             "",
-            f"Last, a stage `{m['resolution_stage']}` (lr 5e-5) with the same two terms, the on-the-fly term at weight",
-            f"{m['resolution_weight']:g} and its copies drawn as `{m['resolution_mix']}` (kind:relative weight), fewer pixels",
+            f"Last, a stage `{m['resolution_stage']}` (lr 5e-5) with the same two terms at margin {m['resolution_margin']:g},",
+            f"the on-the-fly term at weight {m['resolution_weight']:g} and its copies drawn as `{m['resolution_mix']}`",
+            "(kind:relative weight), fewer pixels",
             f"meaning {lo:g}-{hi:g} px between the eyes: mild resolution loss is what the earlier stages separated",
             "least, since a face downscaled to 24 px between the eyes is only a little softer in a crop that",
             "holds 32. Kept checkpoint chosen as above, with order accuracy on copies drawn the same way.",
@@ -144,6 +145,11 @@ def render(spec: ScorerSpec, m: dict) -> str:
                          f"{d['median_before']:.1f} -> {after} |")
         lines.append("")
         lines.append("Measured by `python -m train.evaluate sensitivity --shared ../shared --photos 100`.")
+    if "sensitivity_validation" in m:
+        v = m["sensitivity_validation"]["degradations"]
+        lines += ["", "Training choices (the resolution stage's settings) were made on the same measure over 100 photos",
+                  "of the validation people of the training split (`--people validation`): "
+                  + ", ".join(f"{name} {d['share_dropped']:.0%}" for name, d in v.items()) + "."]
     lines += [
         "",
         "## Terms and limits",
