@@ -57,20 +57,13 @@ def test_labels_fall_with_degradation(shared, tmp_path):
     assert (tmp_path / rows[0]["path"]).is_file()
 
 
-def test_held_out_faces_score_lower_when_blurred(shared, gate):
-    from facegate.images import load_rgb
-    from train.degradations import gaussian_blur
-    from train.lfw import evaluation_people
+def test_held_out_faces_score_lower_when_degraded(shared):
+    """The issue's sensitivity check on a smaller sample (the release measures 100 photos):
+    people of folds 1-5, never trained on, through the whole gate."""
+    from train.evaluate import sensitivity
 
-    lfw = shared / "data" / "lfw-deepfunneled"
-    people = sorted(evaluation_people(shared))[::100][:20]
-    drops, n = 0, 0
-    for person in people:
-        rgb = load_rgb(sorted((lfw / person).glob("*.jpg"))[0])
-        sharp = gate.assess(rgb, color_order="rgb")
-        if sharp.score is None:
-            continue
-        blurred = gate.assess(gaussian_blur(rgb, 3.0), color_order="rgb")
-        n += 1
-        drops += blurred.score is None or blurred.score < sharp.score
-    assert n >= 15 and drops / n >= 0.9
+    summary = sensitivity(shared, photos=20, seed=1, threads=2)
+    assert summary["photos"] == 20
+    shares = {name[:4]: d["share_dropped"] for name, d in summary["degradations"].items()}
+    assert shares["blur"] >= 0.9 and shares["dark"] >= 0.9, shares
+    assert shares["low "] >= 0.85, shares
