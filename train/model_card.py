@@ -95,8 +95,8 @@ def render(spec: ScorerSpec, m: dict) -> str:
             "",
             f"Last, a stage `{m['resolution_stage']}` (lr 5e-5) with the same two terms at margin {m['resolution_margin']:g},",
             f"the on-the-fly term at weight {m['resolution_weight']:g} and its copies drawn as `{m['resolution_mix']}`",
-            "(kind:relative weight), fewer pixels",
-            f"meaning {lo:g}-{hi:g} px between the eyes: mild resolution loss is what the earlier stages separated",
+            f"(kind:relative weight), fewer pixels meaning {lo:g}-{hi:g} px between the eyes: mild resolution",
+            "loss is what the earlier stages separated",
             "least, since a face downscaled to 24 px between the eyes is only a little softer in a crop that",
             "holds 32. Kept checkpoint chosen as above, with order accuracy on copies drawn the same way.",
         ]

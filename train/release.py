@@ -96,6 +96,15 @@ def add_phase(record: dict, phase: dict) -> dict:
             "seconds": round(record["seconds"] + phase["seconds"], 1)}
 
 
+def fine_tune(args, csv_path: Path, out: Path, stage: str, init_dir: Path, lr: float, **terms) -> dict:
+    """Fine-tune every member from ``init_dir`` with the ranking terms (kept checkpoint: SRCC +
+    order accuracy); returns each member's record of this phase."""
+    run_fits(args, [FitConfig(csv=csv_path, arch=a, out=out, stages=parse_stages(stage), lr_head=lr,
+                              lr_backbone=lr, init=init_dir / f"{a}.pt", rank_weight=args.rank_weight,
+                              select="srcc+order", **terms) for a in MEMBERS])
+    return {a: summarise(out / f"{a}.history.json") for a in MEMBERS}
+
+
 def run_fits(args, configs: list[FitConfig]) -> None:
     """Fit members, in parallel processes when --jobs > 1 (each with its share of the cores);
     with --skip-training, members whose history already exists are not refitted."""
@@ -173,20 +182,16 @@ def main(argv=None):
         # original photo), since utility labels alone barely separate mild degradations.
         if args.rank_stage:
             member_dir = args.work / "members_rank"
-            run_fits(args, [FitConfig(csv=csv_path, arch=a, out=member_dir, stages=parse_stages(args.rank_stage),
-                                      lr_head=1e-4, lr_backbone=1e-4, init=base_dir / f"{a}.pt",
-                                      rank_weight=args.rank_weight, rank_margin=args.rank_margin,
-                                      monotone_weight=args.monotone_weight, select="srcc+order") for a in MEMBERS])
-            fits = {a: add_phase(fits[a], summarise(member_dir / f"{a}.history.json")) for a in MEMBERS}
+            phase = fine_tune(args, csv_path, member_dir, args.rank_stage, base_dir, 1e-4,
+                              rank_margin=args.rank_margin, monotone_weight=args.monotone_weight)
+            fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
     # Phase 3: the same terms, the on-the-fly copies leaning to mild resolution loss.
     if args.resolution_stage:
         res_dir = args.work / "members_resolution"
-        run_fits(args, [FitConfig(csv=csv_path, arch=a, out=res_dir, stages=parse_stages(args.resolution_stage),
-                                  lr_head=5e-5, lr_backbone=5e-5, init=member_dir / f"{a}.pt",
-                                  rank_weight=args.rank_weight, rank_margin=args.resolution_margin,
-                                  monotone_weight=args.resolution_weight, monotone_mix=args.resolution_mix,
-                                  monotone_eyes=tuple(args.resolution_eyes), select="srcc+order") for a in MEMBERS])
-        fits = {a: add_phase(fits[a], summarise(res_dir / f"{a}.history.json")) for a in MEMBERS}
+        phase = fine_tune(args, csv_path, res_dir, args.resolution_stage, member_dir, 5e-5,
+                          rank_margin=args.resolution_margin, monotone_weight=args.resolution_weight,
+                          monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes))
+        fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
 
