@@ -1,12 +1,12 @@
 """Speed of facegate on this machine, side by side with the field's reference backbones.
 
-    python benchmarks/bench_speed.py --threads 2 --json runs/speed.json
+    python -m benchmarks.bench_speed --threads 2 --json runs/speed.json
 
 After warm-up, with repeated runs (median, 10th and 90th percentiles), on the same
 threads and inputs:
 - members: parameters and multiply-accumulates (MACs) per face at the input size;
 - scoring pre-cropped faces: latency at batch 1, throughput at batch 8/32/64, for each
-  test-time view set; the same through onnxruntime when it is installed;
+  test-time view set, with each backend (PyTorch, onnxruntime: the default);
 - the arithmetic limit: MACs per face / this CPU's measured matrix-multiply rate;
 - detection per frame (MTCNN, YuNet) at 250x250 (LFW), 640x480 and 1280x720;
 - end to end (decode, detect, align, score, decide) photos per second on LFW photos;
@@ -21,8 +21,6 @@ import json
 import platform
 import resource
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,16 +28,16 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import facegate
+from benchmarks.reference_models import REFERENCES
+from facegate import CaptureStage, Gate
+from facegate.detection import create_detector
+from facegate.images import load_rgb
+from facegate.models import count_macs
+from facegate.runtime import configure_threads
+from facegate.scorer import create_scorer
 
-import facegate  # noqa: E402
-from benchmarks.reference_models import REFERENCES  # noqa: E402
-from facegate import Gate  # noqa: E402
-from facegate.detection import create_detector  # noqa: E402
-from facegate.images import load_rgb  # noqa: E402
-from facegate.models import count_macs  # noqa: E402
-from facegate.scorer import Scorer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def timed(fn, repeats: int, warmup: int = 3) -> list[float]:
@@ -73,46 +71,26 @@ def lfw_photos(shared: Path, n: int) -> list[Path]:
     return [files[i] for i in np.linspace(0, len(files) - 1, n).astype(int)]
 
 
-def real_crops(gate: Gate, files: list[Path], count: int) -> np.ndarray:
+def real_crops(stage: CaptureStage, files: list[Path], count: int) -> np.ndarray:
+    """Crops of real faces from the capture stage, repeated to ``count``."""
     crops = []
     for path in files:
-        rgb = load_rgb(path)
-        face = gate.assess(rgb, color_order="rgb").face
-        if face is not None:
-            crops.append(gate.spec.crop(rgb, face.landmarks))
+        capture = stage.analyse(path)
+        if capture.crop is not None:
+            crops.append(capture.crop)
         if len(crops) == count:
             break
     return np.resize(np.stack(crops), (count,) + crops[0].shape)
 
 
-def bench_scoring(crops: np.ndarray, repeats: int) -> dict:
+def bench_scoring(crops: np.ndarray, repeats: int, backend: str, threads: int) -> dict:
     out = {}
     for views in ("none", "flip", "full"):
-        scorer = Scorer(views=views)
+        scorer = create_scorer(views=views, backend=backend, threads=threads)
         row = {"batch1": summary(timed(lambda: scorer.score(crops[:1]), repeats))}
         for batch in (8, 32, 64):
             row[f"batch{batch}"] = summary(timed(lambda: scorer.score(crops[:batch]), max(5, repeats // 3)), per=batch)
         out[views] = row
-    return out
-
-
-def bench_onnx(crops: np.ndarray, repeats: int) -> dict | None:
-    try:
-        import onnxruntime as ort
-
-        from facegate.export import export_onnx
-    except ImportError:
-        return None
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for views in ("none", "full"):
-            path = export_onnx(Scorer(views=views), Path(tmp) / f"{views}.onnx")
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            run = lambda batch: session.run(["score"], {"crops": crops[:batch]})  # noqa: E731
-            out[views] = {"batch1": summary(timed(lambda: run(1), repeats)),
-                          "batch32": summary(timed(lambda: run(32), max(5, repeats // 3)), per=32)}
     return out
 
 
@@ -124,19 +102,21 @@ def bench_detection(repeats: int) -> dict:
         "1280x720": cv2.resize(group, (1280, 720), interpolation=cv2.INTER_AREA),
     }
     out = {}
-    for name in ("mtcnn", "yunet"):
-        detector = create_detector(name)
+    spec = create_scorer().spec
+    for name, backend in (("mtcnn", "onnx"), ("mtcnn", "torch"), ("yunet", "onnx")):
+        detector = create_detector(name, spec.detector_settings(name), threads=torch.get_num_threads(), backend=backend)
+        label = name if name == "yunet" else f"{name} ({'onnxruntime' if backend == 'onnx' else 'facenet-pytorch'})"
         for size, frame in frames.items():
-            out[f"{name} {size}"] = summary(timed(lambda: detector.detect(frame), max(5, repeats // 2)))
+            out[f"{label} {size}"] = summary(timed(lambda: detector.detect(frame), max(5, repeats // 2)))
     return out
 
 
-def bench_end_to_end(files: list[Path]) -> dict:
+def bench_end_to_end(files: list[Path], threads: int) -> dict:
     out = {}
     for detector in ("mtcnn", "yunet"):
         for views in ("none", "full"):
             for workers in (0, 1):
-                gate = Gate(views=views, batch_size=16, detector=detector, workers=workers)
+                gate = Gate(views=views, batch_size=16, detector=detector, workers=workers, threads=threads)
                 list(gate.assess_many(files[:8]))
                 t0 = time.perf_counter()
                 statuses = [r.status.value for r in gate.assess_many(files)]
@@ -168,24 +148,24 @@ def main(argv=None):
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    configure_threads(args.threads)
     torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
 
     files = lfw_photos(args.shared, args.photos)
-    gate = Gate()
+    gate = Gate(threads=args.threads, backend="torch")
     size = gate.spec.input_size
-    crops = real_crops(gate, files, 64)
+    crops = real_crops(gate.capture, files, 64)
     r = {"machine": f"{platform.machine()} {platform.processor()}".strip(), "threads": args.threads,
          "python": platform.python_version(), "torch": torch.__version__, "opencv": cv2.__version__,
          "facegate": facegate.__version__, "date": time.strftime("%Y-%m-%d"), "input_size": size}
     r["members"] = {name: {"params": sum(p.numel() for p in net.parameters()), "macs": count_macs(net, size)}
                     for name, net in zip(gate.scorer.member_names, gate.scorer.ensemble.members)}
     r["matmul_macs_per_second"] = matmul_macs_per_second()
-    r["scoring"] = bench_scoring(crops, args.repeats)
-    r["onnxruntime"] = bench_onnx(crops, args.repeats)
+    r["scoring"] = bench_scoring(crops, args.repeats, "torch", args.threads)
+    r["onnxruntime"] = bench_scoring(crops, args.repeats, "onnx", args.threads)
     r["detection"] = bench_detection(args.repeats)
     r["references"] = bench_references(args.repeats)
-    r["end_to_end"] = bench_end_to_end(files)
+    r["end_to_end"] = bench_end_to_end(files, args.threads)
     r["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(render(r))
     if args.json:
@@ -220,14 +200,14 @@ def render(r: dict) -> str:
     lines.append(f"Arithmetic limit: MACs per face / this CPU's 1024x1024 float32 matrix-multiply rate, measured in "
                  f"the same run ({rate / 1e9:.1f} GMAC/s).")
     if r.get("onnxruntime"):
-        lines += ["", "### Scoring through onnxruntime (`facegate export`)", "",
+        lines += ["", "### Scoring through onnxruntime (the default backend: member graphs, views in the batch)", "",
                   "| views | batch 1 latency | batch 32, per face | faces/s at 32 |", "|---|---|---|---|"]
         for views, s in r["onnxruntime"].items():
             lines.append(f"| {views} | {_cell(s['batch1'])} | {_cell(s['batch32'])} | {s['batch32']['per_second']:.0f} |")
     lines += ["", "### Detection per frame", "", "| detector, frame | time |", "|---|---|"]
     for name, s in r["detection"].items():
         lines.append(f"| {name} | {_cell(s)} |")
-    lines += ["", "### End to end (decode, detect, align, score, decide) on LFW photos", "",
+    lines += ["", "### End to end (decode, detect, align, score, decide) on LFW photos, default backend (onnx)", "",
               "| setting | photos | photos/s |", "|---|---|---|"]
     for name, s in r["end_to_end"].items():
         lines.append(f"| {name} | {s['photos']} | {s['photos_per_second']:.1f} |")

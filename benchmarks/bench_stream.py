@@ -2,28 +2,25 @@
 (detect, crop, score, track, decide) and latency per frame, for each detector, with and
 without test-time views, and with detection every frame or every 3rd frame.
 
-    python benchmarks/bench_stream.py --threads 2 --frames 200
+    python -m benchmarks.bench_stream --threads 2 --frames 200
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
+
+from facegate import Gate
+from facegate.images import load_rgb
+from facegate.sources import Frame
+from facegate.stream import StreamGate
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from facegate import Gate  # noqa: E402
-from facegate.images import load_rgb  # noqa: E402
-from facegate.sources import Frame  # noqa: E402
-from facegate.stream import StreamGate  # noqa: E402
 
 
 def frames_640x480(count: int) -> list[np.ndarray]:
@@ -43,23 +40,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--onnx-only", action="store_true", help="skip the PyTorch backend (no torch import)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    cv2.setNumThreads(args.threads)
     frames = frames_640x480(args.frames)
-    import tempfile
-
-    from facegate.export import export_onnx
-    from facegate.scorer import Scorer
-
-    tmp = tempfile.TemporaryDirectory()
-    graphs = {v: export_onnx(Scorer(views=v), Path(tmp.name) / f"{v}.onnx") for v in ("none", "full")}
     print("| detector | scoring | views | detect every | frames/s | latency median | latency p95 |\n"
           "|---|---|---|---|---|---|---|")
-    settings = [(d, backend, v, e) for d in ("yunet", "mtcnn") for backend in ("onnxruntime", "pytorch")
+    backends = ("onnx",) if args.onnx_only else ("onnx", "torch")
+    settings = [(d, backend, v, e) for d in ("yunet", "mtcnn") for backend in backends
                 for v in ("none", "full") for e in (1, 3)]
     for detector, backend, views, every in settings:
-                gate = Gate(detector=detector, views=views, onnx=graphs[views] if backend == "onnxruntime" else None)
+                gate = Gate(detector=detector, views=views, backend=backend, threads=args.threads)
                 streamer = StreamGate(gate, detect_every=every)
                 for i in range(5):  # warm-up
                     streamer.process(Frame(i, 0.0, frames[i]))
@@ -69,7 +59,7 @@ def main(argv=None):
                     latencies.append(streamer.process(Frame(i + 5, i / 30, rgb)).latency_ms)
                 fps = len(frames) / (time.perf_counter() - t0)
                 latencies.sort()
-                print(f"| {detector} | {backend} | {views} | {every} | {fps:.1f} | {statistics.median(latencies):.1f} ms | "
+                print(f"| {detector} | {'onnxruntime' if backend == 'onnx' else 'pytorch'} | {views} | {every} | {fps:.1f} | {statistics.median(latencies):.1f} ms | "
                       f"{latencies[int(0.95 * (len(latencies) - 1))]:.1f} ms |", flush=True)
 
 

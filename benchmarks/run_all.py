@@ -1,7 +1,7 @@
 """Run every benchmark and write docs/performance.md.
 
-    python benchmarks/run_all.py            # speed, streaming, then memory at 1,000 and 10,000 files
-    python benchmarks/run_all.py --quick    # speed only, fewer photos
+    python -m benchmarks.run_all            # speed, streaming, then memory at 1,000 and 10,000 files
+    python -m benchmarks.run_all --quick    # speed only, fewer photos
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks import bench_speed
 
-from benchmarks import bench_speed  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None):
@@ -27,9 +26,9 @@ def main(argv=None):
     photos = 60 if args.quick else 300
     speed = bench_speed.main(["--threads", str(args.threads), "--photos", str(photos),
                               "--json", str(ROOT / "runs" / "speed.json")])
-    stream = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_stream.py"), "--threads",
+    stream = subprocess.run([sys.executable, "-m", "benchmarks.bench_stream", "--threads",
                              str(args.threads), "--frames", "60" if args.quick else "150"],
-                            capture_output=True, text=True, check=True).stdout
+                            capture_output=True, text=True, check=True, cwd=ROOT).stdout
     stream = "\n".join(line for line in stream.splitlines() if not line.startswith("[torch.onnx]"))  # exporter chatter
     memory = ""
     if not args.quick and not args.no_memory:
@@ -37,7 +36,7 @@ def main(argv=None):
                                  "10000", "--threads", str(args.threads)], capture_output=True, text=True,
                                 check=True).stdout
     text = ["# Performance", "",
-            f"Made by `python benchmarks/run_all.py{' --quick' if args.quick else ''}"
+            f"Made by `python -m benchmarks.run_all{' --quick' if args.quick else ''}"
             f"{' --no-memory' if args.no_memory else ''}` on {speed['date']}."
             + (" Memory: see [results.md](results.md)." if args.no_memory else ""), "",
             bench_speed.render(speed), "", "### Streaming at 640x480, one face in view", "", stream.strip()]

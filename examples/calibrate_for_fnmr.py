@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from facegate import Policy
-from facegate.evaluation import held_out_check, labelled_captures, measure_captures
+from facegate.evaluation import Method, held_out_check, labelled_captures, measure_captures
 from facegate.recognition import load_recognizer
 
 
@@ -51,7 +51,7 @@ def main(argv=None):
 
     cal, cal_pairs = calibration
     test, test_pairs = held_out
-    check = held_out_check(cal, cal_pairs, test, test_pairs, quality="ensemble (full)",
+    check = held_out_check(cal, cal_pairs, test, test_pairs, quality=Method("ensemble", "full"),
                            target_fnmr=args.target_fnmr, fmr=args.fmr)
     choice, held = check["calibration"], check["held_out"]
     threshold = float(np.clip(choice["quality_threshold"], 0, 100))

@@ -8,17 +8,22 @@ mouth corner, where "left" means smaller x in the image.
 from __future__ import annotations
 
 import math
+import threading
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 import numpy as np
-import torch
 
-__all__ = ["Face", "Detector", "MTCNNDetector", "YuNetDetector", "create_detector", "choose_primary"]
+from .errors import ConfigError
+from .frozen import FrozenValue
+
+__all__ = ["Face", "Detector", "MTCNNDetector", "TorchMTCNNDetector", "YuNetDetector", "DETECTORS",
+           "create_detector", "choose_primary", "faces_from_arrays"]
 
 
-@dataclass(frozen=True)
-class Face:
+@dataclass(frozen=True, eq=False)
+class Face(FrozenValue):
     """One detected face, in pixel coordinates of the image it was found in.
 
     Attributes:
@@ -31,6 +36,13 @@ class Face:
     box: tuple[float, float, float, float]
     probability: float
     landmarks: np.ndarray
+
+    def __post_init__(self):
+        points = np.array(self.landmarks, dtype=np.float64).reshape(5, 2)
+        points.flags.writeable = False  # a frozen face cannot change under its holder
+        object.__setattr__(self, "landmarks", points)
+        object.__setattr__(self, "box", tuple(float(v) for v in self.box))
+        object.__setattr__(self, "probability", float(self.probability))
 
     @property
     def width(self) -> float:
@@ -69,96 +81,133 @@ class Detector(Protocol):
     def detect(self, rgb: np.ndarray) -> list[Face]: ...
 
 
-class MTCNNDetector:
-    """facenet-pytorch's MTCNN (its P/R/O-Net weights ship inside facenet-pytorch).
-
-    Detection runs in two passes: first searching faces of at least ``first_pass_min_face_size``
-    pixels (a shorter image pyramid: about a third less time on LFW photos, the same faces),
-    and only when that finds nothing, again down to ``min_face_size``. A capture with a face
-    too small for the first pass is still found (and then rejected as ``face_too_small``
-    rather than reported as ``no_face``). What the first pass can miss: a second face under
-    that size beside a found one, which only matters for the ``multiple_faces`` rule when the
-    primary face is itself under twice that size.
-
-    Args:
-        min_face_size: smallest face side searched for, in pixels.
-        first_pass_min_face_size: smallest face side of the first pass (None: one pass).
-        thresholds: MTCNN's three stage thresholds.
-        device: torch device for the three networks.
+class _TwoPassMTCNN(ABC):
+    """MTCNN (Zhang et al. 2016) with facenet-pytorch's weights and pipeline, run in two passes:
+    first searching faces of at least ``first_pass_min_face_size`` pixels (a shorter image
+    pyramid: about a third less time on LFW photos, the same faces), and only when that finds
+    nothing, again down to ``min_face_size``. A capture with a face too small for the first
+    pass is still found (and then rejected as ``face_too_small`` rather than reported as
+    ``no_face``). What the first pass can miss: a second face under that size beside a found
+    one, which only matters for the ``multiple_faces`` rule when the primary face is itself
+    under twice that size.
     """
 
-    def __init__(
-        self,
-        *,
-        min_face_size: int = 20,
-        first_pass_min_face_size: int | None = 40,
-        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
-        device: str | torch.device = "cpu",
-    ):
-        import copy
+    name = "mtcnn"
 
-        from facenet_pytorch import MTCNN  # heavy import, kept local
+    def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7)):
+        self.min_face_size = int(min_face_size)
+        self.first_pass_min_face_size = (int(first_pass_min_face_size) if first_pass_min_face_size
+                                         and first_pass_min_face_size > min_face_size else None)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        # MTCNN's image pyramid is empty below min_face_size, so smaller images cannot hold
+        # a face it can see.
+        self.min_image_side = max(12, self.min_face_size)
 
-        self._mtcnn = MTCNN(
-            min_face_size=min_face_size,
-            thresholds=list(thresholds),
-            keep_all=True,
-            post_process=False,
-            device=torch.device(device),
-        )
-        self._mtcnn.eval()
-        # Channels-last weights make every activation channels-last, and torch's CPU
-        # max-pooling is 5-10x faster in that layout than in NCHW (measured with torch 2.15:
-        # 5.5 vs 1.0 ms for R-Net's pool); detections are unchanged (landmarks within 1e-4 px).
-        self._mtcnn.to(memory_format=torch.channels_last)
-        self._first_pass = None
-        if first_pass_min_face_size and first_pass_min_face_size > min_face_size:
-            self._first_pass = copy.copy(self._mtcnn)  # shares the three networks
-            self._first_pass.min_face_size = first_pass_min_face_size
-        # MTCNN's image pyramid is empty below min_face_size (and facenet-pytorch then fails
-        # on an empty torch.cat), so smaller images cannot hold a face it can see.
-        self.min_image_side = max(12, int(min_face_size))
+    @abstractmethod
+    def _run(self, rgb: np.ndarray, min_face_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass: ``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks."""
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
         side = min(rgb.shape[0], rgb.shape[1])
         if side < self.min_image_side:
             return []
-        boxes = None
-        with torch.inference_mode():
-            if self._first_pass is not None and side >= self._first_pass.min_face_size:
-                boxes, probs, points = self._first_pass.detect(rgb, landmarks=True)
-            if boxes is None:
-                boxes, probs, points = self._mtcnn.detect(rgb, landmarks=True)
+        found = None
+        if self.first_pass_min_face_size is not None and side >= self.first_pass_min_face_size:
+            found = self._run(rgb, self.first_pass_min_face_size)
+        if found is None or not len(found[0]):
+            found = self._run(rgb, self.min_face_size)
+        return faces_from_arrays(*found)
+
+
+class MTCNNDetector(_TwoPassMTCNN):
+    """MTCNN on onnxruntime: facenet-pytorch's P-, R- and O-Net as ONNX graphs shipped in
+    ``facegate/weights/mtcnn`` (made by ``python -m facegate.mtcnn_export``), with the
+    pyramid, thresholds and NMS done as facenet-pytorch does them, without torch.
+
+    Args:
+        min_face_size: smallest face side searched for, in pixels.
+        first_pass_min_face_size: smallest face side of the first pass (None: one pass).
+        thresholds: MTCNN's three stage thresholds.
+        threads: onnxruntime intra-op threads.
+        models: folder of ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx`` (default: shipped).
+    """
+
+    def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), threads: int = 1, models: str | None = None):
+        super().__init__(min_face_size=min_face_size, first_pass_min_face_size=first_pass_min_face_size,
+                         thresholds=thresholds)
+        from .mtcnn import OnnxMTCNN
+
+        self._mtcnn = OnnxMTCNN(models, min_face_size=self.min_face_size, thresholds=self.thresholds,
+                                threads=threads)
+
+    def _run(self, rgb, min_face_size):
+        return self._mtcnn.detect(rgb, min_face_size=min_face_size)
+
+
+class TorchMTCNNDetector(_TwoPassMTCNN):
+    """facenet-pytorch's own MTCNN (needs torch): the reference the ONNX detector is
+    tested against, and a choice for users who run on a GPU.
+
+    Args: as :class:`MTCNNDetector`, with ``device`` (a torch device) instead of ``threads``.
+    """
+
+    def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), device: str = "cpu", threads: int | None = None):
+        super().__init__(min_face_size=min_face_size, first_pass_min_face_size=first_pass_min_face_size,
+                         thresholds=thresholds)
+        import torch
+        from facenet_pytorch import MTCNN
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._mtcnn = MTCNN(min_face_size=self.min_face_size, thresholds=list(self.thresholds), keep_all=True,
+                            post_process=False, device=torch.device(device)).eval()
+        # Channels-last weights make every activation channels-last, and torch's CPU
+        # max-pooling is 5-10x faster in that layout than in NCHW; detections are unchanged.
+        self._mtcnn.to(memory_format=torch.channels_last)
+
+    def _run(self, rgb, min_face_size):
+        import copy
+
+        mtcnn = self._mtcnn
+        if min_face_size != mtcnn.min_face_size:
+            mtcnn = copy.copy(mtcnn)  # shares the three networks; thread-safe
+            mtcnn.min_face_size = min_face_size
+        with self._torch.inference_mode():
+            boxes, probs, points = mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
-            return []
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
-        faces = []
-        for box, prob, pts in zip(boxes, probs, points):
-            if not (np.isfinite(box).all() and np.isfinite(pts).all()):
-                continue
-            faces.append(
-                Face(
-                    box=tuple(float(v) for v in box),
-                    probability=float(prob),
-                    landmarks=pts,
-                )
-            )
-        return faces
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        return boxes, probs, points
+
+
+def faces_from_arrays(boxes, probs, points) -> list[Face]:
+    """``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks -> faces, dropping
+    any with a non-finite coordinate."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+    return [Face(tuple(float(v) for v in box), float(prob), pts)
+            for box, prob, pts in zip(boxes, probs, points)
+            if np.isfinite(box).all() and np.isfinite(pts).all()]
 
 
 class YuNetDetector:
-    """OpenCV's YuNet (``cv2.FaceDetectorYN``), about 4x faster than MTCNN on a CPU.
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``), several times faster than MTCNN on a CPU.
 
     The model file (Apache-2.0, from OpenCV's model zoo) ships in ``facegate/weights``.
-    Landmarks follow the same contract as :class:`MTCNNDetector`.
+    Landmarks follow the same contract as :class:`MTCNNDetector`. OpenCV's threads are set
+    process-wide by :func:`facegate.runtime.configure_threads`.
 
     Args:
         model: path of the YuNet ONNX file (default: the shipped one).
         score_threshold: minimum face confidence.
         nms_threshold: overlap above which boxes are merged.
     """
+
+    name = "yunet"
 
     def __init__(self, model: str | None = None, *, score_threshold: float = 0.7, nms_threshold: float = 0.3):
         import cv2
@@ -168,45 +217,50 @@ class YuNetDetector:
 
             model = str(resources.files("facegate") / "weights" / "yunet_2023mar.onnx")
         self._create = lambda size: cv2.FaceDetectorYN.create(model, "", size, score_threshold, nms_threshold, 5000)
-        self._detectors: dict[int, object] = {}
-        self._cv2 = cv2
+        self._local = threading.local()  # a cv2 detector's input size is state: one per thread
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
-        import threading
-
         height, width = rgb.shape[:2]
         if min(height, width) < 10:
             return []
-        # One cv2 detector per thread: its input size is state.
-        key = threading.get_ident()
-        detector = self._detectors.get(key)
+        detector = getattr(self._local, "detector", None)
         if detector is None:
-            detector = self._detectors[key] = self._create((width, height))
+            detector = self._local.detector = self._create((width, height))
         detector.setInputSize((width, height))
         _, found = detector.detect(np.ascontiguousarray(rgb[..., ::-1]))
-        faces = []
-        for row in [] if found is None else found:
-            x, y, w, h = (float(v) for v in row[:4])
-            pts = np.asarray(row[4:14], dtype=np.float64).reshape(5, 2)
-            eyes = pts[:2][np.argsort(pts[:2, 0])]
-            mouth = pts[3:5][np.argsort(pts[3:5, 0])]
-            landmarks = np.vstack([eyes, pts[2:3], mouth])
-            if np.isfinite(landmarks).all():
-                faces.append(Face((x, y, x + w, y + h), float(row[14]), landmarks))
-        return faces
+        if found is None:
+            return []
+        found = np.asarray(found, dtype=np.float64).reshape(-1, 15)
+        boxes = np.column_stack([found[:, :2], found[:, :2] + found[:, 2:4]])
+        points = found[:, 4:14].reshape(-1, 5, 2)
+        eyes = np.take_along_axis(points[:, :2], np.argsort(points[:, :2, :1], axis=1), axis=1)
+        mouth = np.take_along_axis(points[:, 3:5], np.argsort(points[:, 3:5, :1], axis=1), axis=1)
+        return faces_from_arrays(boxes, found[:, 14], np.concatenate([eyes, points[:, 2:3], mouth], axis=1))
 
 
+#: Detectors by name; ``backend="torch"`` picks facenet-pytorch's own MTCNN.
 DETECTORS = {"mtcnn": MTCNNDetector, "yunet": YuNetDetector}
 
+#: Settings in a spec that are for the policy, not for the detector's constructor.
+POLICY_SETTINGS = ("min_face_probability",)
 
-def create_detector(name: str = "mtcnn", **options) -> Detector:
-    """A detector by name: ``"mtcnn"`` (default, most accurate landmarks) or ``"yunet"`` (fast)."""
-    from .errors import ConfigError
 
-    try:
-        return DETECTORS[name](**options)
-    except KeyError:
-        raise ConfigError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}") from None
+def create_detector(name: str = "mtcnn", settings: dict[str, Any] | None = None, *, threads: int = 1,
+                    backend: str = "onnx") -> Detector:
+    """A detector by name with the spec's ``settings`` for it (``ScorerSpec.detector_settings``).
+
+    ``"mtcnn"`` (most accurate landmarks) runs on onnxruntime, or with ``backend="torch"``
+    on facenet-pytorch; ``"yunet"`` (fast) runs on OpenCV.
+    """
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown detector {name!r}; choose from {sorted(DETECTORS)}")
+    if backend not in ("onnx", "torch"):
+        raise ConfigError(f"unknown backend {backend!r}; choose 'onnx' or 'torch'")
+    options = {k: v for k, v in (settings or {}).items() if k not in POLICY_SETTINGS}
+    if name == "yunet":
+        return YuNetDetector(**options)
+    cls = TorchMTCNNDetector if backend == "torch" else MTCNNDetector
+    return cls(**options, threads=threads)
 
 
 def choose_primary(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:

@@ -1,139 +1,137 @@
-"""Export the quality ensemble to ONNX for runtimes without PyTorch.
+"""Export the quality models to ONNX (needs torch and the ``onnx`` extra).
 
-The exported graph takes ``crops``: ``(B, S, S, 3)`` uint8 RGB aligned faces (as
-``ScorerSpec.crop`` makes them) and returns ``utility`` ``(B,)`` (the ensemble's raw output,
-0-1) and ``score`` ``(B,)`` (0-100, clipped), with normalisation and the chosen test-time
-views folded into the graph.
+Two kinds of graph, both taking ``crops``: ``(B, S, S, 3)`` uint8 RGB aligned faces (as
+``ScorerSpec.crop`` makes them), with the spec's normalisation folded in:
+
+- member graphs, ``<arch>.onnx`` beside ``<arch>.pt``, returning ``utility`` ``(B,)``: what
+  the default (onnx) backend of :func:`facegate.scorer.create_scorer` runs, views applied
+  outside. Each carries the sha256 of its ``.pt`` file. ``python -m facegate.export
+  --members facegate/weights`` regenerates the shipped ones (and the spec's digests).
+- one graph for other runtimes (``facegate export``): the whole ensemble with the chosen
+  test-time views, returning ``utility`` and ``score`` on the spec's range.
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from .errors import ConfigError
-from .scorer import Scorer
+from .models import TorchScorer, load_member
+from .scorer import default_weights_dir
+from .spec import ScorerSpec, file_sha256
 
-__all__ = ["export_onnx", "OnnxScorer", "weights_digest", "shipped_graph"]
-
-
-def weights_digest(folder: str | Path, members) -> str:
-    """sha256 over the members' weight files: ties an exported graph to the weights it holds."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name in members:
-        digest.update((Path(folder) / f"{name}.pt").read_bytes())
-    return digest.hexdigest()
+__all__ = ["export_onnx", "export_member_graphs"]
 
 
-def shipped_graph(views: str) -> Path | None:
-    """The graph pre-exported beside the shipped weights for these views, if there is one."""
-    from .scorer import default_weights_dir
+class _Normalised(nn.Module):
+    """uint8 NHWC crops -> the spec's normalised NCHW input -> ``net``."""
 
-    path = default_weights_dir() / f"ensemble_{views}.onnx"
-    return path if isinstance(views, str) and path.is_file() else None
-
-
-class _Deployable(nn.Module):
-    """uint8 NHWC crops -> (utility, score); everything ``Scorer.score`` does, in one graph."""
-
-    def __init__(self, scorer: Scorer):
+    def __init__(self, net: nn.Module, spec: ScorerSpec):
         super().__init__()
-        self.ensemble = scorer.ensemble
-        spec = scorer.spec
+        self.net = net
         self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0)
 
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.net((crops.permute(0, 3, 1, 2).float() - self.mean) / self.std)
+
+
+class _Deployable(nn.Module):
+    """uint8 NHWC crops -> (utility, score): what ``TorchScorer.score`` does, in one graph."""
+
+    def __init__(self, scorer: TorchScorer):
+        super().__init__()
+        self.ensemble = _Normalised(scorer.ensemble, scorer.spec)
+        self.low, self.high = (float(v) for v in scorer.spec.score_range)
+
     def forward(self, crops: torch.Tensor):
-        x = (crops.permute(0, 3, 1, 2).float() - self.mean) / self.std
-        utility = self.ensemble(x)
-        return utility, torch.clamp(utility * 100.0, 0.0, 100.0)
+        utility = self.ensemble(crops)
+        return utility, torch.clamp(self.low + utility * (self.high - self.low), self.low, self.high)
 
 
-def export_onnx(scorer: Scorer, path: str | Path, *, opset: int = 18) -> Path:
-    """Write the scorer (members, views, preprocessing) as an ONNX file with a dynamic batch.
-
-    Raises:
-        ConfigError: the ``onnx`` exporter packages are missing (``pip install "facegate[onnx]"``).
-    """
+def _write(model: nn.Module, path: Path, size: int, outputs: list[str], metadata: dict[str, str],
+           opset: int) -> Path:
     try:
-        import onnx  # noqa: F401
+        import onnx
         import onnxscript  # noqa: F401
     except ImportError:
         raise ConfigError('ONNX export needs the onnx extras: pip install "facegate[onnx]"') from None
-    path = Path(path)
-    model = _Deployable(scorer).eval().cpu()
-    size = scorer.spec.input_size
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(
-        model,
-        (example,),
-        str(path),
-        input_names=["crops"],
-        output_names=["utility", "score"],
-        dynamic_shapes={"crops": {0: batch}},
-        opset_version=opset,
-        dynamo=True,
-        external_data=False,
-    )
-    import onnx
-
+    torch.onnx.export(model.eval().cpu(), (example,), str(path), input_names=["crops"], output_names=outputs,
+                      dynamic_shapes={"crops": {0: batch}}, opset_version=opset, dynamo=True, external_data=False,
+                      verbose=False)
     graph = onnx.load(str(path))
-    for key, value in {"facegate_views": ",".join(scorer.views), "facegate_spec": scorer.spec.name,
-                       "facegate_input_size": str(scorer.spec.input_size),
-                       "facegate_members": ",".join(scorer.member_names),
-                       "facegate_weights_sha256": weights_digest(scorer.weights_dir, scorer.member_names)}.items():
+    for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)
     onnx.save(graph, str(path))
     return path
 
 
-class OnnxScorer:
-    """Scores aligned crops through an exported graph with onnxruntime: the same interface
-    as :class:`facegate.scorer.Scorer`, without per-member scores, and several times less
-    overhead per call than PyTorch at batch 1 (docs/performance.md).
+def export_onnx(scorer: TorchScorer, path: str | Path, *, opset: int = 18) -> Path:
+    """Write the scorer (members, views, preprocessing, score range) as one ONNX file with a
+    dynamic batch."""
+    spec = scorer.spec
+    metadata = {"facegate_views": ",".join(scorer.views), "facegate_spec": spec.name,
+                "facegate_input_size": str(spec.input_size), "facegate_members": ",".join(scorer.member_names),
+                "facegate_score_scale": spec.score_scale}
+    return _write(_Deployable(scorer), Path(path), spec.input_size, ["utility", "score"], metadata, opset)
 
-    Args:
-        path: a file written by :func:`export_onnx` (``facegate export``).
-        weights: the weights folder it was exported from, for the spec (default: shipped).
-        threads: onnxruntime intra-op threads (default: torch's current setting).
+
+def export_member_graphs(weights: str | Path | None = None, *, out: str | Path | None = None,
+                         update_spec: bool = False, opset: int = 18) -> list[Path]:
+    """Write ``<arch>.onnx`` for each member of a weights folder (into ``out``, default the
+    folder itself), each carrying the sha256 of the ``.pt`` it was made from.
+
+    ``update_spec`` records those digests in the folder's ``spec.json`` (for weights that
+    a training run wrote without them).
     """
+    folder = Path(weights) if weights is not None else default_weights_dir()
+    out = Path(out) if out is not None else folder
+    spec = ScorerSpec.load(folder / "spec.json")
+    digests = {name: file_sha256(folder / f"{name}.pt") for name in spec.members}
+    if update_spec and digests != spec.member_sha256:
+        spec = spec.with_(member_sha256=digests)
+        spec.save(folder / "spec.json")
+    paths = []
+    for name in spec.members:
+        net = load_member(spec.verify(folder, name), name)
+        model = _Normalised(net, spec)
+        metadata = {"facegate_member": name, "facegate_spec": spec.name,
+                    "facegate_input_size": str(spec.input_size), "facegate_weights_sha256": digests[name]}
+        paths.append(_write(_FlatOutput(model), out / f"{name}.onnx", spec.input_size, ["utility"], metadata, opset))
+    return paths
 
-    member_names: tuple[str, ...] = ()
 
-    def __init__(self, path: str | Path, weights: str | Path | None = None, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ConfigError('scoring through ONNX needs onnxruntime: pip install "facegate[onnx]"') from None
-        from .scorer import default_weights_dir
-        from .spec import ScorerSpec
+class _FlatOutput(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise ConfigError(f"{path}: cannot load ONNX graph ({exc})") from None
-        meta = self._session.get_modelmeta().custom_metadata_map
-        self.spec = ScorerSpec.load(Path(weights or default_weights_dir()) / "spec.json")
-        if meta.get("facegate_spec") not in (None, self.spec.name):
-            raise ConfigError(f"{path}: exported from {meta['facegate_spec']}, not {self.spec.name}")
-        folder = Path(weights or default_weights_dir())
-        if "facegate_weights_sha256" in meta and \
-                meta["facegate_weights_sha256"] != weights_digest(
-                    folder, meta.get("facegate_members", ",".join(self.spec.members)).split(",")):
-            raise ConfigError(f"{path}: exported from other weights than those in {folder} (re-export it)")
-        self.views = tuple(meta.get("facegate_views", "unknown").split(","))
+    def forward(self, crops):
+        return self.model(crops).reshape(-1)
 
-    def score(self, crops) -> tuple:
-        import numpy as np
 
-        if len(crops) == 0:
-            return np.zeros(0), np.zeros((0, 0))
-        _, score = self._session.run(None, {"crops": np.ascontiguousarray(crops, dtype=np.uint8)})
-        return score.astype(np.float64), np.zeros((0, len(crops)))
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Regenerate the ONNX graphs shipped beside the weights.")
+    parser.add_argument("--members", type=Path, default=None,
+                        help="weights folder whose member graphs to (re)write (default: the shipped weights)")
+    parser.add_argument("--update-spec", action="store_true", help="record the members' sha256 in spec.json")
+    parser.add_argument("--mtcnn", type=Path, default=None,
+                        help="also write MTCNN's P/R/O-Net graphs into this folder (facegate/weights/mtcnn)")
+    args = parser.parse_args(argv)
+    for path in export_member_graphs(args.members, update_spec=args.update_spec):
+        print(path)
+    if args.mtcnn is not None:
+        from .mtcnn_export import export_mtcnn
+
+        for path in export_mtcnn(args.mtcnn):
+            print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,5 @@
 """Folders of captures: find the images, filter them into accepted/rejected copies with a
-resumable manifest, and calibrate a threshold on them.
+resumable manifest.
 
 Originals are only read: never moved, modified or deleted. A destination file that already
 exists and differs is never overwritten; the copy gets a new name instead.
@@ -13,17 +13,12 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
-
-import numpy as np
+from typing import Callable, Iterable
 
 from .gate import CaptureResult, Gate
 from .policy import Status
 
-__all__ = [
-    "find_images", "Manifest", "plan_filter", "run_filter", "filter_folder", "FilterSummary",
-    "threshold_for_reject_rate",
-]
+__all__ = ["find_images", "Manifest", "plan_filter", "run_filter", "FilterPlan", "FilterSummary"]
 
 
 def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
@@ -193,23 +188,3 @@ def run_filter(
     finally:
         plan.manifest.close()
     return summary
-
-
-def filter_folder(gate: Gate, source: Path, accepted: Path, rejected: Path, manifest_path: Path,
-                  *, link: bool = False) -> FilterSummary:
-    """Plan and run in one call (see :func:`plan_filter` and :func:`run_filter`)."""
-    return run_filter(gate, plan_filter(source, accepted, rejected, manifest_path), link=link)
-
-
-def threshold_for_reject_rate(scores: Iterable[float], reject_rate: float) -> float:
-    """The lowest threshold that rejects at least ``reject_rate`` of ``scores`` for low quality
-    (a capture is rejected when its score is below the threshold)."""
-    values = np.sort(np.asarray([s for s in scores if s is not None], dtype=np.float64))
-    if values.size == 0:
-        raise ValueError("no scored faces to calibrate on")
-    if not 0.0 <= reject_rate < 1.0:
-        raise ValueError(f"reject rate must be in [0, 1), got {reject_rate}")
-    k = int(np.ceil(reject_rate * values.size))
-    if k == 0:
-        return float(values[0])
-    return float(np.nextafter(values[k - 1], np.inf))

@@ -1,42 +1,46 @@
-"""Quality models: two small torchvision backbones with MLP heads, and their ensemble
-(arXiv 2509.10114).
+"""Quality models in PyTorch: two small torchvision backbones with MLP heads, their ensemble
+(arXiv 2509.10114), and the torch backend of :func:`facegate.scorer.create_scorer`.
+Imported only for training, export and ``backend="torch"``.
 
 Every member shares one contract: ``forward_features`` gives pooled backbone features
 ``(B, C)``, ``forward_head`` maps them to one score per image ``(B,)``, so members are
 built, trained and swapped alike. Inputs are ``(B, 3, H, W)`` float tensors, RGB,
-normalised with :data:`MEAN` and :data:`STD`.
+normalised as the spec says (:func:`to_tensor`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torchvision
 
 from .errors import ConfigError, WeightsError
+from .scorer import Scores, check_crops, select_members, combine, default_weights_dir, resolve_views
+from .spec import ScorerSpec
 
 __all__ = [
-    "MEAN",
-    "STD",
-    "VIEWS",
     "QualityNet",
     "QualityEnsemble",
+    "TorchScorer",
+    "apply_views",
     "build_member",
     "list_members",
     "load_backbone_weights",
+    "load_member",
+    "to_tensor",
 ]
 
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
-#: Test-time view sets: identity, then horizontal flip, then vertical flip.
-VIEWS: dict[str, tuple[str, ...]] = {
-    "none": ("identity",),
-    "flip": ("identity", "hflip"),
-    "full": ("identity", "hflip", "vflip"),
-}
+def to_tensor(spec: ScorerSpec, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` float tensor, normalised as ``spec`` says."""
+    x = torch.as_tensor(crops).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
@@ -167,6 +171,27 @@ def apply_views(x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
     return torch.cat(out, 0)
 
 
+def load_member(path: str | Path, arch: str | None = None) -> QualityNet:
+    """One member network from a facegate checkpoint (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{path}: weights file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise WeightsError(f"{path}: cannot load weights ({exc})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
+        raise WeightsError(f"{path}: not a facegate checkpoint (needs 'arch' and 'state_dict')")
+    if arch is not None and ckpt["arch"] != arch:
+        raise WeightsError(f"{path}: holds {ckpt['arch']}, expected {arch}")
+    net = build_member(ckpt["arch"])
+    try:
+        net.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path}: weights do not fit {ckpt['arch']} ({exc})") from None
+    return net.eval()
+
+
 class QualityEnsemble(nn.Module):
     """Average of member predictions, each first averaged over test-time views.
 
@@ -197,18 +222,6 @@ class QualityEnsemble(nn.Module):
         return self.forward_members(x).mean(0)
 
 
-def resolve_views(views: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(views, str):
-        if views not in VIEWS:
-            raise ConfigError(f"unknown view set {views!r}; choose from {sorted(VIEWS)}")
-        return VIEWS[views]
-    views = tuple(views)
-    for view in views:
-        if view not in VIEWS["full"]:
-            raise ConfigError(f"unknown test-time view {view!r}; choose from {VIEWS['full']}")
-    return views
-
-
 def count_macs(net: nn.Module, size: int) -> int:
     """Multiply-accumulates of one forward pass on a ``(1, 3, size, size)`` input."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -216,3 +229,33 @@ def count_macs(net: nn.Module, size: int) -> int:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         net.eval()(torch.zeros(1, 3, size, size))
     return counter.get_total_flops() // 2
+
+
+class TorchScorer:
+    """The ensemble in PyTorch (``create_scorer(backend="torch")``): the same
+    :class:`facegate.scorer.Scorer` interface as the ONNX backend, on any torch device.
+    Member files are checked against the spec's sha256 before they are loaded."""
+
+    backend = "torch"
+
+    def __init__(self, weights: str | Path | None = None, *, views: str | Sequence[str] = "full",
+                 members: Sequence[str] | None = None, device: str | torch.device = "cpu", threads: int | None = None):
+        folder = Path(weights) if weights is not None else default_weights_dir()
+        self.spec = ScorerSpec.load(folder / "spec.json")
+        self.weights_dir = folder
+        self.member_names = select_members(self.spec, folder, members)
+        if threads:
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        nets = [load_member(self.spec.verify(folder, name), name) for name in self.member_names]
+        self.ensemble = QualityEnsemble(nets, views).to(self.device).eval()
+        self.views = self.ensemble.views
+
+    def score(self, crops: np.ndarray) -> Scores:
+        crops = check_crops(crops, self.spec.input_size)
+        if not len(crops):
+            return Scores(np.zeros(0), {n: np.zeros(0) for n in self.member_names})
+        with torch.inference_mode():
+            x = to_tensor(self.spec, crops).to(self.device)
+            raw = self.ensemble.forward_members(x).double().cpu().numpy()  # (M, N), view-averaged
+        return combine(self.spec, self.member_names, raw, 1)

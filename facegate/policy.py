@@ -48,14 +48,15 @@ class Policy:
         reject_multiple_faces: reject when a second sizeable face is in view.
         secondary_face_ratio: a second face is "sizeable" at this fraction of the primary's side.
         min_face_probability: detector confidence below which the primary face is rejected,
-            and below which other faces are ignored.
+            and below which other faces are ignored; ``None`` means the value the weights'
+            spec gives for the detector in use (detectors' confidences differ in scale).
     """
 
     min_score: float | None = None
     min_eye_distance: float = 16.0
     reject_multiple_faces: bool = True
     secondary_face_ratio: float = 0.5
-    min_face_probability: float = 0.9
+    min_face_probability: float | None = None
 
     def __post_init__(self):
         if self.min_score is not None and not 0.0 <= self.min_score <= 100.0:
@@ -64,12 +65,19 @@ class Policy:
             raise ConfigError(f"min_eye_distance must be >= 0, got {self.min_eye_distance}")
         if not 0.0 < self.secondary_face_ratio <= 1.0:
             raise ConfigError(f"secondary_face_ratio must be in (0, 1], got {self.secondary_face_ratio}")
-        if not 0.0 <= self.min_face_probability <= 1.0:
+        if self.min_face_probability is not None and not 0.0 <= self.min_face_probability <= 1.0:
             raise ConfigError(f"min_face_probability must be in [0, 1], got {self.min_face_probability}")
 
-    def with_threshold(self, default: float) -> "Policy":
-        """This policy with ``min_score`` filled in from the weights' default when unset."""
-        return self if self.min_score is not None else replace(self, min_score=default)
+    def resolve(self, default_threshold: float, default_face_probability: float | None = None) -> "Policy":
+        """This policy with what it leaves unset filled in from the weights' spec: the score
+        threshold, and the confidence cut-off of the detector in use (0.9 for a detector
+        the spec does not know)."""
+        changes = {}
+        if self.min_score is None:
+            changes["min_score"] = default_threshold
+        if self.min_face_probability is None:
+            changes["min_face_probability"] = 0.9 if default_face_probability is None else default_face_probability
+        return replace(self, **changes) if changes else self
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({"facegate_policy": 1, **asdict(self)}, indent=2) + "\n")
@@ -105,13 +113,14 @@ def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: f
         reasons.append("low_quality")
     if primary.eye_distance < policy.min_eye_distance:
         reasons.append("face_too_small")
-    if primary.probability < policy.min_face_probability:
+    min_probability = 0.0 if policy.min_face_probability is None else policy.min_face_probability
+    if primary.probability < min_probability:
         reasons.append("low_confidence")
     if policy.reject_multiple_faces:
         for face in faces:
             if (
                 face is not primary
-                and face.probability >= policy.min_face_probability
+                and face.probability >= min_probability
                 and face.side >= policy.secondary_face_ratio * primary.side
             ):
                 reasons.append("multiple_faces")

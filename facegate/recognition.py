@@ -19,7 +19,8 @@ import torch.nn as nn
 from .alignment import warp_to_template
 from .errors import WeightsError
 
-__all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACENET_TEMPLATE", "load_recognizer"]
+__all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACENET_TEMPLATE", "STAGE_CHANNELS",
+           "STAGE_NAMES", "load_recognizer"]
 
 #: Five-point template of the 96 wide x 112 high MobileFaceNet input.
 MOBILEFACENET_TEMPLATE = np.array(
@@ -91,10 +92,32 @@ class MobileFaceNet(nn.Module):
         self.linear7 = _ConvBlock(512, 512, grid, 1, 0, depthwise=True, linear=True)
         self.linear1 = _ConvBlock(512, 128, 1, 1, 0, linear=True)
 
+    def stages(self) -> list[tuple[str, nn.Module]]:
+        """The network as named stages in forward order (names in :data:`STAGE_NAMES`);
+        :meth:`forward` runs them, and the FROQ observer taps them."""
+        return ([("conv1", self.conv1), ("dw_conv1", self.dw_conv1)]
+                + [(f"blocks.{i}", block) for i, block in enumerate(self.blocks)]
+                + [("conv2", self.conv2), ("linear7", self.linear7), ("embedding", self.linear1)])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dw_conv1(self.conv1(x))
-        x = self.linear7(self.conv2(self.blocks(x)))
-        return self.linear1(x).flatten(1)
+        for _, stage in self.stages():
+            x = stage(x)
+        return x.flatten(1)
+
+
+def _stage_channels() -> dict[str, int]:
+    channels = {"conv1": 64, "dw_conv1": 64}
+    k = 0
+    for _, c, n, _ in MOBILEFACENET_SETTING:
+        for _ in range(n):
+            channels[f"blocks.{k}"] = c
+            k += 1
+    return {**channels, "conv2": 512, "linear7": 512, "embedding": 128}
+
+
+#: Output channels of each stage of :class:`MobileFaceNet`, in forward order.
+STAGE_CHANNELS: dict[str, int] = _stage_channels()
+STAGE_NAMES: tuple[str, ...] = tuple(STAGE_CHANNELS)
 
 
 class Recognizer(Protocol):
@@ -132,13 +155,18 @@ class MobileFaceNetRecognizer:
         """``(112, 96, 3)`` uint8 crop on the MobileFaceNet template."""
         return warp_to_template(rgb, landmarks, MOBILEFACENET_TEMPLATE, (96, 112))
 
+    def to_input(self, crops: np.ndarray) -> torch.Tensor:
+        """``(B, 112, 96, 3)`` uint8 -> ``(B, 3, 112, 96)`` float on the device, scaled as
+        MobileFaceNet expects."""
+        x = torch.from_numpy(np.ascontiguousarray(crops)).to(self.device)
+        return (x.permute(0, 3, 1, 2).float() - 127.5) / 128.0
+
     def embed_aligned(self, crops: np.ndarray) -> np.ndarray:
         """``(N, 112, 96, 3)`` uint8 aligned RGB crops -> ``(N, 256)`` unit vectors."""
         out = []
         with torch.inference_mode():
             for start in range(0, len(crops), self.batch_size):
-                chunk = torch.from_numpy(np.ascontiguousarray(crops[start : start + self.batch_size]))
-                x = (chunk.permute(0, 3, 1, 2).float().to(self.device) - 127.5) / 128.0
+                x = self.to_input(crops[start : start + self.batch_size])
                 emb = torch.cat([self.net(x), self.net(x.flip(3))], 1)
                 out.append(nn.functional.normalize(emb, dim=1).cpu().numpy())
         return np.concatenate(out, 0) if out else np.zeros((0, 256), np.float32)

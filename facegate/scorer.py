@@ -1,19 +1,35 @@
-"""Load the quality ensemble with its spec and score aligned face crops."""
+"""Score aligned face crops with the quality ensemble: one front door, two backends.
+
+:func:`create_scorer` is the only way facegate builds a scorer. ``backend="onnx"`` (the
+default) runs each member's ONNX graph, shipped beside its weights, in onnxruntime;
+``backend="torch"`` runs the same members in PyTorch (training, export, GPUs). Both give
+:class:`Scores` with the ensemble's and every member's scores, for every view setting.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
-import torch
 
-from .errors import WeightsError
-from .models import QualityEnsemble, QualityNet, build_member
+from .errors import ConfigError, WeightsError
+from .frozen import FrozenValue
 from .spec import ScorerSpec
 
-__all__ = ["Scorer", "default_weights_dir", "load_member"]
+__all__ = ["BACKENDS", "VIEWS", "OnnxScorer", "Scorer", "Scores", "create_scorer", "default_weights_dir",
+           "resolve_views", "view_batch"]
+
+#: Test-time view sets: identity, then horizontal flip, then vertical flip.
+VIEWS: dict[str, tuple[str, ...]] = {
+    "none": ("identity",),
+    "flip": ("identity", "hflip"),
+    "full": ("identity", "hflip", "vflip"),
+}
+
+BACKENDS = ("onnx", "torch")
 
 
 def default_weights_dir() -> Path:
@@ -21,77 +37,136 @@ def default_weights_dir() -> Path:
     return Path(str(resources.files("facegate") / "weights"))
 
 
-def load_member(path: str | Path, arch: str | None = None) -> QualityNet:
-    """One member network from a facegate checkpoint (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: cannot load weights ({exc})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "arch" not in ckpt:
-        raise WeightsError(f"{path}: not a facegate checkpoint (needs 'arch' and 'state_dict')")
-    if arch is not None and ckpt["arch"] != arch:
-        raise WeightsError(f"{path}: holds {ckpt['arch']}, expected {arch}")
-    net = build_member(ckpt["arch"])
-    try:
-        net.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: weights do not fit {ckpt['arch']} ({exc})") from None
-    return net.eval()
+def resolve_views(views: str | Sequence[str]) -> tuple[str, ...]:
+    """A view-set name (:data:`VIEWS`) or a sequence of view names -> view names."""
+    if isinstance(views, str):
+        if views not in VIEWS:
+            raise ConfigError(f"unknown view set {views!r}; choose from {sorted(VIEWS)}")
+        return VIEWS[views]
+    views = tuple(views)
+    for view in views:
+        if view not in VIEWS["full"]:
+            raise ConfigError(f"unknown test-time view {view!r}; choose from {VIEWS['full']}")
+    return views
 
 
-class Scorer:
-    """The ensemble, its spec, and a device: aligned crops in, scores (0-100) out.
+def view_batch(crops: np.ndarray, views: Sequence[str]) -> np.ndarray:
+    """Stack test-time views of ``(B, H, W, 3)`` crops along the batch: ``(V*B, H, W, 3)``."""
+    flips = {"identity": crops, "hflip": crops[:, :, ::-1], "vflip": crops[:, ::-1]}
+    return np.ascontiguousarray(np.concatenate([flips[v] for v in views], 0))
 
-    Args:
-        weights: folder with ``spec.json`` and one ``<arch>.pt`` per member
-            (default: the weights shipped in ``facegate/weights``).
-        views: test-time views, ``"none"``, ``"flip"`` or ``"full"``.
-        members: use only these members (e.g. to score with one model).
-        device: torch device.
+
+@dataclass(frozen=True, eq=False)
+class Scores(FrozenValue):
+    """Scores of a batch of crops on the spec's scale.
+
+    Attributes:
+        ensemble: ``(N,)`` the ensemble's score of each crop.
+        members: member name -> ``(N,)`` that member's score (each averaged over the views).
     """
 
-    def __init__(
-        self,
-        weights: str | Path | None = None,
-        *,
-        views: str | Sequence[str] = "full",
-        members: Sequence[str] | None = None,
-        device: str | torch.device = "cpu",
-    ):
+    ensemble: np.ndarray
+    members: dict[str, np.ndarray]
+
+    def member_scores(self, index: int) -> dict[str, float]:
+        """Every member's score of crop ``index``."""
+        return {name: float(values[index]) for name, values in self.members.items()}
+
+
+class Scorer(Protocol):
+    """What both backends implement: aligned ``(N, S, S, 3)`` uint8 RGB crops in, :class:`Scores` out."""
+
+    spec: ScorerSpec
+    views: tuple[str, ...]
+    member_names: tuple[str, ...]
+    backend: str
+
+    def score(self, crops: np.ndarray) -> Scores: ...
+
+
+def select_members(spec: ScorerSpec, folder: Path, members: Sequence[str] | None) -> tuple[str, ...]:
+    names = tuple(members) if members else spec.members
+    unknown = set(names) - set(spec.members)
+    if unknown:
+        raise WeightsError(f"{folder}: has no member(s) {sorted(unknown)}; it has {list(spec.members)}")
+    return names
+
+
+def check_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[1:] != (size, size, 3) or crops.dtype != np.uint8:
+        raise ConfigError(f"expected aligned crops of shape (N, {size}, {size}, 3) uint8, got {crops.shape} {crops.dtype}")
+    return crops
+
+
+def combine(spec: ScorerSpec, names: Sequence[str], raw: np.ndarray, n_views: int) -> Scores:
+    """``(M, V*N)`` raw member outputs -> :class:`Scores` (members averaged over views, then
+    over members), on the spec's scale."""
+    per_member = raw.reshape(len(names), n_views, -1).mean(1)
+    return Scores(spec.to_score(per_member.mean(0)), {n: spec.to_score(v) for n, v in zip(names, per_member)})
+
+
+class OnnxScorer:
+    """The ensemble on onnxruntime: one graph per member (``<arch>.onnx`` beside the
+    weights, made by ``python -m facegate.export --members DIR``), test-time views applied
+    to the batch before it goes in. Needs neither torch nor torchvision.
+
+    Each graph carries the sha256 of the ``.pt`` file it was made from and is refused when
+    that is not the digest ``spec.json`` gives for the member.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, weights: str | Path | None = None, *, views: str | Sequence[str] = "full",
+                 members: Sequence[str] | None = None, threads: int = 1):
         folder = Path(weights) if weights is not None else default_weights_dir()
-        spec_path = folder / "spec.json"
-        if not spec_path.is_file():
-            raise WeightsError(f"{folder}: no spec.json; not a facegate weights folder")
-        self.spec = ScorerSpec.load(spec_path)
-        names = tuple(members) if members else self.spec.members
-        unknown = set(names) - set(self.spec.members)
-        if unknown:
-            raise WeightsError(f"{folder}: has no member(s) {sorted(unknown)}; it has {list(self.spec.members)}")
-        self.member_names = names
+        self.spec = ScorerSpec.load(folder / "spec.json")
         self.weights_dir = folder
-        self.device = torch.device(device)
-        nets = [load_member(folder / f"{name}.pt", name) for name in names]
-        self.ensemble = QualityEnsemble(nets, views).to(self.device).eval()
+        self.member_names = select_members(self.spec, folder, members)
+        self.views = resolve_views(views)
+        from .runtime import load_onnx
 
-    @property
-    def views(self) -> tuple[str, ...]:
-        return self.ensemble.views
+        self._sessions = []
+        for name in self.member_names:
+            path = folder / f"{name}.onnx"
+            if not path.is_file():
+                raise WeightsError(f"{path}: no ONNX graph for member {name}; make it with "
+                                   f"`python -m facegate.export --members {folder}`, or use backend='torch'")
+            session = load_onnx(path, threads)
+            meta = session.get_modelmeta().custom_metadata_map
+            expected = self.spec.member_sha256.get(name)
+            if not expected or meta.get("facegate_weights_sha256") != expected:
+                raise WeightsError(f"{path}: made from other weights than {name}.pt in spec.json "
+                                   f"(re-export with `python -m facegate.export --members {folder}`)")
+            self._sessions.append(session)
 
-    def score(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Score aligned crops.
+    def score(self, crops: np.ndarray) -> Scores:
+        crops = check_crops(crops, self.spec.input_size)
+        if not len(crops):
+            return Scores(np.zeros(0), {n: np.zeros(0) for n in self.member_names})
+        batch = view_batch(crops, self.views)
+        raw = np.stack([session.run(None, {"crops": batch})[0].reshape(-1) for session in self._sessions])
+        return combine(self.spec, self.member_names, raw.astype(np.float64), len(self.views))
 
-        Args:
-            crops: ``(N, S, S, 3)`` uint8 RGB, ``S`` = ``spec.input_size``.
 
-        Returns:
-            ``(N,)`` ensemble scores and ``(M, N)`` member scores, on 0-100.
-        """
-        if len(crops) == 0:
-            return np.zeros(0), np.zeros((len(self.member_names), 0))
-        with torch.inference_mode():
-            x = self.spec.to_tensor(crops).to(self.device)
-            per_member = self.ensemble.forward_members(x).cpu().numpy()
-        return self.spec.to_score(per_member.mean(0)), self.spec.to_score(per_member)
+def create_scorer(weights: str | Path | None = None, *, backend: str = "onnx", views: str | Sequence[str] = "full",
+                  members: Sequence[str] | None = None, threads: int = 1, device: str = "cpu") -> Scorer:
+    """The scorer for a weights folder (default: the shipped weights).
+
+    Args:
+        weights: folder with ``spec.json``, ``<arch>.pt`` and (for onnx) ``<arch>.onnx``.
+        backend: ``"onnx"`` (default; onnxruntime, no torch) or ``"torch"``.
+        views: test-time views, ``"none"``, ``"flip"`` or ``"full"``.
+        members: use only these members (e.g. to score with one model).
+        threads: intra-op threads of the backend.
+        device: torch device (``backend="torch"`` only).
+    """
+    if backend == "onnx":
+        if device != "cpu":
+            raise ConfigError(f"device {device!r} needs backend='torch' (the onnx backend runs on the CPU)")
+        return OnnxScorer(weights, views=views, members=members, threads=threads)
+    if backend == "torch":
+        from .models import TorchScorer
+
+        return TorchScorer(weights, views=views, members=members, device=device, threads=threads)
+    raise ConfigError(f"unknown backend {backend!r}; choose from {BACKENDS}")

@@ -22,9 +22,10 @@ import cv2
 import numpy as np
 
 from .errors import ImageError, SourceError
+from .frozen import FrozenValue
 from .images import load_rgb
 
-__all__ = ["Frame", "SourceKind", "FrameSource", "open_source"]
+__all__ = ["Frame", "SourceKind", "FrameSource", "classify", "open_source"]
 
 
 class SourceKind(str, Enum):
@@ -34,8 +35,8 @@ class SourceKind(str, Enum):
     FRAMES = "frames"
 
 
-@dataclass(frozen=True)
-class Frame:
+@dataclass(frozen=True, eq=False)
+class Frame(FrozenValue):
     """One frame: ``rgb`` is ``(H, W, 3)`` uint8 RGB; ``time`` is seconds since the source
     started (the video's own clock for files); ``dropped`` counts frames skipped just before."""
 

@@ -1,26 +1,50 @@
-"""The scorer specification: everything needed to turn a detected face into model input
-and a model output into a documented score. Stored beside the shipped weights
-(``facegate/weights/spec.json``) so preprocessing always matches the weights.
+"""The scorer specification: the one place that binds a set of weights to its use.
+
+Everything that must match the weights lives here and nowhere else: the alignment
+template and input size of the crop, the pixel normalisation, the score's range, direction
+and scale version, a sha256 of each member file, and the detector settings the weights
+were trained and calibrated with (per detector: YuNet's probabilities are not MTCNN's).
+Stored beside the weights as ``spec.json``. Plain numpy: reading a spec never imports torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
 from .alignment import quality_template, warp_to_template
-from .models import MEAN, STD
+from .errors import WeightsError
 
-__all__ = ["ScorerSpec", "SCORE_SCALE"]
+__all__ = ["ScorerSpec", "SCORE_SCALE", "DETECTOR_DEFAULTS", "file_sha256"]
 
 #: Version tag of the score scale. Scores are predicted recognition utility on 0-100
 #: (see facegate/weights/MODEL_CARD.md for the exact label definition); a threshold is
 #: meaningful across weights that share this tag.
 SCORE_SCALE = "fg-utility-v1"
+
+SPEC_FORMAT = "facegate-spec"
+SPEC_VERSION = 2
+
+#: Detector settings used when a spec does not say (a version-1 spec, or a new training run).
+#: ``min_face_probability`` is the policy's cut-off for that detector's confidence.
+DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "mtcnn": {"min_face_size": 20, "first_pass_min_face_size": 40, "thresholds": [0.6, 0.7, 0.7],
+              "min_face_probability": 0.9},
+    "yunet": {"score_threshold": 0.7, "nms_threshold": 0.3, "min_face_probability": 0.8},
+}
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -29,53 +53,111 @@ class ScorerSpec:
 
     Attributes:
         name: ``arch.tag``-style name of the weights.
-        members: member architectures, each with ``<arch>.pt`` beside the spec.
+        members: member architectures, each with ``<arch>.pt`` (and ``<arch>.onnx``) beside the spec.
+        member_sha256: sha256 of each ``<arch>.pt``; ONNX graphs carry the digest they were
+            made from and are refused for other weights.
         input_size: side of the square aligned crop, in pixels.
-        margin: fraction by which the face template is shrunk to leave context around it.
+        margin: fraction by which the ARCFACE_112 template is shrunk to leave context.
+        template: the five landmark positions in the ``input_size`` crop (derived from
+            ``margin`` when not given).
         mean, std: per-channel normalisation of RGB values in [0, 1].
+        score_range: the score's bounds; the networks' raw output is utility on 0-1.
+        higher_is_better: direction of the score.
         score_scale: version tag of the score scale (see :data:`SCORE_SCALE`).
         default_threshold: accept at or above this score unless a policy says otherwise.
         threshold_rule: how ``default_threshold`` was chosen, in words.
+        detectors: settings per detector name (see :data:`DETECTOR_DEFAULTS`).
     """
 
     name: str = "facegate-ensemble.untrained"
     members: tuple[str, ...] = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
+    member_sha256: dict[str, str] = field(default_factory=dict)
     input_size: int = 128
     margin: float = 0.2
-    mean: tuple[float, float, float] = MEAN
-    std: tuple[float, float, float] = STD
+    template: tuple[tuple[float, float], ...] = ()
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    score_range: tuple[float, float] = (0.0, 100.0)
+    higher_is_better: bool = True
     score_scale: str = SCORE_SCALE
     default_threshold: float = 50.0
     threshold_rule: str = ""
-    metrics: dict = field(default_factory=dict)
+    detectors: dict[str, dict[str, Any]] = field(default_factory=lambda: json.loads(json.dumps(DETECTOR_DEFAULTS)))
 
+    def __post_init__(self):
+        if not self.template:
+            points = quality_template(self.input_size, self.margin)
+            object.__setattr__(self, "template", tuple((float(x), float(y)) for x, y in points))
+
+    # -- crops and scores --------------------------------------------------------------
     def crop(self, rgb: np.ndarray, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
         """Aligned ``(size, size, 3)`` uint8 RGB crop of the face with these landmarks."""
         size = size or self.input_size
-        return warp_to_template(rgb, landmarks, quality_template(size, self.margin), (size, size))
+        template = np.asarray(self.template, dtype=np.float64) * (size / self.input_size)
+        return warp_to_template(rgb, landmarks, template, (size, size))
 
-    def to_tensor(self, crops: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` normalised float tensor."""
-        x = torch.as_tensor(crops).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (x - mean) / std
-
-    @staticmethod
-    def to_score(raw: torch.Tensor | np.ndarray) -> np.ndarray:
-        """Model output (utility on 0-1) -> score on 0-100, clipped, never NaN."""
+    def to_score(self, raw) -> np.ndarray:
+        """Network output (utility on 0-1) -> score on :attr:`score_range`, clipped, never NaN."""
+        low, high = self.score_range
         raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0)
-        return np.clip(raw * 100.0, 0.0, 100.0)
+        return np.clip(low + raw * (high - low), low, high)
+
+    def detector_settings(self, name: str) -> dict[str, Any]:
+        """Settings of detector ``name`` for these weights (constructor options and the
+        policy's ``min_face_probability``)."""
+        settings = dict(DETECTOR_DEFAULTS.get(name, {}))
+        settings.update(self.detectors.get(name, {}))
+        return settings
+
+    # -- files -------------------------------------------------------------------------
+    def verify(self, folder: str | Path, member: str) -> Path:
+        """The member's weights file in ``folder``, checked against :attr:`member_sha256`.
+
+        Raises:
+            WeightsError: the file is missing or its digest differs from the spec's.
+        """
+        path = Path(folder) / f"{member}.pt"
+        if not path.is_file():
+            raise WeightsError(f"{path}: weights file not found")
+        expected = self.member_sha256.get(member)
+        if expected and file_sha256(path) != expected:
+            raise WeightsError(f"{path}: sha256 differs from the one in spec.json (weights and spec do not belong together)")
+        return path
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        data = {"format": SPEC_FORMAT, "version": SPEC_VERSION, **asdict(self)}
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "ScorerSpec":
-        data = json.loads(Path(path).read_text())
-        for key in ("members", "mean", "std"):
-            data[key] = tuple(data[key])
-        return cls(**data)
+        """Read ``spec.json`` (version 2, or version 1 from facegate 0.1: no digests, default
+        detector settings)."""
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"{path.parent}: no spec.json; not a facegate weights folder")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise WeightsError(f"{path}: cannot read the spec ({exc})") from None
+        if not isinstance(data, dict):
+            raise WeightsError(f"{path}: not a facegate spec")
+        version = data.pop("version", 1)
+        data.pop("format", None)
+        data.pop("metrics", None)  # version 1 kept an always-empty field
+        if version not in (1, SPEC_VERSION):
+            raise WeightsError(f"{path}: spec version {version}; this facegate reads 1 and {SPEC_VERSION}")
+        try:
+            for key in ("members", "mean", "std", "score_range"):
+                if key in data:
+                    data[key] = tuple(data[key])
+            if "template" in data:
+                data["template"] = tuple(tuple(float(v) for v in p) for p in data["template"])
+            return cls(**data)
+        except TypeError as exc:
+            raise WeightsError(f"{path}: malformed spec ({exc})") from None
 
     def with_(self, **changes) -> "ScorerSpec":
+        """A copy with ``changes``; the template follows a new size or margin."""
+        if ("input_size" in changes or "margin" in changes) and "template" not in changes:
+            changes["template"] = ()
         return replace(self, **changes)

@@ -19,12 +19,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
 from .detection import Face
+from .frozen import FrozenValue
 from .gate import Gate
 from .policy import Policy, Status, decide
 from .sources import Frame, FrameSource, open_source
@@ -84,8 +85,8 @@ class _Track:
     done: bool = False
 
 
-@dataclass(frozen=True)
-class TrackView:
+@dataclass(frozen=True, eq=False)
+class TrackView(FrozenValue):
     """One face in one frame: its track, score, per-frame status and prompt."""
 
     track: int
@@ -97,9 +98,10 @@ class TrackView:
     track_state: str  # "pending", "accepted" or "rejected"
 
 
-@dataclass(frozen=True)
-class StreamResult:
-    """What happened at one processed frame: faces seen and decisions made."""
+@dataclass(frozen=True, eq=False)
+class StreamResult(FrozenValue):
+    """What happened at one processed frame: faces seen and decisions made (``frame`` is
+    the frame itself, for drawing)."""
 
     index: int
     time: float
@@ -107,6 +109,7 @@ class StreamResult:
     faces: tuple[TrackView, ...]
     events: tuple[dict, ...]
     latency_ms: float
+    frame: Frame | None = None
 
 
 def _iou(a, b) -> float:
@@ -130,11 +133,13 @@ class StreamGate:
         iou: overlap needed to continue a track.
         out_dir: where best shots (image + JSON sidecar) are written (None: not written).
         events: JSON-lines file for events (None: not written).
+        on_event: called with each event as it is emitted (e.g. to print it).
     """
 
     def __init__(self, gate: Gate, *, accept_frames: int = 3, best_window: int = 10, max_age: int = 5,
                  min_track_frames: int = 3, detect_every: int = 1, iou: float = 0.3,
-                 out_dir: str | Path | None = None, events: str | Path | None = None):
+                 out_dir: str | Path | None = None, events: str | Path | None = None,
+                 on_event: Callable[[dict], None] | None = None):
         self.gate = gate
         # one face per track: other people are other tracks, not a reason to reject
         self.policy: Policy = replace(gate.policy, reject_multiple_faces=False)
@@ -145,12 +150,17 @@ class StreamGate:
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._events_fh = None
+        self.on_event = on_event
+        #: frames processed, frames the source dropped, and events emitted by kind
+        self.counts: Counter = Counter()
 
     # -- public ----------------------------------------------------------------------
     def run(self, source: str | int | FrameSource, *, max_frames: int | None = None,
             duration: float | None = None) -> Iterator[StreamResult]:
         """Process ``source`` frame by frame; a generator, so stop whenever you like.
-        Closing it (or an exception) finishes open tracks and flushes the outputs."""
+        ``duration`` is seconds of wall-clock time, for every kind of source. Closing the
+        generator (or an exception, Ctrl-C included) finishes open tracks and flushes the
+        outputs."""
         owned = not isinstance(source, FrameSource)
         frames = open_source(source) if owned else source
         start = time.monotonic()
@@ -168,12 +178,13 @@ class StreamGate:
 
     def process(self, frame: Frame) -> StreamResult:
         t0 = time.perf_counter()
+        capture = self.gate.capture
         if frame.index % self.detect_every == 0 or not self._tracks:
-            faces = self.gate.detector.detect(frame.rgb)
+            faces = capture.detector.detect(frame.rgb)
         else:  # hold each live track's face where it was last found
             faces = [t.face for t in self._tracks if not t.done]
-        crops = [self.gate.spec.crop(frame.rgb, f.landmarks) for f in faces]
-        scores = self.gate.scorer.score(np.stack(crops))[0] if crops else []
+        crops = [capture.crop(frame.rgb, f) for f in faces]
+        scores = self.gate.scorer.score(np.stack(crops)).ensemble if crops else []
         events: list[dict] = []
         views = []
         matched = self._match(faces, frame.index)
@@ -187,8 +198,10 @@ class StreamGate:
         events += self._expire(frame.index)
         for event in events:
             self._emit(event)
+        self.counts["frames"] += 1
+        self.counts["dropped"] += frame.dropped
         return StreamResult(frame.index, frame.time, frame.dropped, tuple(views), tuple(events),
-                            (time.perf_counter() - t0) * 1000)
+                            (time.perf_counter() - t0) * 1000, frame)
 
     def finish(self) -> list[dict]:
         """End every open track (stream over): emit its decision; flush and close files."""
@@ -296,6 +309,9 @@ class StreamGate:
         return str(image)
 
     def _emit(self, event: dict) -> None:
+        self.counts[event["event"]] += 1
+        if self.on_event is not None:
+            self.on_event(event)
         if self.events_path is None:
             return
         if self._events_fh is None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegate import CaptureResult, Gate, Policy, Status
+from facegate import Gate, Policy, Status
 from train.degradations import downscale, gamma, gaussian_blur
 
 

@@ -3,8 +3,8 @@ import torch
 import torchvision
 
 from facegate.errors import ConfigError, WeightsError
-from facegate.models import QualityEnsemble, apply_views, build_member, list_members, load_backbone_weights
-from facegate.scorer import Scorer, default_weights_dir, load_member
+from facegate.models import QualityEnsemble, apply_views, build_member, list_members, load_backbone_weights, load_member
+from facegate.scorer import create_scorer, default_weights_dir
 
 
 @pytest.mark.parametrize("arch, features", [("mobilenet_v3_small", 576), ("shufflenet_v2_x1_0", 1024)])
@@ -57,14 +57,16 @@ def test_pretrained_backbone_from_a_torchvision_checkpoint(tmp_path, arch, build
         load_backbone_weights(build_member(arch), str(path))
 
 
-def test_shipped_weights_load_and_score_in_range():
-    scorer = Scorer()
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_shipped_weights_load_and_score_in_range(backend):
+    scorer = create_scorer(backend=backend)
+    assert scorer.backend == backend
     assert scorer.spec.members == ("mobilenet_v3_small", "shufflenet_v2_x1_0")
     assert scorer.spec.name.endswith("lfw-utility-v1")
     crops = torch.randint(0, 256, (4, scorer.spec.input_size, scorer.spec.input_size, 3), dtype=torch.uint8).numpy()
-    scores, members = scorer.score(crops)
-    assert scores.shape == (4,) and members.shape == (2, 4)
-    assert ((scores >= 0) & (scores <= 100)).all()
+    scores = scorer.score(crops)
+    assert scores.ensemble.shape == (4,) and set(scores.members) == set(scorer.spec.members)
+    assert ((scores.ensemble >= 0) & (scores.ensemble <= 100)).all()
     ckpt = torch.load(default_weights_dir() / "mobilenet_v3_small.pt", weights_only=True)
     assert ckpt["arch"] == "mobilenet_v3_small"
 
@@ -77,5 +79,6 @@ def test_wrong_weights_are_refused(tmp_path):
     torch.save({"arch": "mobilenet_v3_small", "state_dict": {"x": torch.zeros(1)}}, path)
     with pytest.raises(WeightsError, match="do not fit"):
         load_member(path)
-    with pytest.raises(WeightsError, match="spec.json"):
-        Scorer(tmp_path)
+    for backend in ("onnx", "torch"):
+        with pytest.raises(WeightsError, match="spec.json"):
+            create_scorer(tmp_path, backend=backend)

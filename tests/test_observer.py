@@ -15,18 +15,10 @@ import pytest
 import torch
 
 from facegate.errors import ConfigError, WeightsError
-from facegate.observer import (
-    FEATURE_KINDS,
-    LAYERS,
-    ObserverCalibration,
-    ObserverScorer,
-    calibrate,
-    default_calibration_path,
-    extract_features,
-    pseudo_quality,
-)
+from facegate.observer import FEATURE_KINDS, LAYERS, ObserverCalibration, ObserverScorer, default_calibration_path
 from facegate.recognition import MobileFaceNet, MobileFaceNetRecognizer
 from tests.conftest import needs_shared
+from train.observer import calibrate, extract_features, pseudo_quality
 
 FIXTURE_NAMES = ("colin_powell_1.jpg", "colin_powell_2.jpg", "tony_blair_1.jpg")
 
@@ -163,16 +155,14 @@ def recognizer(shared) -> MobileFaceNetRecognizer:
 
 @pytest.fixture(scope="module")
 def fixture_faces(fixtures) -> list[tuple[np.ndarray, np.ndarray]]:
-    from facegate.detection import MTCNNDetector, choose_primary
-    from facegate.images import load_rgb
+    from facegate.capture import CaptureStage
 
-    detector = MTCNNDetector()
+    stage = CaptureStage()
     faces = []
     for name in FIXTURE_NAMES:
-        rgb = load_rgb(fixtures / name)
-        face = choose_primary(detector.detect(rgb), rgb.shape)
-        assert face is not None, name
-        faces.append((rgb, face.landmarks))
+        capture = stage.analyse(fixtures / name)
+        assert capture.primary is not None, name
+        faces.append((capture.rgb, capture.primary.landmarks))
     return faces
 
 

@@ -4,7 +4,6 @@ import csv
 from collections import defaultdict
 
 import numpy as np
-import pytest
 
 from tests.conftest import needs_shared
 

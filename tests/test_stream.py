@@ -116,7 +116,7 @@ def test_cli_stream_on_a_video_and_a_folder(video, stream_gate_threshold, tmp_pa
         cv2.imwrite(str(folder / f"{i:04d}.png"), f[..., ::-1])
     assert classify(str(folder)) is SourceKind.FRAMES
     result = runner.invoke(main, ["stream", "--source", str(folder), "--out", str(tmp_path / "out2"),
-                                  "--threshold", f"{stream_gate_threshold:.3f}", "--pytorch"])
+                                  "--threshold", f"{stream_gate_threshold:.3f}", "--backend", "torch"])
     assert result.exit_code == 0 and "20 frames" in result.output and "scoring with PyTorch" in result.output
 
 

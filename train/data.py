@@ -6,8 +6,8 @@ and ``reference`` = 1 (or ``degradation`` = ``none``) marks the undegraded origi
 ranking term of :mod:`train.fit` uses them.
 
 Paths are absolute or relative to the CSV's folder. ``images="aligned"`` means the files are
-already aligned face crops (resized to the input size); ``images="photos"`` runs facegate's
-detector and aligner on each file, exactly as inference does, and drops files with no face.
+already aligned face crops (resized to the input size); ``images="photos"`` runs each file
+through facegate's capture stage, exactly as inference does, and drops files with no face.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facegate.detection import MTCNNDetector, choose_primary
+from facegate.capture import CaptureStage
 from facegate.errors import ImageError
 from facegate.images import load_rgb
 from facegate.spec import ScorerSpec
@@ -77,24 +77,24 @@ def split(samples: list[Sample], val_fraction: float = 0.2, seed: int = 0) -> tu
 def load_crops(samples: list[Sample], spec: ScorerSpec, images: str = "aligned") -> tuple[np.ndarray, np.ndarray]:
     """``(N, S, S, 3)`` uint8 RGB crops and the indices of the samples they came from."""
     size = spec.input_size
-    detector = MTCNNDetector() if images == "photos" else None
+    stage = CaptureStage(spec) if images == "photos" else None
     crops, kept = [], []
     for i, sample in enumerate(samples):
-        try:
-            rgb = load_rgb(sample.path)
-        except ImageError as exc:
-            print(f"skipped: {exc}")
-            continue
-        if detector is None:
+        if stage is not None:
+            capture = stage.analyse(sample.path)
+            if capture.crop is None:
+                print(f"skipped: {sample.path}: {capture.error or 'no face found'}")
+                continue
+            crops.append(capture.crop)
+        else:
+            try:
+                rgb = load_rgb(sample.path)
+            except ImageError as exc:
+                print(f"skipped: {exc}")
+                continue
             if rgb.shape[:2] != (size, size):
                 rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
             crops.append(rgb)
-        else:
-            face = choose_primary(detector.detect(rgb), rgb.shape)
-            if face is None:
-                print(f"skipped: {sample.path}: no face found")
-                continue
-            crops.append(spec.crop(rgb, face.landmarks))
         kept.append(i)
     if not crops:
         raise ValueError("no usable images in the data set")

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facegate.evaluation import MeasuredCaptures, edc_report, held_out_check, measure_captures, plot_edc
+from facegate.evaluation import (BASELINES, OBSERVER, PERFECT, RANDOM, MeasuredCaptures, Method, edc_report,
+                                 held_out_check, measure_captures, plot_edc)
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
 
@@ -35,16 +36,13 @@ from .degradations import DEGRADATIONS, degrade
 from .lfw import read_pairs
 
 CALIBRATION_FOLDS, HELD_OUT_FOLDS = (1, 2, 3), (4, 5)
+ENSEMBLE_FULL = Method("ensemble", "full")
 
 
 def _observer(recognizer):
-    try:
-        from facegate.observer import ObserverCalibration, ObserverScorer
-        from facegate.scorer import default_weights_dir
-    except ImportError:
-        return None
-    path = default_weights_dir() / "observer_mobilefacenet_casia.json"
-    return ObserverScorer(recognizer, ObserverCalibration.load(path)) if path.is_file() else None
+    from facegate.observer import ObserverScorer, default_calibration_path
+
+    return ObserverScorer(recognizer, default_calibration_path())
 
 
 def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None):
@@ -121,7 +119,7 @@ def _progress(total: int, label: str):
 
 
 def calibration_check(measured: MeasuredCaptures, genuine_pairs: np.ndarray, folds: np.ndarray,
-                      method: str, target_fnmr: float, fmr: float = 1e-3) -> dict:
+                      method: Method, target_fnmr: float, fmr: float = 1e-3) -> dict:
     """Calibrate on the genuine pairs of folds 1-3 and the captures they use, then apply the
     quality and comparison thresholds to folds 4-5 (different people)."""
     def side(fold_set):
@@ -145,8 +143,8 @@ def references_and_probes(measured: MeasuredCaptures) -> tuple[np.ndarray, np.nd
 
 
 def _table(report: dict) -> list[str]:
-    random_pauc_ = next(r["pauc"] for r in report["rows"] if r["method"].startswith("random"))
-    perfect_pauc = next(r["pauc"] for r in report["rows"] if r["method"].startswith("perfect"))
+    random_pauc_ = next(r["pauc"] for r in report["rows"] if r["key"] == RANDOM)
+    perfect_pauc = next(r["pauc"] for r in report["rows"] if r["key"] == PERFECT)
     lines = ["| method | pAUC (discard <= %g) | vs random | share of the possible gain | FNMR after 5%% | 10%% | 20%% |"
              % report["discard_limit"], "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
@@ -197,17 +195,17 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, path: Path, 
                   f"{r['impostor_comparisons']:,} impostor comparisons; threshold {r['threshold']:.4f} "
                   f"(FMR {r['fmr']:.2e}); starting FNMR {r['start_fnmr']:.4f}.", ""]
         lines += _table(r) + ["", f"![EDC, {title.lower()}](edc_{name}.png)", ""]
-    ens = "ensemble (full)"
-    deg = {row["method"]: row for row in reports["degraded"]["rows"]}
-    random_row = next(v for k, v in deg.items() if k.startswith("random"))
-    baselines = [deg[b] for b in ("MTCNN probability", "face size (px)", "Laplacian variance")]
+    ens = ENSEMBLE_FULL
+    deg = {row["key"]: row for row in reports["degraded"]["rows"]}
+    random_row = deg[RANDOM]
+    baselines = [deg[b] for b in BASELINES]
     lines += ["## Target check", "",
               f"Degraded pairs, FMR 1e-3, discard up to 20%: the ensemble with all views has pAUC "
               f"{deg[ens]['pauc']:.5f}; the best baseline {min(b['pauc'] for b in baselines):.5f}; half of random's "
               f"{random_row['pauc'] / 2:.5f}. Below every baseline: "
               f"{'yes' if deg[ens]['pauc'] < min(b['pauc'] for b in baselines) else 'no'}; below half of random: "
               f"{'yes' if deg[ens]['pauc'] < random_row['pauc'] / 2 else 'no'}. The perfect ordering itself reaches "
-              f"{deg['perfect (reference)']['pauc']:.5f} ({deg['perfect (reference)']['relative_to_random']:.2f} of random).",
+              f"{deg[PERFECT]['pauc']:.5f} ({deg[PERFECT]['relative_to_random']:.2f} of random).",
               "",
               "Why half of random is out of reach here: random order keeps FNMR at its start F for the whole "
               "range, while even the perfect order can only remove false non-matches one discarded comparison "
@@ -257,22 +255,22 @@ def main(argv=None):
                                 impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()}
     for name, report in reports.items():
         plot_edc(report, args.docs / f"edc_{name}.png", title=f"EDC, {name} LFW pairs (folds 1-5), FMR {args.fmr:g}",
-                 methods=[m for m in report["curves"] if m in ("ensemble (full)", "ensemble (none)", "FROQ observer",
-                                                                   "MTCNN probability", "face size (px)",
-                                                                   "Laplacian variance")])
+                 methods=[ENSEMBLE_FULL, Method("ensemble", "none"), OBSERVER, *BASELINES])
     measured, pairs, _ = sets["degraded"]
     calibrations = [calibration_check(measured, pairs, meta["folds"], method, target, args.fmr)
-                    for method in ("ensemble (full)",) for target in args.target_fnmr]
+                    for method in (ENSEMBLE_FULL,) for target in args.target_fnmr]
     natural = sets["natural"][0]
     copies_seconds = MeasuredCaptures.load(args.work / "degraded.npz").seconds
     n_captures = len(natural.names) + len(meta["records"])
     ms = {m: 1000 * (natural.seconds.get(m, 0) + copies_seconds.get(m, 0)) / n_captures
-          for m in ("detection", "ensemble (none)", "ensemble (full)", "Laplacian variance", "FROQ observer")
+          for m in ("detection", "ensemble (none)", "ensemble (full)", str(BASELINES[2]), str(OBSERVER))
           if m in natural.seconds}
     speed = {"ms_per_capture": ms, "wall_minutes": (natural.seconds.get("wall", 0) + copies_seconds.get("wall", 0)) / 60,
              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
     write_doc(reports, calibrations, speed, args.docs / "evaluation.md", "python -m train.edc --shared ../shared")
-    out = {name: {k: v for k, v in r.items() if k != "curves"} for name, r in reports.items()}
+    out = {name: {**{k: v for k, v in r.items() if k not in ("curves", "rows")},
+                  "rows": [{k: v for k, v in row.items() if k != "key"} for row in r["rows"]]}
+           for name, r in reports.items()}
     out["calibration"] = calibrations
     out["speed"] = speed
     (args.work / "report.json").write_text(json.dumps(out, indent=1, default=float) + "\n")

@@ -23,7 +23,7 @@ import numpy as np
 
 from facegate.gate import Gate
 from facegate.images import load_rgb
-from facegate.scorer import load_member
+from facegate.models import load_member
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split

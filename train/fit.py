@@ -29,7 +29,7 @@ import torch
 from scipy import stats
 
 from facegate.alignment import quality_template
-from facegate.models import QualityNet, apply_views, build_member, load_backbone_weights, resolve_views
+from facegate.models import QualityEnsemble, QualityNet, build_member, load_backbone_weights, to_tensor
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, resize_all, split
@@ -91,14 +91,11 @@ def correlations(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 
 def predict(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, views="none", batch_size: int = 256) -> np.ndarray:
     """``(N, S, S, 3)`` uint8 crops -> ``(N,)`` raw predictions averaged over ``views``."""
-    views = resolve_views(views)
-    net.eval()
+    ensemble = QualityEnsemble([net.eval()], views)  # the view averaging inference uses
     out = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
-            x = spec.to_tensor(crops[start : start + batch_size])
-            y = net(apply_views(x, views)).view(len(views), x.shape[0]).mean(0)
-            out.append(y.numpy())
+            out.append(ensemble(to_tensor(spec, crops[start : start + batch_size])).numpy())
     return np.concatenate(out)
 
 
@@ -271,7 +268,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
             for batch in batches:
                 if len(batch) < 2:
                     continue
-                x = _augment(stage_spec.to_tensor(x_train[batch]), gen)
+                x = _augment(to_tensor(stage_spec, x_train[batch]), gen)
                 pred = net(x)
                 loss = loss_fn(pred, y_train[batch])
                 if cfg.rank_weight > 0:
@@ -283,8 +280,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     # and so must a worse copy made now (darker, smaller, blurrier, noisier)
                     refs = batch[reference[used[batch]]]
                     if len(refs):
-                        clean = stage_spec.to_tensor(x_train[refs])
-                        worse = stage_spec.to_tensor(worse_copies(x_train[refs], spec.margin, rng, **copies))
+                        clean = to_tensor(stage_spec, x_train[refs])
+                        worse = to_tensor(stage_spec, worse_copies(x_train[refs], spec.margin, rng, **copies))
                         both = _augment(torch.cat([clean, worse]), gen)
                         p = net(both).view(2, len(refs))
                         loss = loss + cfg.monotone_weight * ranking_hinge(p[0], p[1], cfg.rank_margin)

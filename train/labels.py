@@ -27,9 +27,10 @@ import cv2
 import numpy as np
 import torch
 
-from facegate.detection import MTCNNDetector, choose_primary
+from facegate.capture import CaptureStage
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
+from facegate.scorer import default_weights_dir
 from facegate.spec import ScorerSpec
 
 from .degradations import DEGRADATIONS, degrade
@@ -48,20 +49,23 @@ def utility_label(z: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(z, dtype=np.float64) / Z_FULL, 0.0, 1.0)
 
 
-def detect_photos(paths: list[Path], cache: Path) -> dict[str, np.ndarray]:
-    """Primary-face landmarks of each photo (MTCNN), cached as JSON."""
-    found: dict[str, list] = json.loads(cache.read_text()) if cache.exists() else {}
+def detect_photos(paths: list[Path], cache: Path, spec: ScorerSpec) -> dict[str, np.ndarray]:
+    """Primary-face landmarks of each photo from the capture stage (the detector settings
+    of ``spec``, as inference uses them), cached as JSON; a cache made with other settings
+    is redone."""
+    stage = CaptureStage(spec)
+    settings = {"detector": stage.detector_name, **stage.detector_settings}
+    cached = json.loads(cache.read_text()) if cache.exists() else {}
+    found: dict[str, list] = cached.get("faces", {}) if cached.get("settings") == settings else {}
     todo = [p for p in paths if str(p) not in found]
     if todo:
-        detector = MTCNNDetector(min_face_size=40)  # LFW faces are ~100 px; a coarser pyramid is faster
         t0 = time.time()
         for n, path in enumerate(todo, 1):
-            rgb = load_rgb(path)
-            face = choose_primary(detector.detect(rgb), rgb.shape)
-            found[str(path)] = None if face is None else face.landmarks.tolist()
+            primary = stage.analyse(path).primary
+            found[str(path)] = None if primary is None else primary.landmarks.tolist()
             if n % 1000 == 0:
                 print(f"  detected {n}/{len(todo)} ({n / (time.time() - t0):.0f}/s)", flush=True)
-        cache.write_text(json.dumps(found))
+        cache.write_text(json.dumps({"settings": settings, "faces": found}))
     return {k: np.array(v) for k, v in found.items() if v is not None}
 
 
@@ -81,11 +85,13 @@ def make_captures(rgb, landmarks, variants, rng):
 
 
 def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: int | None,
-          checkpoint: Path | None = None) -> Path:
+          checkpoint: Path | None = None, spec: ScorerSpec | None = None) -> Path:
+    """Write ``labels.csv`` and its crops into ``out``; crops and detections follow ``spec``
+    (default: the shipped weights' spec, so labels see the faces inference sees)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    spec = ScorerSpec()
+    spec = spec or ScorerSpec.load(default_weights_dir() / "spec.json")
     people = training_people(shared)
     if limit_people:
         names = sorted(people)
@@ -94,7 +100,7 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     photos = [p for ps in people.values() for p in ps]
     print(f"{len(people)} training people, {len(photos)} photos", flush=True)
 
-    landmarks = detect_photos(photos, out / "detections.json")
+    landmarks = detect_photos(photos, out / "detections.json", spec)
     print(f"faces found in {len(landmarks)}/{len(photos)} photos", flush=True)
 
     recognizer = MobileFaceNetRecognizer(str(checkpoint or shared / "models" / "mobilefacenet_casia.ckpt"))

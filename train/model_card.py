@@ -28,7 +28,7 @@ def render(spec: ScorerSpec, m: dict) -> str:
         f"A score on 0-100, scale `{spec.score_scale}`: 100 x the predicted recognition utility",
         "(defined below), clipped to 0-100. Higher is better. Input: the face aligned by a 5-point",
         f"similarity transform onto a {spec.input_size}x{spec.input_size} template with margin {spec.margin},",
-        "RGB, ImageNet mean/std normalisation (`ScorerSpec.crop` and `ScorerSpec.to_tensor`).",
+        "RGB, ImageNet mean/std normalisation (`ScorerSpec.crop` and `facegate.models.to_tensor`).",
         "",
         "| member | parameters | multiply-accumulates per face |",
         "|---|---|---|",

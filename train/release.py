@@ -28,16 +28,15 @@ import torch
 
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
-from facegate.scorer import load_member
 from facegate.spec import ScorerSpec
 
-from facegate.models import count_macs
+from facegate.models import count_macs, load_member
 
 from . import labels as label_step
 from . import model_card
 from .data import load_crops, read_csv, split
 from .evaluate import ablation, sensitivity, validation_people
-from .fit import FitConfig, correlations, fit, parse_stages, predict
+from .fit import FitConfig, fit, parse_stages, predict
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
 SHIPPED_STAGES = "64:0.4:5,96:0.7:5,128:1:7"
@@ -225,13 +224,11 @@ def main(argv=None):
         torch.save({"arch": arch, "input_size": spec.input_size, "state_dict": ckpt["state_dict"],
                     "stage": ckpt.get("stage"), "epoch": ckpt.get("epoch")}, args.out / f"{arch}.pt")
     spec.save(args.out / "spec.json")
-    # the graph `facegate stream` scores with by default (onnxruntime: ~6x less per-call overhead)
-    from facegate.export import export_onnx
-    from facegate.scorer import Scorer
+    # what the default (onnx) backend runs; records each member's sha256 in spec.json
+    from facegate.export import export_member_graphs
 
-    graph = args.out / "ensemble_none.onnx"
-    graph.unlink(missing_ok=True)
-    export_onnx(Scorer(args.out, views="none"), graph)
+    export_member_graphs(args.out, update_spec=True)
+    spec = ScorerSpec.load(args.out / "spec.json")
     table = ablation(csv_path, args.out)
     n_params = {a: sum(p.numel() for p in nets[a].parameters()) for a in MEMBERS}
     macs = {a: count_macs(nets[a], spec.input_size) for a in MEMBERS}

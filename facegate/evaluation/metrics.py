@@ -1,0 +1,240 @@
+"""Error-versus-discard characteristics and threshold choice: pure functions of arrays.
+
+EDC as in Schlett et al., arXiv 2303.13294 (NIST FATE-Quality, ISO/IEC 29794-5 work): the
+comparison threshold is fixed once, on all comparisons, at a starting FMR (or FNMR); genuine
+comparisons are then discarded in order of their *pairwise* quality, the lower quality of the
+two captures, and FNMR is recomputed on the rest. Captures that tie in quality are discarded
+together, so the curve is a step function evaluated at every distinct quality value; the
+partial area under it up to a discard limit (pAUC) is the one-number summary. Two reference
+curves frame a method: ``random`` (quality carries no information: FNMR stays where it
+started, on average) and ``perfect`` (false non-matches are discarded first).
+
+All functions take plain arrays, so any recognizer and any quality measure can be compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = [
+    "EDC",
+    "FNMRTarget",
+    "calibrate_for_fnmr",
+    "comparison_threshold",
+    "edc",
+    "false_match_rate",
+    "false_non_match_rate",
+    "pair_scores",
+    "pairwise_quality",
+    "perfect_edc",
+    "random_pauc",
+    "threshold_for_reject_rate",
+]
+
+
+def false_match_rate(impostor: np.ndarray, threshold: float) -> float:
+    """Share of impostor comparisons that match: a comparison matches when its score is
+    strictly above the threshold."""
+    impostor = np.asarray(impostor, dtype=np.float64)
+    return float(np.mean(impostor > threshold)) if len(impostor) else 0.0
+
+
+def false_non_match_rate(genuine: np.ndarray, threshold: float) -> float:
+    genuine = np.asarray(genuine, dtype=np.float64)
+    return float(np.mean(genuine <= threshold)) if len(genuine) else 0.0
+
+
+def comparison_threshold(
+    genuine: np.ndarray | None = None,
+    impostor: np.ndarray | None = None,
+    *,
+    fmr: float | None = None,
+    fnmr: float | None = None,
+) -> float:
+    """The comparison-score threshold at a starting FMR (from impostor scores; the lowest
+    threshold whose FMR does not exceed ``fmr``) or at a starting FNMR (from genuine scores;
+    the highest threshold whose FNMR does not exceed ``fnmr``). Exactly one target."""
+    if (fmr is None) == (fnmr is None):
+        raise ConfigError("give exactly one of fmr or fnmr")
+    if fmr is not None:
+        scores = np.sort(np.asarray(impostor, dtype=np.float64))[::-1]
+        if not len(scores) or not 0 <= fmr < 1:
+            raise ConfigError("fmr needs impostor scores and a value in [0, 1)")
+        allowed = int(np.floor(fmr * len(scores) + 1e-9))
+        return float(scores[allowed])  # `allowed` scores lie strictly above it (ties: fewer)
+    scores = np.sort(np.asarray(genuine, dtype=np.float64))
+    if not len(scores) or not 0 <= fnmr < 1:
+        raise ConfigError("fnmr needs genuine scores and a value in [0, 1)")
+    allowed = int(np.floor(fnmr * len(scores) + 1e-9))
+    return float(np.nextafter(scores[allowed], -np.inf))  # at most `allowed` scores at or below it
+
+
+def pair_scores(embeddings: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``(N, D)`` unit embeddings and ``(P, 2)`` index pairs -> ``(P,)`` cosine similarities."""
+    pairs = np.asarray(pairs, dtype=int).reshape(-1, 2)
+    return np.sum(embeddings[pairs[:, 0]] * embeddings[pairs[:, 1]], 1).astype(np.float64)
+
+
+def pairwise_quality(quality: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """``(N,)`` capture qualities and ``(P, 2)`` index pairs -> ``(P,)`` lower quality of each pair."""
+    quality = np.asarray(quality, dtype=np.float64)
+    pairs = np.asarray(pairs)
+    return np.minimum(quality[pairs[:, 0]], quality[pairs[:, 1]])
+
+
+@dataclass(frozen=True)
+class EDC:
+    """One error-versus-discard curve.
+
+    Attributes:
+        discard: ``(K,)`` increasing fractions of genuine comparisons discarded, from 0.
+        fnmr: ``(K,)`` FNMR of the comparisons kept at each discard fraction (a step
+            function: it holds until the next discard point).
+        threshold: the comparison-score threshold, fixed before discarding.
+    """
+
+    discard: np.ndarray
+    fnmr: np.ndarray
+    threshold: float
+
+    @property
+    def start(self) -> float:
+        return float(self.fnmr[0])
+
+    def at(self, fraction: float) -> float:
+        """FNMR after discarding ``fraction`` (the last step at or before it)."""
+        k = int(np.searchsorted(self.discard, fraction + 1e-12, side="right")) - 1
+        return float(self.fnmr[max(k, 0)])
+
+    def pauc(self, limit: float = 0.2) -> float:
+        """Area under the step curve from 0 to ``limit`` discarded."""
+        edges = np.append(self.discard, np.inf)
+        widths = np.clip(np.minimum(edges[1:], limit) - edges[:-1], 0.0, None)
+        return float(np.sum(widths * self.fnmr))
+
+    def to_dict(self, limit: float = 0.2) -> dict:
+        return {"threshold": self.threshold, "start_fnmr": self.start, f"pauc@{limit:g}": self.pauc(limit),
+                "discard": self.discard.tolist(), "fnmr": self.fnmr.tolist()}
+
+
+def edc(genuine: np.ndarray, quality: np.ndarray, threshold: float) -> EDC:
+    """EDC of ``(G,)`` genuine comparison scores discarded in order of their ``(G,)``
+    pairwise qualities (lowest first), at a fixed comparison ``threshold``."""
+    genuine = np.asarray(genuine, dtype=np.float64)
+    quality = np.nan_to_num(np.asarray(quality, dtype=np.float64), nan=-np.inf)
+    if genuine.shape != quality.shape or genuine.ndim != 1 or not len(genuine):
+        raise ConfigError("genuine scores and qualities must be non-empty arrays of the same length")
+    order = np.argsort(quality, kind="stable")
+    q, miss = quality[order], (genuine[order] <= threshold).astype(np.float64)
+    n = len(q)
+    # discard points: before the first capture of each distinct quality value
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    misses_from = np.cumsum(miss[::-1])[::-1]  # false non-matches among positions >= k
+    discard = starts / n
+    fnmr = misses_from[starts] / (n - starts)
+    return EDC(discard, fnmr, float(threshold))
+
+
+def perfect_edc(genuine: np.ndarray, threshold: float) -> EDC:
+    """The best any quality measure can do: discard the lowest comparison scores first, so
+    every false non-match goes before any match."""
+    return edc(genuine, genuine, threshold)
+
+
+def random_pauc(genuine: np.ndarray, threshold: float, limit: float = 0.2, repeats: int = 50, seed: int = 0) -> tuple[float, float]:
+    """Mean and standard deviation of the pAUC of random discard orders."""
+    rng = np.random.default_rng(seed)
+    values = [edc(genuine, rng.random(len(genuine)), threshold).pauc(limit) for _ in range(repeats)]
+    return float(np.mean(values)), float(np.std(values))
+
+
+@dataclass(frozen=True)
+class FNMRTarget:
+    """A quality threshold chosen for a target FNMR, with what to expect at it.
+
+    Attributes:
+        quality_threshold: accept captures whose quality is at or above this.
+        comparison_threshold: the recognizer's threshold (fixed at ``fmr``).
+        fnmr: FNMR of the genuine comparisons whose two captures are both accepted.
+        fmr: FMR of the impostor comparisons whose two captures are both accepted.
+        reject_rate: share of captures rejected (quality below the threshold).
+        genuine_kept: genuine comparisons left (how much the FNMR estimate rests on).
+        reached: whether the target FNMR was reached at all.
+    """
+
+    quality_threshold: float
+    comparison_threshold: float
+    fnmr: float
+    fmr: float
+    reject_rate: float
+    genuine_kept: int
+    reached: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def calibrate_for_fnmr(
+    quality: np.ndarray,
+    genuine_pairs: np.ndarray,
+    genuine_scores: np.ndarray,
+    impostor_pairs: np.ndarray,
+    impostor_scores: np.ndarray,
+    *,
+    target_fnmr: float,
+    fmr: float = 1e-3,
+    max_reject_rate: float = 1.0,
+) -> FNMRTarget:
+    """The lowest quality threshold at which genuine comparisons between accepted captures
+    fail no more than ``target_fnmr`` of the time, with the comparison threshold fixed at
+    ``fmr`` on all impostor comparisons (before any rejection). Rejecting fewer captures
+    is preferred, so the first threshold that reaches the target is taken; when none does
+    within ``max_reject_rate``, the one with the lowest FNMR is returned with
+    ``reached=False``."""
+    quality = np.nan_to_num(np.asarray(quality, dtype=np.float64), nan=-np.inf)
+    threshold = comparison_threshold(impostor=impostor_scores, fmr=fmr)
+    if not len(genuine_pairs):
+        raise ConfigError("no genuine comparisons to calibrate on")
+    candidates = np.r_[-np.inf, np.unique(quality[np.isfinite(quality)])]
+    # every rate below is a suffix count over comparisons sorted by pairwise quality
+    kept_genuine, misses = _kept_counts(pairwise_quality(quality, genuine_pairs),
+                                        np.asarray(genuine_scores, dtype=np.float64) <= threshold, candidates)
+    kept_impostor, matches = _kept_counts(pairwise_quality(quality, impostor_pairs) if len(impostor_pairs) else np.zeros(0),
+                                          np.asarray(impostor_scores, dtype=np.float64) > threshold, candidates)
+    reject = np.searchsorted(np.sort(quality), candidates, side="left") / len(quality)
+    usable = (reject <= max_reject_rate) & (kept_genuine > 0)
+    fnmr = np.where(kept_genuine > 0, misses / np.maximum(kept_genuine, 1), np.inf)
+    fmr_kept = np.where(kept_impostor > 0, matches / np.maximum(kept_impostor, 1), 0.0)
+    reached = usable & (fnmr <= target_fnmr)
+    k = int(np.argmax(reached)) if reached.any() else int(np.argmin(np.where(usable, fnmr, np.inf)))
+    return FNMRTarget(float(candidates[k]), threshold, float(fnmr[k]), float(fmr_kept[k]), float(reject[k]),
+                      int(kept_genuine[k]), bool(reached[k]))
+
+
+def _kept_counts(pair_quality: np.ndarray, flagged: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each threshold: how many comparisons have pairwise quality at or above it, and
+    how many of those are flagged."""
+    order = np.argsort(pair_quality, kind="stable")
+    q, f = pair_quality[order], flagged[order].astype(np.int64)
+    first = np.searchsorted(q, thresholds, side="left")
+    suffix = np.r_[np.cumsum(f[::-1])[::-1], 0]
+    return len(q) - first, suffix[first]
+
+
+def threshold_for_reject_rate(scores: Iterable[float], reject_rate: float) -> float:
+    """The lowest threshold that rejects at least ``reject_rate`` of ``scores`` for low quality
+    (a capture is rejected when its score is below the threshold)."""
+    values = np.sort(np.asarray([s for s in scores if s is not None], dtype=np.float64))
+    if values.size == 0:
+        raise ConfigError("no scored faces to calibrate on")
+    if not 0.0 <= reject_rate < 1.0:
+        raise ConfigError(f"reject rate must be in [0, 1), got {reject_rate}")
+    k = int(np.ceil(reject_rate * values.size))
+    if k == 0:
+        return float(values[0])
+    return float(np.nextafter(values[k - 1], np.inf))
