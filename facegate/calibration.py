@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .evaluation import (FNMRTarget, Method, calibrate_for_fnmr, impostor_comparisons, labelled_captures,
-                         measure_captures, pair_scores, threshold_for_reject_rate)
+                         measure_captures, pair_scores, threshold_for_reject_rate, view_name)
 from .gate import Gate
 from .images import ImageInput
 from .policy import Policy, Status, decide
@@ -86,8 +86,9 @@ def calibrate_target_fnmr(gate: Gate, source: str | Path, recognizer, *, target_
     images, identities, genuine_pairs = labelled_captures(source, pairs_file)
     if not len(genuine_pairs):
         raise ConfigError("no genuine comparisons: each identity needs at least two captures")
-    measured = measure_captures(images, identities, recognizer=recognizer, gate=gate, views=(None,), baselines=False)
-    quality = measured.quality[Method("ensemble")]
+    views = view_name(gate.scorer.views)  # measured with the gate's own stage and scorer
+    measured = measure_captures(images, identities, recognizer=recognizer, gate=gate, views=(views,), baselines=False)
+    quality = measured.quality[Method("ensemble", views)]
     genuine = pair_scores(measured.embeddings, genuine_pairs)
     impostor_pairs, impostor = impostor_comparisons(measured)
     if not len(impostor):

@@ -147,18 +147,19 @@ def score(paths, fmt, aligned, **options):
             rows.write({"score": value, "error": error, "source": str(path)},
                        {"source": str(path), "score": value if error == "" else None, "error": error or None})
         sys.exit(EXIT_FAILED if unreadable else EXIT_OK)
-    rows = _Rows(fmt, ["status", "score", "reasons", "faces", "box", "source"],
-                 {"status": 11, "score": 6, "reasons": 28, "faces": 5, "box": 0})
-    if fmt == "table":
-        rows.columns = ["status", "score", "reasons", "faces", "source"]
+    columns = (["status", "score", "reasons", "faces", "source"] if fmt == "table"
+               else ["source", "status", "reasons", "score", "faces", "box", "error"])
+    rows = _Rows(fmt, columns, {"status": 11, "score": 6, "reasons": 28, "faces": 5})
     unreadable = 0
     for result in gate.assess_many(files):
         unreadable += result.status is Status.UNREADABLE
         record = result.to_dict()
-        rows.write({"status": record["status"], "score": "" if result.score is None else f"{result.score:.1f}",
-                    "reasons": ",".join(result.reasons) or (result.error or ""), "faces": len(result.faces),
+        table = fmt == "table"
+        rows.write({"status": record["status"], "source": result.source, "faces": len(result.faces),
+                    "score": ("" if result.score is None else f"{result.score:.1f}" if table else record["score"]),
+                    "reasons": (",".join(result.reasons) or (result.error or "")) if table else ";".join(result.reasons),
                     "box": "" if result.face is None else " ".join(map(str, record["face"]["box"])),
-                    "source": result.source}, record)
+                    "error": result.error or ""}, record)
     sys.exit(EXIT_FAILED if unreadable else EXIT_OK)
 
 

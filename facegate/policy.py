@@ -37,6 +37,10 @@ REASONS = {
 }
 
 
+#: Confidence cut-off for a detector whose settings the weights' spec does not give.
+DEFAULT_FACE_PROBABILITY = 0.9
+
+
 @dataclass(frozen=True)
 class Policy:
     """Thresholds of the decision. README.md ("Decision policy") says how each default was set.
@@ -76,7 +80,8 @@ class Policy:
         if self.min_score is None:
             changes["min_score"] = default_threshold
         if self.min_face_probability is None:
-            changes["min_face_probability"] = 0.9 if default_face_probability is None else default_face_probability
+            changes["min_face_probability"] = (DEFAULT_FACE_PROBABILITY if default_face_probability is None
+                                               else default_face_probability)
         return replace(self, **changes) if changes else self
 
     def save(self, path: str | Path) -> None:
@@ -113,7 +118,7 @@ def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: f
         reasons.append("low_quality")
     if primary.eye_distance < policy.min_eye_distance:
         reasons.append("face_too_small")
-    min_probability = 0.0 if policy.min_face_probability is None else policy.min_face_probability
+    min_probability = DEFAULT_FACE_PROBABILITY if policy.min_face_probability is None else policy.min_face_probability
     if primary.probability < min_probability:
         reasons.append("low_confidence")
     if policy.reject_multiple_faces:

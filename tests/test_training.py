@@ -11,7 +11,7 @@ from train.data import load_crops, read_csv, split
 from train.degradations import gaussian_blur
 from train.fit import FitConfig, Stage, fit, predict
 from train.losses import MSECorrLoss
-from facegate.scorer import load_member
+from facegate.models import load_member
 
 
 def make_dataset(tmp_path, fixtures):

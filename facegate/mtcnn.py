@@ -1,0 +1,452 @@
+"""MTCNN face detection without torch: facenet-pytorch's detector on onnxruntime and numpy.
+
+The three networks (P-, R- and O-Net) are ONNX graphs exported from facenet-pytorch's own
+weights by :mod:`facegate.mtcnn_export` and shipped in ``facegate/weights/mtcnn``. Everything
+around them is facenet-pytorch 2.5.3's ``detect_face`` and ``MTCNN.detect`` redone in numpy,
+step by step and in float32 as torch computes it:
+
+* image pyramid: scales ``12 / min_face_size * factor**k`` while the short side stays >= 12 px;
+* resampling: ``torch.nn.functional.interpolate(mode="area")`` (adaptive average pooling),
+  made bit-exact here: every window's sum of uint8 pixels is an integer, taken exactly from an
+  integral image, and divided by the window's height and then its width in float32 as torch
+  does (OpenCV's ``INTER_AREA`` weights pixels differently and is not used);
+* P-Net candidates (``generateBoundingBox``), per-scale NMS at IoU 0.5 and NMS at 0.7 across
+  scales (torchvision's ``nms``: IoU without the +1, stable descending order), box regression
+  and ``rerec``;
+* R-Net on all candidates in one batch, crops taken as facenet-pytorch takes them (``pad``:
+  the part of the box inside the image, resampled to 24x24 without zero padding), threshold,
+  NMS 0.7, ``bbreg``, ``rerec``;
+* O-Net on all survivors in one batch (48x48), threshold, landmarks from the box before
+  regression, ``bbreg``, and the final "Min" NMS at 0.7 (facenet-pytorch's ``nms_numpy``);
+* ``MTCNN.detect``'s output order (largest box first).
+
+Outputs agree with ``facenet_pytorch.MTCNN(keep_all=True).detect(rgb, landmarks=True)`` to
+float32 rounding of the networks (tests/test_mtcnn_onnx.py states the tolerances). Known
+difference: when more than 1,000 P-Net candidates pass the threshold at one scale,
+torchvision sorts them with an unstable sort, so the order of exactly tied scores there (and
+at worst which of two tied, overlapping boxes survives) can differ; here ties keep index order.
+Where facenet-pytorch fails (an image smaller than ``min_face_size``: empty pyramid; a box
+whose crop lies wholly outside the image) this returns no face / drops the box.
+
+This module imports numpy, OpenCV and onnxruntime only (never torch).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError
+from .runtime import load_onnx
+
+__all__ = ["OnnxMTCNN", "default_mtcnn_dir"]
+
+_F32 = np.float32
+_HALF = _F32(0.5)
+#: facenet-pytorch's fixed_batch_process: at most this many crops per R-/O-Net run.
+_BATCH = 512
+
+
+def default_mtcnn_dir() -> Path:
+    """``facegate/weights/mtcnn``: the shipped P-, R- and O-Net graphs."""
+    return Path(__file__).parent / "weights" / "mtcnn"
+
+
+# -- resampling ------------------------------------------------------------------------------
+
+
+class _Integral:
+    """Exact integral image of an RGB image, for window sums of any rectangle.
+
+    Stored as (H+1, W+1, 4): int32 while sums cannot overflow, float64 beyond (> 8.4 Mpx),
+    with a fourth, unused channel so that one pixel's sums are one 16- (or 32-) byte item:
+    gathering whole items is several times faster than gathering channel by channel.
+    """
+
+    def __init__(self, rgb: np.ndarray):
+        h, w = rgb.shape[:2]
+        depth = cv2.CV_32S if h * w * 255 < 2**31 else cv2.CV_64F
+        rgba = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
+        self.table = cv2.integral(rgba, sdepth=depth)  # (H+1, W+1, 4)
+        self.item = np.complex128 if self.table.itemsize == 4 else np.dtype((np.void, 32))
+        self.packed = self.table.view(self.item)[..., 0]  # (H+1, W+1)
+        self.flat = self.packed.reshape(-1)
+        self.stride = self.table.shape[1]
+
+    def unpack(self, packed: np.ndarray) -> np.ndarray:
+        return packed.view(self.table.dtype).reshape(packed.shape + (4,))
+
+    def pack(self, sums: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(sums).view(self.item)[..., 0]
+
+
+def _windows(start, length, out: int):
+    """Adaptive-pooling windows ``[start + floor(i*L/o), start + ceil((i+1)*L/o))`` (torch's
+    integer formulas) for each row of ``start``/``length`` arrays; shapes (..., out)."""
+    i = np.arange(out, dtype=np.int64)
+    length = np.asarray(length, dtype=np.int64)[..., None]
+    start = np.asarray(start, dtype=np.int64)[..., None]
+    return start + (i * length) // out, start + ((i + 1) * length + out - 1) // out
+
+
+@lru_cache(maxsize=256)
+def _image_windows(h: int, w: int, oh: int, ow: int):
+    """Windows and divisors resampling an h x w image to oh x ow (cached: video frames)."""
+    r0, r1 = _windows(0, h, oh)
+    c0, c1 = _windows(0, w, ow)
+    kh = (r1 - r0).astype(_F32)[:, None]
+    kw = (c1 - c0).astype(_F32)
+    out = (r0, r1, c0, c1, kh, kw)
+    for array in out:
+        array.flags.writeable = False
+    return out
+
+
+def _normalise(sums: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
+    """Window sums (..., rows, cols, 4) -> area-resampled pixels (``sum / kh / kw`` in float32,
+    as torch) -> net input ``(pixel - 127.5) * 0.0078125``, as (..., 3, rows, cols).
+
+    Scaling by 2**-7 commutes with float rounding, so it is folded into the second division,
+    bit for bit: ``sum / kh / (kw * 128) - 127.5 / 128``."""
+    x = np.empty(sums.shape[:-3] + (3,) + sums.shape[-3:-1], dtype=_F32)
+    x[...] = np.moveaxis(sums[..., :3], -1, -3)
+    x /= kh
+    x /= kw * _F32(128)
+    x -= _F32(127.5 / 128)
+    return x
+
+
+def _resample_image(integral: _Integral, h: int, w: int, oh: int, ow: int) -> np.ndarray:
+    """The whole image area-resampled to (oh, ow) and normalised: (1, 3, oh, ow) float32."""
+    r0, r1, c0, c1, kh, kw = _image_windows(h, w, oh, ow)
+    rows = integral.pack(integral.unpack(integral.packed[r1]) - integral.unpack(integral.packed[r0]))
+    sums = integral.unpack(np.take(rows, c1, axis=1)) - integral.unpack(np.take(rows, c0, axis=1))
+    return _normalise(sums, kh, kw)[None]
+
+
+def _resample_crops(integral: _Integral, y, ey, x, ex, size: int) -> np.ndarray:
+    """Crops ``[y-1:ey, x-1:ex]`` (facenet-pytorch's ``pad`` output) area-resampled to
+    size x size and normalised: (K, 3, size, size) float32."""
+    r0, r1 = _windows(y - 1, ey - y + 1, size)  # (K, size)
+    c0, c1 = _windows(x - 1, ex - x + 1, size)
+    a0 = (r0 * integral.stride)[:, :, None]
+    a1 = (r1 * integral.stride)[:, :, None]
+    b0 = c0[:, None, :]
+    b1 = c1[:, None, :]
+    flat, unpack = integral.flat, integral.unpack
+    sums = unpack(np.take(flat, a1 + b1))
+    sums -= unpack(np.take(flat, a0 + b1))
+    sums -= unpack(np.take(flat, a1 + b0))
+    sums += unpack(np.take(flat, a0 + b0))  # (K, size, size, 4)
+    kh = (r1 - r0).astype(_F32)[:, None, :, None]
+    kw = (c1 - c0).astype(_F32)[:, None, None, :]
+    return _normalise(sums, kh, kw)
+
+
+# -- box arithmetic (facenet_pytorch/models/utils/detect_face.py, in float32) -----------------
+
+
+#: Up to this many boxes, NMS computes all pairwise overlaps at once (a few MB).
+_NMS_MATRIX = 1024
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """torchvision.ops.nms (CPU): indices kept, by descending score (ties in index order).
+
+    Overlaps are computed as torchvision does in float32, ``inter / (area_i + area_j - inter)``
+    with areas ``(x2 - x1) * (y2 - y1)``, and a box is dropped when its overlap with a kept,
+    higher-ranked box is above ``threshold``.
+    """
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(-scores, kind="stable")
+    b = boxes[order]
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    zero = _F32(0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        if n <= _NMS_MATRIX:
+            w = np.maximum(zero, np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1))
+            h = np.maximum(zero, np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1))
+            inter = w * h
+            suppress = (inter / (areas[:, None] + areas - inter)) > threshold
+            alive = np.ones(n, dtype=bool)
+            keep = []
+            for i in range(n):
+                if alive[i]:
+                    keep.append(i)
+                    alive &= ~suppress[i]
+            return order[np.asarray(keep, dtype=np.int64)]
+        keep = []
+        rest = np.arange(n)
+        while rest.size:
+            i = rest[0]
+            keep.append(i)
+            rest = rest[1:]
+            w = np.maximum(zero, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+            h = np.maximum(zero, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+            inter = w * h
+            rest = rest[~((inter / (areas[i] + areas[rest] - inter)) > threshold)]
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _nms_min(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """facenet-pytorch's ``nms_numpy(..., 'Min')``, line for line."""
+    if boxes.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    x1, y1, x2, y2 = (boxes[:, k].copy() for k in range(4))
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores)
+    pick = np.zeros_like(scores, dtype=np.int16)
+    counter = 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while order.size > 0:
+            i = order[-1]
+            pick[counter] = i
+            counter += 1
+            idx = order[0:-1]
+            xx1 = np.maximum(x1[i], x1[idx])
+            yy1 = np.maximum(y1[i], y1[idx])
+            xx2 = np.minimum(x2[i], x2[idx])
+            yy2 = np.minimum(y2[i], y2[idx])
+            w = np.maximum(0.0, xx2 - xx1 + 1)
+            h = np.maximum(0.0, yy2 - yy1 + 1)
+            inter = w * h
+            o = inter / np.minimum(area[i], area[idx])
+            order = order[np.where(o <= threshold)]
+    return pick[:counter].astype(np.int64)
+
+
+def _rerec(boxes: np.ndarray) -> np.ndarray:
+    """Square the boxes around their centres (in place, float32), as facenet-pytorch."""
+    h = boxes[:, 3] - boxes[:, 1]
+    w = boxes[:, 2] - boxes[:, 0]
+    side = np.maximum(w, h)
+    boxes[:, 0] = boxes[:, 0] + w * _HALF - side * _HALF
+    boxes[:, 1] = boxes[:, 1] + h * _HALF - side * _HALF
+    boxes[:, 2:4] = boxes[:, :2] + side[:, None]
+    return boxes
+
+
+def _bbreg(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    w = boxes[:, 2] - boxes[:, 0] + _F32(1)
+    h = boxes[:, 3] - boxes[:, 1] + _F32(1)
+    b1 = boxes[:, 0] + reg[:, 0] * w
+    b2 = boxes[:, 1] + reg[:, 1] * h
+    b3 = boxes[:, 2] + reg[:, 2] * w
+    b4 = boxes[:, 3] + reg[:, 3] * h
+    boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3] = b1, b2, b3, b4
+    return boxes
+
+
+def _pad(boxes: np.ndarray, w: int, h: int):
+    """facenet-pytorch's ``pad``: truncated int32 corners clipped to [1, w] x [1, h]."""
+    with np.errstate(invalid="ignore"):
+        b = np.trunc(boxes[:, :4]).astype(np.int32)
+    x = np.maximum(b[:, 0], 1)
+    y = np.maximum(b[:, 1], 1)
+    ex = np.minimum(b[:, 2], w)
+    ey = np.minimum(b[:, 3], h)
+    return y, ey, x, ex
+
+
+class OnnxMTCNN:
+    """facenet-pytorch's MTCNN detector on onnxruntime: no torch at run time.
+
+    Args:
+        folder: folder holding ``pnet.onnx``, ``rnet.onnx`` and ``onet.onnx``
+            (default: ``facegate/weights/mtcnn``).
+        min_face_size: smallest face side searched for, in pixels (facenet-pytorch's default 20).
+        thresholds: P-, R- and O-Net score thresholds.
+        factor: scale step of the image pyramid.
+        threads: onnxruntime intra-op threads per session.
+
+    Raises:
+        WeightsError: a graph is missing or cannot be loaded.
+        ConfigError: an argument out of range.
+
+    The graphs' metadata (``facegate_source``, ``facegate_weights_sha256``, when present) is
+    in :attr:`sources`, keyed by file stem. Sessions are shared by every call and thread.
+    """
+
+    def __init__(
+        self,
+        folder: Path | str | None = None,
+        *,
+        min_face_size: int = 20,
+        thresholds=(0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        threads: int = 1,
+    ):
+        self.min_face_size = self._check_min_face_size(min_face_size)
+        thresholds = tuple(float(t) for t in thresholds)
+        if len(thresholds) != 3:
+            raise ConfigError(f"thresholds must be three numbers, got {thresholds!r}")
+        if not 0.0 < float(factor) < 1.0:
+            raise ConfigError(f"factor must be in (0, 1), got {factor!r}")
+        self.thresholds = thresholds
+        self.factor = float(factor)
+        self.folder = Path(folder) if folder is not None else default_mtcnn_dir()
+        self._pnet = load_onnx(self.folder / "pnet.onnx", threads)
+        self._rnet = load_onnx(self.folder / "rnet.onnx", threads)
+        self._onet = load_onnx(self.folder / "onet.onnx", threads)
+        self.sources = {}
+        for stem, session in (("pnet", self._pnet), ("rnet", self._rnet), ("onet", self._onet)):
+            meta = session.get_modelmeta().custom_metadata_map
+            self.sources[stem] = {k: v for k, v in meta.items() if k.startswith("facegate_")}
+        self._inputs = {id(s): s.get_inputs()[0].name for s in (self._pnet, self._rnet, self._onet)}
+
+    @staticmethod
+    def _check_min_face_size(value) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(value) or value <= 0:
+            raise ConfigError(f"min_face_size must be a positive number, got {value!r}")
+        return value
+
+    def _run(self, session, batch: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, {self._inputs[id(session)]: batch})
+
+    def _run_batched(self, session, crops: np.ndarray) -> list[np.ndarray]:
+        if len(crops) <= _BATCH:
+            return self._run(session, crops)
+        parts = [self._run(session, crops[i:i + _BATCH]) for i in range(0, len(crops), _BATCH)]
+        return [np.concatenate(p, axis=0) for p in zip(*parts)]
+
+    def detect(
+        self, rgb: np.ndarray, min_face_size: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every face in an (H, W, 3) uint8 RGB image.
+
+        Args:
+            rgb: the image.
+            min_face_size: overrides the constructor's for this call.
+
+        Returns:
+            ``boxes`` (N, 4) x1, y1, x2, y2; ``probs`` (N,); ``points`` (N, 5, 2) (x, y) in
+            facenet-pytorch's order (left eye, right eye, nose, left and right mouth corner, as
+            MTCNN names them); all float64, largest box first, N = 0 when no face is found.
+
+        Raises:
+            ConfigError: ``rgb`` is not an (H, W, 3) uint8 array, or ``min_face_size`` <= 0.
+        """
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            desc = (f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray)
+                    else type(rgb).__name__)
+            raise ConfigError(f"OnnxMTCNN.detect needs an (H, W, 3) uint8 RGB array, got {desc}")
+        minsize = self.min_face_size if min_face_size is None else self._check_min_face_size(min_face_size)
+        found = self._detect(rgb, minsize)
+        if found is None:
+            return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        boxes, points = found
+        order = np.argsort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+        boxes, points = boxes[order], points[order]
+        return (boxes[:, :4].astype(np.float64), boxes[:, 4].astype(np.float64),
+                points.astype(np.float64))
+
+    def _detect(self, rgb: np.ndarray, minsize) -> tuple[np.ndarray, np.ndarray] | None:
+        """facenet-pytorch's ``detect_face`` for one image: (boxes (N, 5), points (N, 5, 2))
+        in float32, in its output order, or None when nothing is found."""
+        h, w = rgb.shape[:2]
+        t_pnet, t_rnet, t_onet = self.thresholds
+        m = 12.0 / minsize
+        minl = min(h, w) * m
+        scales = []
+        scale = m
+        while minl >= 12:
+            scales.append(scale)
+            scale = scale * self.factor
+            minl = minl * self.factor
+        if not scales:
+            return None
+        integral = _Integral(rgb)
+
+        # First stage: P-Net over the pyramid.
+        candidates = []
+        for scale in scales:
+            image = _resample_image(integral, h, w, int(h * scale + 1), int(w * scale + 1))
+            reg, prob = self._run(self._pnet, image)
+            boxes = self._generate(reg[0], prob[0, 1], scale, t_pnet)
+            if len(boxes):
+                candidates.append(boxes[_nms(boxes[:, :4], boxes[:, 4], 0.5)])
+        if not candidates:
+            return None
+        boxes = np.concatenate(candidates, axis=0)
+        boxes = boxes[_nms(boxes[:, :4], boxes[:, 4], 0.7)]
+        regw = boxes[:, 2] - boxes[:, 0]
+        regh = boxes[:, 3] - boxes[:, 1]
+        boxes = np.stack([
+            boxes[:, 0] + boxes[:, 5] * regw,
+            boxes[:, 1] + boxes[:, 6] * regh,
+            boxes[:, 2] + boxes[:, 7] * regw,
+            boxes[:, 3] + boxes[:, 8] * regh,
+            boxes[:, 4],
+        ], axis=1)
+        boxes = _rerec(boxes)
+
+        # Second stage: R-Net on every candidate at once.
+        boxes, crops = self._crops(integral, boxes, w, h, 24)
+        if not len(boxes):
+            return None
+        reg, prob = self._run_batched(self._rnet, crops)
+        score = prob[:, 1]
+        passed = score > _F32(t_rnet)
+        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+        reg = reg[passed]
+        pick = _nms(boxes[:, :4], boxes[:, 4], 0.7)
+        boxes, reg = boxes[pick], reg[pick]
+        boxes = _rerec(_bbreg(boxes, reg))
+
+        # Third stage: O-Net on every survivor at once.
+        boxes, crops = self._crops(integral, boxes, w, h, 48)
+        if not len(boxes):
+            return None
+        reg, landmarks, prob = self._run_batched(self._onet, crops)
+        score = prob[:, 1]
+        passed = score > _F32(t_onet)
+        landmarks = landmarks[passed]
+        boxes = np.concatenate([boxes[passed, :4], score[passed, None]], axis=1)
+        reg = reg[passed]
+        if not len(boxes):
+            return None
+        w_i = boxes[:, 2:3] - boxes[:, 0:1] + _F32(1)
+        h_i = boxes[:, 3:4] - boxes[:, 1:2] + _F32(1)
+        points_x = w_i * landmarks[:, :5] + boxes[:, 0:1] - _F32(1)
+        points_y = h_i * landmarks[:, 5:10] + boxes[:, 1:2] - _F32(1)
+        points = np.stack([points_x, points_y], axis=2)
+        boxes = _bbreg(boxes, reg)
+        pick = _nms_min(boxes[:, :4], boxes[:, 4], 0.7)
+        return boxes[pick], points[pick]
+
+    @staticmethod
+    def _generate(reg: np.ndarray, prob: np.ndarray, scale: float, threshold: float) -> np.ndarray:
+        """facenet-pytorch's ``generateBoundingBox`` for one image: (n, 9) float32 rows
+        x1, y1, x2, y2, score, 4 regressions."""
+        ys, xs = np.nonzero(prob >= _F32(threshold))
+        if not len(ys):
+            return np.zeros((0, 9), dtype=_F32)
+        bx = xs.astype(_F32)
+        by = ys.astype(_F32)
+        s = _F32(scale)
+        out = np.empty((len(ys), 9), dtype=_F32)
+        out[:, 0] = np.floor((_F32(2) * bx + _F32(1)) / s)
+        out[:, 1] = np.floor((_F32(2) * by + _F32(1)) / s)
+        out[:, 2] = np.floor((_F32(2) * bx + _F32(12)) / s)
+        out[:, 3] = np.floor((_F32(2) * by + _F32(12)) / s)
+        out[:, 4] = prob[ys, xs]
+        out[:, 5:] = reg[:, ys, xs].T
+        return out
+
+    @staticmethod
+    def _crops(integral: _Integral, boxes: np.ndarray, w: int, h: int, size: int):
+        """The boxes whose crop is not empty, and their crops (``pad`` + ``imresample``)."""
+        y, ey, x, ex = _pad(boxes, w, h)
+        valid = (ey > y - 1) & (ex > x - 1)
+        if not valid.all():  # facenet-pytorch fails on such boxes; they hold no face
+            boxes, y, ey, x, ex = boxes[valid], y[valid], ey[valid], x[valid], ex[valid]
+        if not len(boxes):
+            return boxes, None
+        return boxes, _resample_crops(integral, y, ey, x, ex, size)
