@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegate import Capture, CaptureResult, CaptureStage, Face, Gate, Status, analyse
+from facegate import Capture, CaptureResult, CaptureStage, Face, Gate, analyse
 from facegate.spec import ScorerSpec
 from tests.conftest import ROOT, needs_shared
 
