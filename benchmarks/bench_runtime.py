@@ -9,7 +9,8 @@ process, so it can be measured on any checkout of facegate, before and after a c
 
 Figures (median of ``--repeats`` runs where it is cheap):
 - `facegate score one.jpg`: wall time and peak resident memory (``os.wait4``);
-- `python -c "import facegate"`: wall time (and `python -c pass` for the interpreter alone);
+- `python -c "import facegate"` and `"from facegate import Gate"`: wall time (and
+  `python -c pass` for the interpreter alone);
 - folder throughput with default settings: ``(N - 1) / (T(N photos) - T(1 photo))``, so
   start-up is not counted; the same with a CPU-bound process running beside it;
 - `facegate stream` on a 640x480 video, detecting every frame, default settings:
@@ -95,6 +96,7 @@ def measure(tree: Path, shared: Path, photos: int, repeats: int) -> dict:
          "date": time.strftime("%Y-%m-%d")}
     r["python_alone_s"] = median_run(["-c", "pass"], tree, repeats)["seconds"]
     r["import_s"] = median_run(["-c", "import facegate"], tree, repeats)["seconds"]
+    r["import_gate_s"] = median_run(["-c", "from facegate import Gate"], tree, repeats)["seconds"]
     one = median_run(["-m", "facegate.cli", "score", str(ONE_PHOTO)], tree, repeats)
     r["score_one_s"], r["score_one_peak_mib"] = one["seconds"], one["peak_mib"]
     r["help_s"] = median_run(["-m", "facegate.cli", "--help"], tree, repeats)["seconds"]
@@ -119,6 +121,7 @@ def measure(tree: Path, shared: Path, photos: int, repeats: int) -> dict:
 ROWS = [
     ("`python -c pass` (the interpreter alone)", "python_alone_s", "{:.2f} s"),
     ("`import facegate`", "import_s", "{:.2f} s"),
+    ("`from facegate import Gate`", "import_gate_s", "{:.2f} s"),
     ("`facegate --help`", "help_s", "{:.2f} s"),
     ("`facegate score one.jpg`, wall", "score_one_s", "{:.2f} s"),
     ("`facegate score one.jpg`, peak memory", "score_one_peak_mib", "{:.0f} MiB"),

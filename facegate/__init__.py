@@ -9,13 +9,45 @@ imported only for training, export and ``backend="torch"``.
     >>> gate.assess("photo.jpg").status
 """
 
-from .capture import Capture, CaptureStage, analyse
-from .detection import Face, MTCNNDetector, YuNetDetector, choose_primary, create_detector
-from .errors import ConfigError, FacegateError, ImageError, SourceError, WeightsError
-from .gate import CaptureResult, Gate
-from .policy import REASONS, Policy, Status, decide
-from .scorer import Scorer, Scores, create_scorer, default_weights_dir
-from .spec import SCORE_SCALE, ScorerSpec
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+#: Where each public name lives. Loaded on first use (PEP 562), so `import facegate` costs
+#: nothing until a name is used, and a command loads only the stages it runs.
+_EXPORTS = {
+    "Capture": "capture", "CaptureStage": "capture", "analyse": "capture",
+    "Face": "detection", "MTCNNDetector": "detection", "YuNetDetector": "detection",
+    "choose_primary": "detection", "create_detector": "detection",
+    "ConfigError": "errors", "FacegateError": "errors", "ImageError": "errors", "SourceError": "errors",
+    "WeightsError": "errors",
+    "CaptureResult": "gate", "Gate": "gate",
+    "REASONS": "policy", "Policy": "policy", "Status": "policy", "decide": "policy",
+    "Scorer": "scorer", "Scores": "scorer", "create_scorer": "scorer", "default_weights_dir": "scorer",
+    "SCORE_SCALE": "spec", "ScorerSpec": "spec",
+}
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
+    from .capture import Capture, CaptureStage, analyse  # noqa: F401
+    from .detection import Face, MTCNNDetector, YuNetDetector, choose_primary, create_detector  # noqa: F401
+    from .errors import ConfigError, FacegateError, ImageError, SourceError, WeightsError  # noqa: F401
+    from .gate import CaptureResult, Gate  # noqa: F401
+    from .policy import REASONS, Policy, Status, decide  # noqa: F401
+    from .scorer import Scorer, Scores, create_scorer, default_weights_dir  # noqa: F401
+    from .spec import SCORE_SCALE, ScorerSpec  # noqa: F401
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'facegate' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __version__ = "0.2.0.dev0"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["ARCFACE_112", "quality_template", "similarity_transform", "warp_to_template"]
+__all__ = ["ARCFACE_112", "quality_template", "resize_crop", "similarity_transform", "warp_to_template"]
 
 #: The usual 112x112 five-point template (left eye, right eye, nose, mouth left, mouth right).
 ARCFACE_112 = np.array(
@@ -87,3 +87,12 @@ def warp_to_template(
     return cv2.warpAffine(
         rgb, matrix, out_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
+
+
+def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
+    """An aligned crop brought to ``size`` x ``size``: area-averaged when shrinking (no
+    aliasing), bilinear when enlarging; unchanged when it already has that size."""
+    if crop.shape[:2] == (size, size):
+        return crop
+    interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
+    return cv2.resize(crop, (size, size), interpolation=interp)

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .alignment import resize_crop
 from .capture import Capture, CaptureStage
 from .detection import Detector, Face
 from .errors import ConfigError
@@ -199,16 +200,8 @@ class Gate:
         Crops are resized to the model's input size; for best results align them as
         :meth:`facegate.spec.ScorerSpec.crop` does.
         """
-        import cv2
-
         size = self.spec.input_size
-        arrays = []
-        for crop in crops:
-            rgb = load_rgb(crop, color_order=color_order)
-            if rgb.shape[:2] != (size, size):
-                interp = cv2.INTER_AREA if min(rgb.shape[:2]) > size else cv2.INTER_LINEAR
-                rgb = cv2.resize(rgb, (size, size), interpolation=interp)
-            arrays.append(rgb)
+        arrays = [resize_crop(load_rgb(crop, color_order=color_order), size) for crop in crops]
         scores = [self.scorer.score(np.stack(arrays[i : i + self.batch_size])).ensemble
                   for i in range(0, len(arrays), self.batch_size)]
         return np.concatenate(scores) if scores else np.zeros(0)

@@ -61,7 +61,29 @@ def test_score_aligned_crops(tmp_path, fixtures):
     Image.fromarray(crop).save(tmp_path / "crop.png")
     result = CliRunner().invoke(main, ["score", "--aligned", "--format", "jsonl", str(tmp_path / "crop.png")])
     assert result.exit_code == 0
-    assert 0 <= json.loads(result.output)["score"] <= 100
+    assert json.loads(result.output)["score"] == pytest.approx(gate.assess(rgb, color_order="rgb").score, abs=0.01)
+
+
+def test_score_lines_are_the_api_results(gate, fixtures):
+    """The command is a thin layer: each JSON line is the API's own result."""
+    files = sorted(fixtures.glob("*.jpg"))
+    result = CliRunner().invoke(main, ["score", "--format", "jsonl", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.output.splitlines()] == [gate.assess(f).to_dict() for f in files]
+
+
+def test_weights_problems_exit_1_with_the_cause(tmp_path):
+    """A corrupt weights folder is not a usage error: exit 1 and say which file."""
+    import shutil
+
+    from facegate.scorer import default_weights_dir
+
+    broken = tmp_path / "weights"
+    shutil.copytree(default_weights_dir(), broken)
+    (broken / "shufflenet_v2_x1_0.onnx").write_bytes(b"not a graph")
+    result = CliRunner().invoke(main, ["score", "--weights", str(broken), str(tmp_path)])
+    assert result.exit_code == 1 and "shufflenet_v2_x1_0.onnx" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_usage_errors_exit_2(tmp_path):

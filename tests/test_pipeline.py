@@ -57,6 +57,16 @@ def test_cli_filter_and_calibrate_never_import_torch(fixtures, tmp_path):
     assert (tmp_path / "p.json").is_file() and any((tmp_path / "a").iterdir())
 
 
+def test_every_public_name_resolves():
+    import facegate
+
+    for name in facegate.__all__:
+        assert getattr(facegate, name) is not None, name
+    assert set(facegate.__all__) - {"__version__"} == set(facegate._EXPORTS)
+    with pytest.raises(AttributeError):
+        facegate.NoSuchThing
+
+
 def test_gate_is_the_capture_stage_then_score_then_decide(gate, fixtures):
     """The gate's faces and crops are exactly what the public capture stage gives."""
     for path in sorted(fixtures.glob("*.jpg")):

@@ -16,9 +16,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from facegate.alignment import resize_crop
 from facegate.capture import CaptureStage
 from facegate.errors import ImageError
 from facegate.images import load_rgb
@@ -92,9 +92,7 @@ def load_crops(samples: list[Sample], spec: ScorerSpec, images: str = "aligned")
             except ImageError as exc:
                 print(f"skipped: {exc}")
                 continue
-            if rgb.shape[:2] != (size, size):
-                rgb = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
-            crops.append(rgb)
+            crops.append(resize_crop(rgb, size))
         kept.append(i)
     if not crops:
         raise ValueError("no usable images in the data set")
@@ -104,4 +102,4 @@ def load_crops(samples: list[Sample], spec: ScorerSpec, images: str = "aligned")
 def resize_all(crops: np.ndarray, size: int) -> np.ndarray:
     if crops.shape[1] == size:
         return crops
-    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+    return np.stack([resize_crop(c, size) for c in crops])

@@ -343,9 +343,7 @@ def main(argv=None):
                         help="range of px between the eyes for on-the-fly low-resolution copies")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
-    args = vars(parser.parse_args(argv))
-    args["batch_size"] = args.pop("batch_size")
-    fit(FitConfig(**args))
+    fit(FitConfig(**vars(parser.parse_args(argv))))
 
 
 if __name__ == "__main__":
