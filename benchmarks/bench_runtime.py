@@ -37,14 +37,27 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_PHOTO = ROOT / "tests" / "fixtures" / "colin_powell_1.jpg"
 
 
+#: Runs the measured command and reports its wall time and peak memory. A child's peak RSS
+#: (``ru_maxrss``) starts at its parent's resident size when it is forked, so a benchmark
+#: process that has loaded torch would lend the command a gigabyte it never used; this small
+#: intermediate process forks the command instead.
+_LAUNCHER = """
+import json, os, subprocess, sys, time
+t0 = time.perf_counter()
+with open(os.devnull, "w") as sink:
+    child = subprocess.Popen(sys.argv[1:], stdout=sink, stderr=sink)
+    _, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([time.perf_counter() - t0, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)]))
+"""
+
+
 def run(args: list[str], tree: Path) -> tuple[float, float, int]:
     """Wall seconds, peak RSS (MiB) and exit code of ``python args`` with ``tree`` first on the path."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    t0 = time.perf_counter()
-    with open(os.devnull, "w") as sink:
-        proc = subprocess.Popen([sys.executable, *args], stdout=sink, stderr=sink, cwd=tree, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, *args], cwd=tree, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    seconds, peak, code = json.loads(out)
+    return seconds, peak, code
 
 
 def median_run(args: list[str], tree: Path, repeats: int) -> dict:
