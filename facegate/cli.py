@@ -56,9 +56,12 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
                          help="Face detector: MTCNN, or the faster YuNet."),
             click.option("--backend", type=click.Choice(["onnx", "torch"]), default="onnx", show_default=True,
                          help="onnxruntime (no torch), or PyTorch and facenet-pytorch."),
+            click.option("--allow-multiple-faces", is_flag=True,
+                         help="Do not reject a capture because other sizeable faces are in view (bystanders expected)."),
         ]
         if batch:
-            options.append(click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True))
+            options.append(click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
+                                        help="Faces scored per forward pass."))
         for option in reversed(options):
             fn = option(fn)
         return fn
@@ -67,12 +70,14 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
 
 
 def _gate(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn", backend="onnx",
-          batch_size=16):
+          batch_size=16, allow_multiple_faces=False):
     from .gate import Gate
 
     pol = Policy.load(policy) if policy else Policy()
     if threshold is not None:
         pol = replace(pol, min_score=threshold)
+    if allow_multiple_faces:
+        pol = replace(pol, reject_multiple_faces=False)
     return Gate(policy=pol, weights=weights, views=views, threads=threads, batch_size=batch_size, detector=detector,
                 backend=backend)
 
@@ -128,7 +133,8 @@ class _Rows:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
+              help="A table for people; JSON lines (the API's own records) or CSV for programs.")
 @click.option("--aligned", is_flag=True, help="Inputs are aligned face crops: score them without detection.")
 @gate_options()
 def score(paths, fmt, aligned, **options):
@@ -265,13 +271,15 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
               help="Fix the comparison threshold at this FMR over all impostor comparisons.")
 @click.option("--fnmr", type=click.FloatRange(0, 1, max_open=True), default=None,
               help="Fix it at this starting FNMR instead.")
-@click.option("--discard-limit", type=click.FloatRange(0, 1, min_open=True), default=0.2, show_default=True)
+@click.option("--discard-limit", type=click.FloatRange(0, 1, min_open=True), default=0.2, show_default=True,
+              help="The pAUC covers discarding up to this fraction of genuine comparisons.")
 @click.option("--observer", "observer_path", type=click.Path(exists=True, dir_okay=False),
               help="Also evaluate the FROQ observer with this calibration (for a MobileFaceNet recognizer).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write the full report (with curves) as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write the EDC plot (PNG; needs matplotlib).")
 @click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
-@click.option("--threads", type=click.IntRange(1), default=None)
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Threads for the whole process [default: every available core].")
 def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_path, report, plot, weights, threads):
     """Error-versus-discard evaluation: does discarding low scores cut false non-matches?
     Compares facegate (members, ensemble, views), baselines and random order."""
@@ -320,7 +328,7 @@ def _has_display() -> bool:
 @click.option("--events", type=click.Path(dir_okay=False), default=None,
               help="JSON-lines event log [default: events.jsonl in --out].")
 @click.option("--show", is_flag=True, help="Show an annotated preview window (needs a display).")
-@click.option("--max-frames", type=click.IntRange(1), default=None)
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
 @click.option("--duration", type=click.FloatRange(0, min_open=True), default=None,
               help="Stop after this many seconds of wall-clock time.")
 @click.option("--accept-frames", type=click.IntRange(1), default=3, show_default=True,
@@ -334,7 +342,8 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, d
     """Gate a live camera, video file or stream: one decision per person, best shot kept.
 
     Headless by default; Ctrl-C stops cleanly and flushes everything. Exit code 1 when
-    the source cannot be opened or drops for good (results so far are kept).
+    the source cannot be opened or drops for good (results so far are kept). Defaults
+    differ from stills for frame rate: YuNet and no test-time views (docs/performance.md).
     """
     from .errors import SourceError
     from .sources import open_source
@@ -385,7 +394,8 @@ def _print_event(event: dict) -> None:
 
 
 @main.command()
-@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
+              help="Export format.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="File to write (never overwritten).")
 @click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
 @click.option("--views", type=click.Choice(["none", "flip", "full"]), default="full", show_default=True,

@@ -153,7 +153,13 @@ def _from_array(arr: np.ndarray, color_order: ColorOrder | None) -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ImageError(name, "array contains NaN or infinity")
-        arr = np.clip(arr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        low, high = float(arr.min()), float(arr.max())
+        if low < 0.0 or high > 1.0:
+            raise ConfigError(
+                f"{name}: float pixels must lie in [0, 1], these lie in [{low:g}, {high:g}]"
+                + (" (0-255 values: divide by 255 or pass uint8)" if high <= 255.0 and low >= 0.0 else "")
+            )
+        arr = (arr * 255.0 + 0.5).astype(np.uint8)
     else:
         raise ConfigError(f"{name}: expected uint8 (0-255) or float (0-1) pixels, got {arr.dtype}")
     if color_order == "bgr":

@@ -7,6 +7,7 @@ Reasons (machine-readable, stable): see :data:`REASONS`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
@@ -63,6 +64,15 @@ class Policy:
     min_face_probability: float | None = None
 
     def __post_init__(self):
+        for name, kind, optional in _FIELD_KINDS:
+            value = getattr(self, name)
+            if value is None and optional:
+                continue
+            ok = isinstance(value, bool) if kind is bool else (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value))
+            if not ok:
+                wanted = "true or false" if kind is bool else "a finite number" + (" or null" if optional else "")
+                raise ConfigError(f"{name} must be {wanted}, got {value!r}")
         if self.min_score is not None and not 0.0 <= self.min_score <= 100.0:
             raise ConfigError(f"min_score must be within 0-100, got {self.min_score}")
         if self.min_eye_distance < 0:
@@ -99,7 +109,20 @@ class Policy:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{path}: unknown policy settings {sorted(unknown)}")
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+#: (setting, type, may be null) for the checks of :class:`Policy`.
+_FIELD_KINDS = (
+    ("min_score", float, True),
+    ("min_eye_distance", float, False),
+    ("reject_multiple_faces", bool, False),
+    ("secondary_face_ratio", float, False),
+    ("min_face_probability", float, True),
+)
 
 
 def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: float | None) -> tuple[Status, tuple[str, ...]]:

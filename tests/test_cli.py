@@ -150,3 +150,28 @@ def test_calibrate_hits_the_reject_rate(tmp_path, fixtures):
     used = CliRunner().invoke(main, ["score", "--policy", str(out), "--format", "jsonl", str(fixtures)])
     statuses = [r["status"] for r in map(json.loads, used.output.splitlines())]
     assert statuses.count("accepted") <= 2
+
+
+def test_every_option_has_help_text():
+    import click
+
+    for name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"facegate {name} {param.opts[0]} has no help text"
+
+
+def test_allow_multiple_faces_accepts_a_group_photo_otherwise_rejected(fixtures):
+    photo = str(fixtures / "multiface.jpg")
+    strict = json.loads(CliRunner().invoke(main, ["score", "--format", "jsonl", "--threshold", "0", photo]).output)
+    lenient = json.loads(CliRunner().invoke(main, ["score", "--format", "jsonl", "--threshold", "0",
+                                                    "--allow-multiple-faces", photo]).output)
+    assert "multiple_faces" in strict["reasons"] and "multiple_faces" not in lenient["reasons"]
+
+
+def test_a_policy_file_with_a_bad_value_names_the_field_and_the_file(tmp_path, fixtures):
+    bad = tmp_path / "policy.json"
+    bad.write_text(json.dumps({"facegate_policy": 1, "min_score": "high"}))
+    result = CliRunner().invoke(main, ["score", "--policy", str(bad), str(fixtures / "tony_blair_1.jpg")])
+    assert result.exit_code == 2 and "min_score" in result.output and "policy.json" in result.output
+    assert "Traceback" not in result.output and "TypeError" not in result.output

@@ -73,3 +73,12 @@ def test_exif_orientation_is_honoured(tmp_path, face_rgb):
     path = tmp_path / "rotated.jpg"
     pil.save(path, exif=exif)
     assert load_rgb(path).shape[:2] == (200, 250)
+
+
+def test_float_arrays_outside_0_1_are_refused_with_what_was_received(face_rgb):
+    from facegate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[0, 255\].*divide by 255"):
+        load_rgb(face_rgb.astype(np.float32) * (255.0 / face_rgb.max()), color_order="rgb")
+    with pytest.raises(ConfigError, match=r"\[-1, 1\]"):
+        load_rgb(np.linspace(-1, 1, 300).reshape(10, 10, 3), color_order="rgb")
