@@ -1,7 +1,8 @@
 """The ``facegate`` command: a thin layer over the API.
 
 Exit codes: 0 every input processed; 1 some inputs unreadable, or weights, a source or a
-file that could not be used; 2 usage error (bad options or settings). Errors are mapped to
+file that could not be used; 2 usage error (bad options or settings); 130 interrupted
+(Ctrl-C) during `filter`, which resumes when run again. Errors are mapped to
 exit codes in one place, :class:`_Group`.
 """
 
@@ -20,7 +21,7 @@ from . import __version__
 from .errors import ConfigError, FacegateError, ImageError
 from .policy import Policy, Status
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Group(click.Group):
@@ -93,12 +94,21 @@ def main():
 
 
 def _collect(paths) -> list[Path]:
-    from .folder import find_images
+    """Files named, and every file in folders named (sidecars in folders skipped, and said)."""
+    from .folder import find_images, split_sidecars
 
-    files = []
+    files, skipped = [], []
     for p in paths:
         path = Path(p)
-        files.extend(find_images(path) if path.is_dir() else [path])
+        if path.is_dir():
+            captures, sidecars = split_sidecars(find_images(path))
+            files.extend(captures)
+            skipped.extend(sidecars)
+        else:
+            files.append(path)
+    if skipped:
+        click.echo(f"skipped {len(skipped)} non-image file(s): {', '.join(str(p) for p in skipped[:5])}"
+                   f"{' ...' if len(skipped) > 5 else ''}", err=True)
     if not files:
         raise click.UsageError("no image files found in the given paths")
     return files
@@ -190,18 +200,27 @@ def filter_cmd(src, accepted, rejected, manifest, link, **options):
     for dest in (accepted, rejected):
         if dest.resolve() == src_path:
             raise click.UsageError(f"{dest} is the source folder; choose another destination")
+    if accepted.resolve() == rejected.resolve():
+        raise click.UsageError("--accepted and --rejected are the same folder; give each its own")
     manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
     gate = _gate(**options)
     plan = plan_filter(Path(src), accepted, rejected, manifest_path)
     err = sys.stderr
-    if err.isatty():
-        with click.progressbar(length=len(plan.todo), label="filtering", file=err, show_pos=True) as bar:
-            summary = run_filter(gate, plan, link=link, on_result=lambda _r: bar.update(1))
-    else:
-        summary = run_filter(gate, plan, link=link)
+    try:
+        if err.isatty():
+            with click.progressbar(length=len(plan.todo), label="filtering", file=err, show_pos=True) as bar:
+                summary = run_filter(gate, plan, link=link, on_result=lambda _r: bar.update(1))
+        else:
+            summary = run_filter(gate, plan, link=link)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {len(plan.manifest.done)} files recorded in {manifest_path}; run the same "
+                   "command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
+    sidecars = f"; {len(plan.sidecars)} non-image file(s) skipped" if plan.sidecars else ""
     click.echo(f"{sum(summary.counts.values())} files: {counts or 'none'}"
-               f"{f' ({summary.skipped} already done)' if summary.skipped else ''}; manifest: {manifest_path}", err=True)
+               f"{f' ({summary.skipped} already done)' if summary.skipped else ''}{sidecars}; manifest: "
+               f"{manifest_path}", err=True)
     sys.exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
 
 

@@ -18,7 +18,20 @@ from typing import Callable, Iterable
 from .gate import CaptureResult, Gate
 from .policy import Status
 
-__all__ = ["find_images", "Manifest", "plan_filter", "run_filter", "FilterPlan", "FilterSummary"]
+__all__ = ["SIDECAR_SUFFIXES", "find_images", "split_sidecars", "Manifest", "plan_filter", "run_filter", "FilterPlan",
+           "FilterSummary"]
+
+#: Files that travel beside photos (metadata, notes, manifests): listed as skipped, never
+#: assessed as captures. Anything else is assessed, and gets a status even if it is no image.
+SIDECAR_SUFFIXES = frozenset({".json", ".jsonl", ".txt", ".csv", ".xml", ".xmp", ".md", ".yaml", ".yml", ".log"})
+
+
+def split_sidecars(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
+    """``(captures, sidecars)``: sidecars are the files whose suffix is in :data:`SIDECAR_SUFFIXES`."""
+    captures, sidecars = [], []
+    for path in paths:
+        (sidecars if Path(path).suffix.lower() in SIDECAR_SUFFIXES else captures).append(Path(path))
+    return captures, sidecars
 
 
 def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
@@ -140,23 +153,28 @@ class FilterPlan:
     manifest: Manifest
     todo: list[tuple[Path, str]]
     summary: FilterSummary
+    sidecars: list[str] = field(default_factory=list)
 
 
 def plan_filter(source: Path, accepted: Path, rejected: Path, manifest_path: Path) -> FilterPlan:
-    """Every image under ``source``, less those an earlier run recorded (and copied)."""
+    """Every capture under ``source``, less those an earlier run recorded (and copied); the
+    run's own outputs (destinations, manifest) and sidecar files are never inputs."""
     source = Path(source)
     roots = {"accepted": Path(accepted), "rejected": Path(rejected)}
     manifest = Manifest(manifest_path)
     base = source if source.is_dir() else source.parent
     summary, todo = FilterSummary(), []
-    for path in find_images(source, exclude=roots.values()):
+    own = Path(manifest_path).resolve()
+    found = [p for p in find_images(source, exclude=roots.values()) if p.resolve() != own]
+    captures, sidecars = split_sidecars(found)
+    for path in captures:
         rel = path.relative_to(base).as_posix()
         if manifest.finished(rel, roots):
             summary.skipped += 1
             summary.count(manifest.done[rel]["status"])
         else:
             todo.append((path, rel))
-    return FilterPlan(roots, manifest, todo, summary)
+    return FilterPlan(roots, manifest, todo, summary, [p.relative_to(base).as_posix() for p in sidecars])
 
 
 def run_filter(

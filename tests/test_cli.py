@@ -102,8 +102,8 @@ def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
     assert first.exit_code == 1, first.output  # broken.jpg is unreadable
     assert checksums(enrol) == before  # originals untouched
     records = {r["file"]: r for r in map(json.loads, manifest.read_text().splitlines())}
-    assert set(records) == {"desk1/capture.jpg", "desk2/capture.jpg", "group.jpg", "wall.jpg", "broken.jpg", "notes.txt"}
-    assert records["notes.txt"]["status"] == "unreadable" and "cannot decode" in records["notes.txt"]["error"]
+    assert set(records) == {"desk1/capture.jpg", "desk2/capture.jpg", "group.jpg", "wall.jpg", "broken.jpg"}
+    assert "1 non-image file(s) skipped" in first.output  # notes.txt: a sidecar, not a capture
     assert records["group.jpg"]["side"] == "rejected" and "multiple_faces" in records["group.jpg"]["reasons"]
     assert records["wall.jpg"]["status"] == "no_face" and records["broken.jpg"]["status"] == "unreadable"
     assert records["desk2/capture.jpg"]["status"] == "accepted"
@@ -117,7 +117,7 @@ def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
     lines = manifest.read_text().splitlines()
     manifest.write_text("\n".join(lines[:-2]) + "\n" + lines[-2][:20])
     second = CliRunner().invoke(main, args)
-    assert "4 already done" in second.output
+    assert "3 already done" in second.output
     again = [json.loads(line) for line in manifest.read_text().splitlines()]
     assert sorted(r["file"] for r in again) == sorted(records)  # none missing, none twice
     assert checksums(enrol) == before
@@ -175,3 +175,22 @@ def test_a_policy_file_with_a_bad_value_names_the_field_and_the_file(tmp_path, f
     result = CliRunner().invoke(main, ["score", "--policy", str(bad), str(fixtures / "tony_blair_1.jpg")])
     assert result.exit_code == 2 and "min_score" in result.output and "policy.json" in result.output
     assert "Traceback" not in result.output and "TypeError" not in result.output
+
+
+def test_outputs_inside_the_source_are_not_inputs_on_a_second_run(tmp_path, enrol):
+    """`filter day1 --accepted day1/acc --rejected day1/rej`: the manifest and earlier copies
+    lie inside the source; a second run must not assess them."""
+    args = ["filter", str(enrol), "--accepted", str(enrol / "acc"), "--rejected", str(enrol / "rej"),
+            "--manifest", str(enrol / "manifest.jsonl"), "--threshold", "0"]
+    first = CliRunner().invoke(main, args)
+    second = CliRunner().invoke(main, args)
+    assert first.exit_code == second.exit_code == 1  # broken.jpg, both times
+    assert "5 already done" in second.output
+    records = [json.loads(line) for line in (enrol / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and not any(r["file"].startswith(("acc/", "rej/", "manifest")) for r in records)
+
+
+def test_accepted_and_rejected_must_differ(tmp_path, enrol):
+    result = CliRunner().invoke(main, ["filter", str(enrol), "--accepted", str(tmp_path / "x"),
+                                       "--rejected", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "same folder" in result.output
