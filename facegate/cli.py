@@ -204,7 +204,7 @@ def filter_cmd(src, accepted, rejected, manifest, link, **options):
         raise click.UsageError("--accepted and --rejected are the same folder; give each its own")
     manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
     gate = _gate(**options)
-    plan = plan_filter(Path(src), accepted, rejected, manifest_path)
+    plan = plan_filter(Path(src), accepted, rejected, manifest_path, gate.settings())
     err = sys.stderr
     try:
         if err.isatty():

@@ -8,13 +8,15 @@ exists and differs is never overwritten; the copy gets a new name instead.
 from __future__ import annotations
 
 import filecmp
+import hashlib
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .errors import ConfigError
 from .gate import CaptureResult, Gate
 from .policy import Status
 
@@ -57,6 +59,8 @@ def find_images(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
 class Manifest:
     """A JSON-lines record per processed file, appended and flushed as each file finishes.
 
+    Each record says what it was made from: the source file's absolute path, size and
+    modification time, and a fingerprint of the settings (:meth:`facegate.Gate.settings`).
     A run killed mid-write leaves at most one partial last line, which reading ignores,
     so a re-run redoes that one file and nothing else.
     """
@@ -71,13 +75,13 @@ class Manifest:
                         record = json.loads(raw)
                     except ValueError:
                         continue  # a half-written last line from a killed run
-                    self.done[record["file"]] = record
+                    self.done[record.get("source_path") or record["file"]] = record
         self._fh = None
 
-    def finished(self, rel: str, dest_root: dict[str, Path]) -> bool:
-        """Recorded, and its copy is in place (or there was nothing to copy)."""
-        record = self.done.get(rel)
-        if record is None:
+    def finished(self, record: dict | None, stat: os.stat_result, dest_root: dict[str, Path]) -> bool:
+        """Recorded for this very content (size and modification time), and its copy is in
+        place (or there was nothing to copy)."""
+        if record is None or record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
             return False
         dest = record.get("destination")
         return dest is None or (dest_root[record["side"]] / dest).exists()
@@ -91,7 +95,7 @@ class Manifest:
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
-        self.done[record["file"]] = record
+        self.done[record["source_path"]] = record
 
     def _truncate_partial_line(self) -> None:
         if not self.path.exists():
@@ -154,11 +158,24 @@ class FilterPlan:
     todo: list[tuple[Path, str]]
     summary: FilterSummary
     sidecars: list[str] = field(default_factory=list)
+    fingerprint: str = ""
 
 
-def plan_filter(source: Path, accepted: Path, rejected: Path, manifest_path: Path) -> FilterPlan:
-    """Every capture under ``source``, less those an earlier run recorded (and copied); the
-    run's own outputs (destinations, manifest) and sidecar files are never inputs."""
+def settings_fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_filter(source: Path, accepted: Path, rejected: Path, manifest_path: Path,
+                settings: dict | None = None) -> FilterPlan:
+    """Every capture under ``source``, less those an earlier run recorded for the same
+    content (and copied); the run's own outputs (destinations, manifest) and sidecar files
+    are never inputs.
+
+    Raises:
+        ConfigError: the manifest holds files of this source decided with other
+            ``settings`` (:meth:`facegate.Gate.settings`): their copies would contradict
+            the new decisions, so the run is refused, naming the difference.
+    """
     source = Path(source)
     roots = {"accepted": Path(accepted), "rejected": Path(rejected)}
     manifest = Manifest(manifest_path)
@@ -167,14 +184,41 @@ def plan_filter(source: Path, accepted: Path, rejected: Path, manifest_path: Pat
     own = Path(manifest_path).resolve()
     found = [p for p in find_images(source, exclude=roots.values()) if p.resolve() != own]
     captures, sidecars = split_sidecars(found)
+    fingerprint = settings_fingerprint(settings or {})
+    clashes = []
     for path in captures:
         rel = path.relative_to(base).as_posix()
-        if manifest.finished(rel, roots):
+        record = manifest.done.get(_source_key(path))
+        try:
+            stat = path.stat()
+        except OSError:
+            stat = None
+        if record is not None and record.get("settings") != fingerprint:
+            clashes.append(record)
+        elif stat is not None and manifest.finished(record, stat, roots):
             summary.skipped += 1
-            summary.count(manifest.done[rel]["status"])
+            summary.count(record["status"])
         else:
             todo.append((path, rel))
-    return FilterPlan(roots, manifest, todo, summary, [p.relative_to(base).as_posix() for p in sidecars])
+    if clashes:
+        raise ConfigError(_clash_message(manifest.path, clashes, settings or {}))
+    return FilterPlan(roots, manifest, todo, summary, [p.relative_to(base).as_posix() for p in sidecars], fingerprint)
+
+
+def _source_key(path: Path) -> str:
+    return Path(os.path.abspath(path)).as_posix()
+
+
+def _clash_message(manifest: Path, clashes: list[dict], settings: dict) -> str:
+    old = clashes[0].get("policy")
+    new = settings.get("policy")
+    if old and new and old != new:
+        what = "policy " + ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(new) if old.get(k) != new.get(k))
+    else:
+        what = "weights, views, backend or detector settings"
+    return (f"{manifest}: {len(clashes)} file(s) of this source were decided with other settings ({what}), e.g. "
+            f"{clashes[0]['file']}; their copies would contradict new decisions. Filter into new destination "
+            "folders with a new --manifest, or move the old ones aside")
 
 
 def run_filter(
@@ -193,13 +237,20 @@ def run_filter(
             record = result.to_dict()
             record.pop("source")
             try:
+                stat = path.stat()
+                made_from = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+            except OSError:
+                made_from = {"size": None, "mtime_ns": None}
+            made_from.update(source_path=_source_key(path), settings=plan.fingerprint,
+                             policy=asdict(gate.policy))
+            try:
                 dest = _place(path, plan.roots[side] / rel, link)
                 destination = dest.relative_to(plan.roots[side]).as_posix()
             except OSError as exc:  # vanished or unreadable source: recorded, nothing copied
                 destination = None
                 record["status"] = Status.UNREADABLE.value
                 record["error"] = record["error"] or f"cannot copy ({exc.strerror or exc})"
-            plan.manifest.append({"file": rel, "side": side, "destination": destination, **record})
+            plan.manifest.append({"file": rel, "side": side, "destination": destination, **made_from, **record})
             summary.count(record["status"])
             if on_result is not None:
                 on_result(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -135,6 +135,14 @@ class Gate:
     @property
     def spec(self):
         return self.scorer.spec
+
+    def settings(self) -> dict:
+        """Everything that decides a result, as JSON values: weights (name and member
+        digests), views, backend, detector and its settings, and the policy. Records that
+        carry it (the filter manifest) are redone when it changes."""
+        return {"weights": self.spec.name, "members": dict(self.spec.member_sha256), "views": list(self.scorer.views),
+                "backend": self.scorer.backend, "detector": self.capture.detector_name,
+                "detector_settings": self.capture.detector_settings, "policy": asdict(self.policy)}
 
     @property
     def detector(self) -> Detector:

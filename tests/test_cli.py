@@ -194,3 +194,37 @@ def test_accepted_and_rejected_must_differ(tmp_path, enrol):
     result = CliRunner().invoke(main, ["filter", str(enrol), "--accepted", str(tmp_path / "x"),
                                        "--rejected", str(tmp_path / "x")])
     assert result.exit_code == 2 and "same folder" in result.output
+
+
+def test_resume_redoes_changed_files_and_refuses_changed_settings(tmp_path, fixtures):
+    """Resume is keyed on what a record was made from: the source file (path, size,
+    modification time) and the settings, not on the relative name alone."""
+    import os
+
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    for day in (day1, day2):
+        day.mkdir()
+    shutil.copy(fixtures / "tony_blair_1.jpg", day1 / "IMG_0001.jpg")
+    shutil.copy(fixtures / "no_face.jpg", day2 / "IMG_0001.jpg")  # same name, another day, other content
+    out = ["--accepted", str(tmp_path / "acc"), "--rejected", str(tmp_path / "rej"),
+           "--manifest", str(tmp_path / "m.jsonl")]
+    assert CliRunner().invoke(main, ["filter", str(day1), *out]).exit_code == 0
+    second = CliRunner().invoke(main, ["filter", str(day2), *out])
+    assert second.exit_code == 0 and "already done" not in second.output
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in records] == ["accepted", "no_face"]
+    assert records[1]["source_path"].endswith("day2/IMG_0001.jpg") and records[1]["size"] > 0
+
+    # the same file replaced by other content: assessed again
+    shutil.copy(fixtures / "multiface.jpg", day1 / "IMG_0001.jpg")
+    os.utime(day1 / "IMG_0001.jpg", ns=(1, 1))
+    third = CliRunner().invoke(main, ["filter", str(day1), *out])
+    assert third.exit_code == 0 and "already done" not in third.output
+    last = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[-1])
+    assert "multiple_faces" in last["reasons"]
+    # unchanged: nothing to do
+    assert "1 already done" in CliRunner().invoke(main, ["filter", str(day1), *out]).output
+
+    # other settings over the same records: refused, naming the change
+    refused = CliRunner().invoke(main, ["filter", str(day1), *out, "--threshold", "60"])
+    assert refused.exit_code == 2 and "min_score" in refused.output and "new --manifest" in refused.output
