@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -241,8 +242,12 @@ def filter_cmd(src, accepted, rejected, manifest, link, **options):
 @click.option("--out", type=click.Path(dir_okay=False), default="facegate-policy.json", show_default=True,
               help="Policy file to write (refuses to overwrite unless --force).")
 @click.option("--force", is_flag=True, help="Overwrite an existing policy file.")
+@click.option("--best-effort", is_flag=True,
+              help="With --target-fnmr: when the target cannot be reached, write the policy with the lowest FNMR "
+                   "found instead of failing.")
 @gate_options()
-def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer, pairs_file, out, force, **options):
+def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer, pairs_file, out, force, best_effort,
+              **options):
     """Learn the quality threshold from your own captures: for a target reject rate, or for a
     target FNMR at a given FMR of your recognizer. Writes a policy file that the API,
     `filter` and `stream` read."""
@@ -259,6 +264,9 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
             raise click.UsageError("--target-fnmr needs one folder with a sub-folder per identity, or --pairs")
     gate = _gate(**options)
     scale = gate.spec.score_scale
+    made_by = {"command": "facegate calibrate", "facegate": __version__, "score_scale": scale,
+               "weights": gate.spec.name, "detector": gate.capture.detector_name, "views": list(gate.scorer.views),
+               "date": time.strftime("%Y-%m-%d")}
     if target_fnmr is not None:
         from .recognition import load_recognizer
 
@@ -267,17 +275,25 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
         c = r.choice
         click.echo(f"{r.captures} captures ({r.no_face} without a face), {r.genuine} genuine and {r.impostor} "
                    f"impostor comparisons; recognizer threshold {c.comparison_threshold:.4f} at FMR {fmr:g}")
-        if not c.reached:
-            click.echo(f"warning: FNMR {target_fnmr:g} is not reachable within reject rate {max_reject_rate:g}; "
-                       "taking the lowest FNMR found", err=True)
         click.echo(f"threshold {r.threshold:.2f} (scale {scale}): expected FNMR {c.fnmr:.4f} (on {c.genuine_kept} "
                    f"genuine comparisons kept), FMR {c.fmr:.2e}, reject rate {c.reject_rate:.1%}")
+        if not c.reached:
+            click.echo(f"error: FNMR {target_fnmr:g} cannot be reached within reject rate {max_reject_rate:g} on "
+                       f"these captures (lowest: {c.fnmr:.4f})" + ("; writing that policy (--best-effort)" if best_effort
+                                                                    else "; no policy written (--best-effort writes it)"),
+                       err=True)
+            if not best_effort:
+                sys.exit(EXIT_FAILED)
+        made_by.update(target_fnmr=target_fnmr, fmr=fmr, max_reject_rate=max_reject_rate, reached=c.reached,
+                       recognizer=str(recognizer), captures=r.captures, genuine=r.genuine, impostor=r.impostor,
+                       expected_fnmr=c.fnmr, expected_reject_rate=c.reject_rate)
     else:
         policy, r = calibrate_reject_rate(gate, _collect(paths), reject_rate)
         click.echo(f"threshold {r.threshold:.2f} (scale {scale}): rejects {r.low_quality}/{r.scored} scored faces "
                    f"for low quality ({r.low_quality / r.scored:.1%}); with every other reason {r.rejected}/"
                    f"{r.captures} captures ({r.rejected / max(r.captures, 1):.1%})")
-    policy.save(out)
+        made_by.update(reject_rate=reject_rate, captures=r.captures, scored=r.scored)
+    policy.save(out, made_by=made_by)
     click.echo(f"policy written to {out}")
 
 

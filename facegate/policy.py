@@ -94,8 +94,13 @@ class Policy:
                                                else default_face_probability)
         return replace(self, **changes) if changes else self
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"facegate_policy": 1, **asdict(self)}, indent=2) + "\n")
+    def save(self, path: str | Path, *, made_by: dict | None = None) -> None:
+        """Write the policy file; ``made_by`` records how it was made (command, score scale,
+        weights, target, recognizer, data size), for people reading it later."""
+        data = {"facegate_policy": 1, **asdict(self)}
+        if made_by:
+            data["made_by"] = made_by
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "Policy":
@@ -105,6 +110,7 @@ class Policy:
             raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
         if not isinstance(data, dict) or data.pop("facegate_policy", None) != 1:
             raise ConfigError(f"{path}: not a facegate policy file (version 1)")
+        data.pop("made_by", None)  # provenance, for people
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

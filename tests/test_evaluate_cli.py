@@ -58,6 +58,21 @@ def test_calibrate_for_a_target_fnmr_writes_a_policy_that_reaches_it(enrollment,
     assert again.exit_code == 2 and "exists" in again.output  # never overwrites without --force
     neither = CliRunner().invoke(main, ["calibrate", str(enrollment), "--out", str(tmp_path / "p2.json")])
     assert neither.exit_code == 2
+    made_by = json.loads(out.read_text())["made_by"]
+    assert made_by["target_fnmr"] == 0.0 and made_by["score_scale"] == "fg-utility-v1" and made_by["captures"] > 0
+    assert made_by["recognizer"] == ckpt and made_by["reached"] is True
+
+
+def test_an_unreachable_target_writes_nothing_unless_asked(enrollment, shared, tmp_path):
+    """Rejecting at most 1% cannot bring FNMR to 0 on captures with degraded photos: say so,
+    write nothing and fail; --best-effort writes the best policy found and says it."""
+    out = tmp_path / "policy.json"
+    args = ["calibrate", str(enrollment), "--target-fnmr", "0.0", "--fmr", "0.05", "--max-reject-rate", "0.01",
+            "--recognizer", str(shared / "models" / "mobilefacenet_casia.ckpt"), "--out", str(out)]
+    run = CliRunner().invoke(main, args)
+    assert run.exit_code == 1 and "cannot be reached" in run.output and not out.exists()
+    best = CliRunner().invoke(main, [*args, "--best-effort"])
+    assert best.exit_code == 0 and out.is_file() and json.loads(out.read_text())["made_by"]["reached"] is False
 
 
 def test_recognizer_spec_errors_are_clear(tmp_path):
