@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import ConfigError, FacegateError, ImageError
+from .errors import ConfigError, FacegateError
 from .policy import Policy, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -146,29 +146,18 @@ class _Rows:
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
               help="A table for people; JSON lines (the API's own records) or CSV for programs.")
-@click.option("--aligned", is_flag=True, help="Inputs are aligned face crops: score them without detection.")
+@click.option("--aligned", is_flag=True,
+              help="Inputs are aligned face crops: decided on the score alone, without detection.")
 @gate_options()
 def score(paths, fmt, aligned, **options):
     """Score captures: one line per image (files or folders, searched recursively)."""
     files = _collect(paths)
     gate = _gate(**options)
-    if aligned:
-        rows = _Rows(fmt, ["score", "error", "source"], {"score": 10, "error": 12})
-        unreadable = 0
-        for path in files:
-            try:
-                value, error = round(float(gate.score_crops([path])[0]), 2), ""
-            except ImageError as exc:
-                value, error = "", exc.cause
-                unreadable += 1
-            rows.write({"score": value, "error": error, "source": str(path)},
-                       {"source": str(path), "score": value if error == "" else None, "error": error or None})
-        sys.exit(EXIT_FAILED if unreadable else EXIT_OK)
     columns = (["status", "score", "reasons", "faces", "source"] if fmt == "table"
                else ["source", "status", "reasons", "score", "faces", "box", "error"])
     rows = _Rows(fmt, columns, {"status": 11, "score": 6, "reasons": 28, "faces": 5})
     unreadable = 0
-    for result in gate.assess_many(files):
+    for result in (gate.assess_crops(files) if aligned else gate.assess_many(files)):
         unreadable += result.status is Status.UNREADABLE
         record = result.to_dict()
         table = fmt == "table"

@@ -18,10 +18,10 @@ import numpy as np
 from .alignment import resize_crop
 from .capture import Capture, CaptureStage
 from .detection import Detector, Face
-from .errors import ConfigError
+from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
-from .images import ColorOrder, ImageInput, load_rgb
-from .policy import Policy, Status, decide
+from .images import ColorOrder, ImageInput, describe, load_image, load_rgb
+from .policy import Policy, Status, decide, decide_crop
 from .runtime import configure_threads
 from .scorer import Scorer, create_scorer
 
@@ -206,10 +206,45 @@ class Gate:
         """Quality scores (0-100) of faces that are already aligned and cropped.
 
         Crops are resized to the model's input size; for best results align them as
-        :meth:`facegate.spec.ScorerSpec.crop` does.
+        :meth:`facegate.spec.ScorerSpec.crop` does. Raises ``ImageError`` for a crop that
+        cannot be decoded (:meth:`assess_crops` gives it a status instead).
         """
         size = self.spec.input_size
         arrays = [resize_crop(load_rgb(crop, color_order=color_order), size) for crop in crops]
         scores = [self.scorer.score(np.stack(arrays[i : i + self.batch_size])).ensemble
                   for i in range(0, len(arrays), self.batch_size)]
         return np.concatenate(scores) if scores else np.zeros(0)
+
+    def assess_crops(
+        self, crops: Iterable[ImageInput], *, color_order: ColorOrder | None = None
+    ) -> Iterator[CaptureResult]:
+        """Decide on faces that are already aligned and cropped: the same results as
+        :meth:`assess_many`, on the score alone (no detection, so no face-size, confidence
+        or multiple-face reasons). A crop that is not square is resized anyway, with a note."""
+        size = self.spec.input_size
+        iterator = iter(crops)
+        while chunk := list(itertools.islice(iterator, self.batch_size)):
+            loaded: list[tuple[str, np.ndarray | None, tuple[int, int] | None, tuple[str, ...], str | None]] = []
+            for crop in chunk:
+                source = describe(crop)
+                try:
+                    image = load_image(crop, color_order=color_order)
+                except ImageError as exc:
+                    loaded.append((source, None, None, (), exc.cause))
+                    continue
+                h, w = image.rgb.shape[:2]
+                notes = image.notes + ((f"crop is {w}x{h}, not square: resized to {size}x{size} anyway (align "
+                                        "crops as ScorerSpec.crop does)",) if h != w else ())
+                loaded.append((source, resize_crop(image.rgb, size), (w, h), notes, None))
+            ok = [rgb for _, rgb, _, _, _ in loaded if rgb is not None]
+            scores = self.scorer.score(np.stack(ok)) if ok else None
+            k = 0
+            for source, rgb, original_size, notes, error in loaded:
+                if rgb is None:
+                    yield CaptureResult(source, Status.UNREADABLE, error=error)
+                    continue
+                score = float(scores.ensemble[k])
+                status, reasons = decide_crop(self.policy, score)
+                yield CaptureResult(source, status, reasons, score, scores.member_scores(k),
+                                    image_size=original_size, notes=notes)
+                k += 1

@@ -16,7 +16,7 @@ from typing import Sequence
 from .detection import Face
 from .errors import ConfigError
 
-__all__ = ["Status", "Policy", "REASONS", "decide"]
+__all__ = ["Status", "Policy", "REASONS", "decide", "decide_crop"]
 
 
 class Status(str, Enum):
@@ -121,6 +121,18 @@ class Policy:
             raise ConfigError(f"{path}: {exc}") from None
 
 
+def _score_reasons(policy: Policy, score: float | None) -> tuple[str, ...]:
+    low = score is not None and policy.min_score is not None and score < policy.min_score
+    return ("low_quality",) if low else ()
+
+
+def decide_crop(policy: Policy, score: float) -> tuple[Status, tuple[str, ...]]:
+    """Status and reasons for an already aligned face crop: there was no detection, so the
+    score is all there is to decide on."""
+    reasons = _score_reasons(policy, score)
+    return (Status.REJECTED if reasons else Status.ACCEPTED), reasons
+
+
 #: (setting, type, may be null) for the checks of :class:`Policy`.
 _FIELD_KINDS = (
     ("min_score", float, True),
@@ -142,9 +154,7 @@ def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: f
     """
     if primary is None:
         return Status.NO_FACE, ()
-    reasons = []
-    if score is not None and policy.min_score is not None and score < policy.min_score:
-        reasons.append("low_quality")
+    reasons = list(_score_reasons(policy, score))
     if primary.eye_distance < policy.min_eye_distance:
         reasons.append("face_too_small")
     min_probability = DEFAULT_FACE_PROBABILITY if policy.min_face_probability is None else policy.min_face_probability

@@ -61,7 +61,17 @@ def test_score_aligned_crops(tmp_path, fixtures):
     Image.fromarray(crop).save(tmp_path / "crop.png")
     result = CliRunner().invoke(main, ["score", "--aligned", "--format", "jsonl", str(tmp_path / "crop.png")])
     assert result.exit_code == 0
-    assert json.loads(result.output)["score"] == pytest.approx(gate.assess(rgb, color_order="rgb").score, abs=0.01)
+    record = json.loads(result.output)
+    assert record["score"] == pytest.approx(gate.assess(rgb, color_order="rgb").score, abs=0.01)
+    assert record["status"] == "accepted" and record["reasons"] == [] and record["face"] is None
+    # the same columns as photos, and the threshold applies
+    strict = CliRunner().invoke(main, ["score", "--aligned", "--threshold", "99", str(tmp_path / "crop.png")])
+    assert strict.output.splitlines()[0].split() == ["status", "score", "reasons", "faces", "source"]
+    assert "rejected" in strict.output and "low_quality" in strict.output
+    Image.fromarray(crop[:, :100]).save(tmp_path / "narrow.png")
+    narrow = json.loads(CliRunner().invoke(main, ["score", "--aligned", "--format", "jsonl",
+                                                   str(tmp_path / "narrow.png")]).output)
+    assert any("not square" in note for note in narrow["notes"]) and narrow["image_size"] == [100, 128]
 
 
 def test_score_lines_are_the_api_results(gate, fixtures):
