@@ -357,12 +357,18 @@ def _has_display() -> bool:
               help="Stop after this many seconds of wall-clock time.")
 @click.option("--accept-frames", type=click.IntRange(1), default=3, show_default=True,
               help="Consecutive good frames before a person is accepted.")
+@click.option("--best-window", type=click.IntRange(0), default=None,
+              help="Take the best shot within this many frames after acceptance and decide then (lower latency) "
+                   "[default: the best frame of the whole visit, decided when the person leaves].")
+@click.option("--max-age", type=click.IntRange(0), default=5, show_default=True,
+              help="A visit ends when this many detection runs in a row miss the face.")
 @click.option("--detect-every", type=click.IntRange(1), default=1, show_default=True,
               help="Run the detector every k-th frame, holding faces in between.")
 @click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
               help="Reconnection attempts when a network stream drops.")
 @gate_options(views="none", detector="yunet", batch=False)
-def stream(source, out_dir, events, show, max_frames, duration, accept_frames, detect_every, retries, **options):
+def stream(source, out_dir, events, show, max_frames, duration, accept_frames, best_window, max_age, detect_every,
+           retries, **options):
     """Gate a live camera, video file or stream: one decision per person, best shot kept.
 
     Headless by default; Ctrl-C stops cleanly and flushes everything. Exit code 1 when
@@ -371,15 +377,16 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, d
     """
     from .errors import SourceError
     from .sources import open_source
-    from .stream import StreamGate
+    from .stream import StreamGate, annotate
 
     if show and not _has_display():
         raise click.UsageError("--show needs a display (DISPLAY is not set); run without --show for a headless run")
     gate = _gate(**options, batch_size=1)
     click.echo(f"scoring with {'onnxruntime' if gate.scorer.backend == 'onnx' else 'PyTorch'}", err=True)
     events = events or str(Path(out_dir) / "events.jsonl")
-    streamer = StreamGate(gate, accept_frames=accept_frames, detect_every=detect_every, out_dir=out_dir,
-                          events=events, on_event=_print_event)
+    streamer = StreamGate(gate, accept_frames=accept_frames, best_window=best_window, max_age=max_age,
+                          detect_every=detect_every,
+                          out_dir=out_dir, events=events, on_event=_print_event)
     code = EXIT_OK
     results = None
     try:
@@ -389,14 +396,15 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, d
                 if show:
                     import cv2
 
-                    cv2.imshow("facegate", streamer.annotate(result.frame, result))
+                    cv2.imshow("facegate", annotate(result.frame, result))
                     if cv2.waitKey(1) & 0xFF in (27, ord("q")):
                         break
     except SourceError as exc:
         click.echo(f"error: {exc}", err=True)
         code = EXIT_FAILED
     except KeyboardInterrupt:
-        click.echo("interrupted: finishing open tracks", err=True)
+        click.echo("interrupted: deciding the visits still open", err=True)
+        code = EXIT_INTERRUPTED
     finally:
         if results is not None:
             results.close()  # finishes open tracks: their decisions are emitted and counted
@@ -405,16 +413,17 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, d
 
             cv2.destroyAllWindows()
     c = streamer.counts
-    click.echo(f"{c['frames']} frames ({c['dropped']} dropped): {c['accepted']} accepted, {c['rejected']} rejected; "
-               f"events in {events}", err=True)
+    click.echo(f"{c['frames']} frames ({c['dropped']} dropped): {streamer.visits_decided} visits decided, "
+               f"{c['accepted']} accepted, {c['rejected']} rejected; events in {events}", err=True)
     sys.exit(code)
 
 
 def _print_event(event: dict) -> None:
     if event["event"] == "accepted":
-        click.echo(f"accepted  track {event['track']} at frame {event['frame']} score {event['score']:.1f} -> {event['image']}")
+        click.echo(f"accepted  visit {event['track']}: best frame {event['frame']} score {event['score']:.1f} -> "
+                   f"{event['image']}")
     else:
-        click.echo(f"rejected  track {event['track']} ({event['frames']} frames): {event['prompt']}")
+        click.echo(f"rejected  visit {event['track']} ({event['frames']} frames): {event['prompt']}")
 
 
 @main.command()

@@ -131,3 +131,11 @@ def test_bad_sources_fail_clearly(tmp_path):
                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 1 and "missing.mp4" in run.stderr and "Traceback" not in run.stderr
     assert classify(0) is SourceKind.CAMERA and classify("rtsp://example/cam") is SourceKind.STREAM
+
+
+def test_show_without_a_display_is_a_clear_usage_error(video, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    path, _, _ = video
+    result = CliRunner().invoke(main, ["stream", "--source", str(path), "--show", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "needs a display" in result.output
