@@ -216,6 +216,9 @@ class YuNetDetector:
             from importlib import resources
 
             model = str(resources.files("facegate") / "weights" / "yunet_2023mar.onnx")
+        # OpenCV 5's graph engine warns on every detector it creates that targets are not
+        # supported (they are not used here); keep its log to errors
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         self._create = lambda size: cv2.FaceDetectorYN.create(model, "", size, score_threshold, nms_threshold, 5000)
         self._local = threading.local()  # a cv2 detector's input size is state: one per thread
 

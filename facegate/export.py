@@ -14,6 +14,8 @@ Two kinds of graph, both taking ``crops``: ``(B, S, S, 3)`` uint8 RGB aligned fa
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 from pathlib import Path
 
 import torch
@@ -62,9 +64,10 @@ def _write(model: nn.Module, path: Path, size: int, outputs: list[str], metadata
         raise ConfigError('ONNX export needs the onnx extras: pip install "facegate[onnx]"') from None
     example = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    torch.onnx.export(model.eval().cpu(), (example,), str(path), input_names=["crops"], output_names=outputs,
-                      dynamic_shapes={"crops": {0: batch}}, opset_version=opset, dynamo=True, external_data=False,
-                      verbose=False)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        torch.onnx.export(model.eval().cpu(), (example,), str(path), input_names=["crops"], output_names=outputs,
+                          dynamic_shapes={"crops": {0: batch}}, opset_version=opset, dynamo=True,
+                          external_data=False, verbose=False)
     graph = onnx.load(str(path))
     for key, value in metadata.items():
         graph.metadata_props.add(key=key, value=value)

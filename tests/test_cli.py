@@ -238,3 +238,16 @@ def test_resume_redoes_changed_files_and_refuses_changed_settings(tmp_path, fixt
     # other settings over the same records: refused, naming the change
     refused = CliRunner().invoke(main, ["filter", str(day1), *out, "--threshold", "60"])
     assert refused.exit_code == 2 and "min_score" in refused.output and "new --manifest" in refused.output
+
+
+def test_no_library_chatter(fixtures, tmp_path):
+    """Only facegate's own lines: no OpenCV warnings, no exporter progress."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "facegate.cli", "score", "--detector", "yunet", "--threads", "1",
+                          str(fixtures / "colin_powell_1.jpg")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "WARN" not in run.stderr + run.stdout, run.stderr
+    exported = subprocess.run([sys.executable, "-m", "facegate.cli", "export", "--views", "none", "--out",
+                               str(tmp_path / "g.onnx")], capture_output=True, text=True, timeout=300)
+    assert exported.returncode == 0 and exported.stdout == "" and "[torch.onnx]" not in exported.stderr
