@@ -176,8 +176,10 @@ def score(paths, fmt, aligned, **options):
 @click.option("--manifest", type=click.Path(dir_okay=False), default=None,
               help="JSON-lines manifest [default: facegate-manifest.jsonl beside the accepted folder].")
 @click.option("--link", is_flag=True, help="Make symbolic links to the originals instead of copies.")
+@click.option("--dry-run", is_flag=True,
+              help="Decide and write the manifest only, copying nothing (a later run without it copies).")
 @gate_options()
-def filter_cmd(src, accepted, rejected, manifest, link, **options):
+def filter_cmd(src, accepted, rejected, manifest, link, dry_run, **options):
     """Sort an enrollment folder into accepted and rejected copies.
 
     Originals are never moved or changed; sub-folders are mirrored; an interrupted run
@@ -199,9 +201,9 @@ def filter_cmd(src, accepted, rejected, manifest, link, **options):
     try:
         if err.isatty():
             with click.progressbar(length=len(plan.todo), label="filtering", file=err, show_pos=True) as bar:
-                summary = run_filter(gate, plan, link=link, on_result=lambda _r: bar.update(1))
+                summary = run_filter(gate, plan, link=link, dry_run=dry_run, on_result=lambda _r: bar.update(1))
         else:
-            summary = run_filter(gate, plan, link=link)
+            summary = run_filter(gate, plan, link=link, dry_run=dry_run)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {len(plan.manifest.done)} files recorded in {manifest_path}; run the same "
                    "command again to resume", err=True)

@@ -83,6 +83,8 @@ class Manifest:
         place (or there was nothing to copy)."""
         if record is None or record.get("size") != stat.st_size or record.get("mtime_ns") != stat.st_mtime_ns:
             return False
+        if record.get("dry_run"):  # decided, but never copied
+            return False
         dest = record.get("destination")
         return dest is None or (dest_root[record["side"]] / dest).exists()
 
@@ -226,10 +228,12 @@ def run_filter(
     plan: FilterPlan,
     *,
     link: bool = False,
+    dry_run: bool = False,
     on_result: Callable[[CaptureResult], None] | None = None,
 ) -> FilterSummary:
     """Sort the planned files into the accepted or rejected folder (mirroring sub-folders)
-    and record each in the manifest as soon as its copy is in place."""
+    and record each in the manifest as soon as its copy is in place. ``dry_run`` records
+    the decisions without copying anything (a later run without it copies them)."""
     summary = plan.summary
     try:
         for (path, rel), result in zip(plan.todo, gate.assess_many(p for p, _ in plan.todo)):
@@ -244,8 +248,12 @@ def run_filter(
             made_from.update(source_path=_source_key(path), settings=plan.fingerprint,
                              policy=asdict(gate.policy))
             try:
-                dest = _place(path, plan.roots[side] / rel, link)
-                destination = dest.relative_to(plan.roots[side]).as_posix()
+                if dry_run:
+                    destination = None
+                    made_from["dry_run"] = True
+                else:
+                    dest = _place(path, plan.roots[side] / rel, link)
+                    destination = dest.relative_to(plan.roots[side]).as_posix()
             except OSError as exc:  # vanished or unreadable source: recorded, nothing copied
                 destination = None
                 record["status"] = Status.UNREADABLE.value

@@ -251,3 +251,16 @@ def test_no_library_chatter(fixtures, tmp_path):
     exported = subprocess.run([sys.executable, "-m", "facegate.cli", "export", "--views", "none", "--out",
                                str(tmp_path / "g.onnx")], capture_output=True, text=True, timeout=300)
     assert exported.returncode == 0 and exported.stdout == "" and "[torch.onnx]" not in exported.stderr
+
+
+def test_dry_run_writes_the_manifest_and_copies_nothing(tmp_path, enrol):
+    before = checksums(enrol)
+    args = ["filter", str(enrol), "--accepted", str(tmp_path / "ok"), "--rejected", str(tmp_path / "bad"),
+            "--manifest", str(tmp_path / "m.jsonl"), "--threshold", "0"]
+    dry = CliRunner().invoke(main, [*args, "--dry-run"])
+    assert dry.exit_code == 1  # broken.jpg is unreadable, as in a real run
+    assert not (tmp_path / "ok").exists() and not (tmp_path / "bad").exists() and checksums(enrol) == before
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and all(r["dry_run"] and r["destination"] is None for r in records)
+    real = CliRunner().invoke(main, args)  # the dry run did not count as done
+    assert "already done" not in real.output and any((tmp_path / "ok").rglob("*.jpg"))
