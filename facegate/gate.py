@@ -20,7 +20,7 @@ from .capture import Capture, CaptureStage
 from .detection import Detector, Face
 from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
-from .images import ColorOrder, ImageInput, describe, load_image, load_rgb
+from .images import ColorOrder, ImageInput, describe, load_image
 from .policy import Policy, Status, decide, decide_crop
 from .runtime import configure_threads
 from .scorer import Scorer, create_scorer
@@ -203,24 +203,23 @@ class Gate:
     def score_crops(
         self, crops: Iterable[ImageInput], *, color_order: ColorOrder | None = None
     ) -> np.ndarray:
-        """Quality scores (0-100) of faces that are already aligned and cropped.
-
-        Crops are resized to the model's input size; for best results align them as
-        :meth:`facegate.spec.ScorerSpec.crop` does. Raises ``ImageError`` for a crop that
-        cannot be decoded (:meth:`assess_crops` gives it a status instead).
-        """
-        size = self.spec.input_size
-        arrays = [resize_crop(load_rgb(crop, color_order=color_order), size) for crop in crops]
-        scores = [self.scorer.score(np.stack(arrays[i : i + self.batch_size])).ensemble
-                  for i in range(0, len(arrays), self.batch_size)]
-        return np.concatenate(scores) if scores else np.zeros(0)
+        """Quality scores (0-100) of faces that are already aligned and cropped (see
+        :meth:`assess_crops`). Raises ``ImageError`` for a crop that cannot be decoded."""
+        scores = []
+        for result in self.assess_crops(crops, color_order=color_order):
+            if result.status is Status.UNREADABLE:
+                raise ImageError(result.source, result.error)
+            scores.append(result.score)
+        return np.asarray(scores, dtype=np.float64)
 
     def assess_crops(
         self, crops: Iterable[ImageInput], *, color_order: ColorOrder | None = None
     ) -> Iterator[CaptureResult]:
         """Decide on faces that are already aligned and cropped: the same results as
         :meth:`assess_many`, on the score alone (no detection, so no face-size, confidence
-        or multiple-face reasons). A crop that is not square is resized anyway, with a note."""
+        or multiple-face reasons). Crops are resized to the model's input size; for best
+        results align them as :meth:`facegate.spec.ScorerSpec.crop` does. A crop that is
+        not square is resized anyway, with a note."""
         size = self.spec.input_size
         iterator = iter(crops)
         while chunk := list(itertools.islice(iterator, self.batch_size)):
