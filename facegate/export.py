@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .errors import ConfigError
-from .models import TorchScorer, load_member
+from .models import TorchScorer, load_member, to_tensor
 from .scorer import default_weights_dir
 from .spec import ScorerSpec, file_sha256
 
@@ -30,16 +30,15 @@ __all__ = ["export_onnx", "export_member_graphs"]
 
 
 class _Normalised(nn.Module):
-    """uint8 NHWC crops -> the spec's normalised NCHW input -> ``net``."""
+    """uint8 NHWC crops -> the spec's normalised NCHW input (:func:`to_tensor`) -> ``net``."""
 
     def __init__(self, net: nn.Module, spec: ScorerSpec):
         super().__init__()
         self.net = net
-        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) * 255.0)
-        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) * 255.0)
+        self.spec = spec
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.net((crops.permute(0, 3, 1, 2).float() - self.mean) / self.std)
+        return self.net(to_tensor(self.spec, crops))
 
 
 class _Deployable(nn.Module):

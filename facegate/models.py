@@ -19,7 +19,7 @@ import torch.nn as nn
 import torchvision
 
 from .errors import ConfigError, WeightsError
-from .scorer import Scores, check_crops, select_members, combine, default_weights_dir, resolve_views
+from .scorer import Scores, check_crops, combine, open_weights, resolve_views
 from .spec import ScorerSpec
 
 __all__ = [
@@ -240,10 +240,8 @@ class TorchScorer:
 
     def __init__(self, weights: str | Path | None = None, *, views: str | Sequence[str] = "full",
                  members: Sequence[str] | None = None, device: str | torch.device = "cpu", threads: int | None = None):
-        folder = Path(weights) if weights is not None else default_weights_dir()
-        self.spec = ScorerSpec.load(folder / "spec.json")
-        self.weights_dir = folder
-        self.member_names = select_members(self.spec, folder, members)
+        self.weights_dir, self.spec, self.member_names = open_weights(weights, members)
+        folder = self.weights_dir
         if threads:
             torch.set_num_threads(threads)
         self.device = torch.device(device)

@@ -84,12 +84,16 @@ class Scorer(Protocol):
     def score(self, crops: np.ndarray) -> Scores: ...
 
 
-def select_members(spec: ScorerSpec, folder: Path, members: Sequence[str] | None) -> tuple[str, ...]:
+def open_weights(weights: str | Path | None, members: Sequence[str] | None
+                 ) -> tuple[Path, ScorerSpec, tuple[str, ...]]:
+    """The weights folder (default: shipped), its spec, and the members to use (default: all)."""
+    folder = Path(weights) if weights is not None else default_weights_dir()
+    spec = ScorerSpec.load(folder / "spec.json")
     names = tuple(members) if members else spec.members
     unknown = set(names) - set(spec.members)
     if unknown:
         raise WeightsError(f"{folder}: has no member(s) {sorted(unknown)}; it has {list(spec.members)}")
-    return names
+    return folder, spec, names
 
 
 def check_crops(crops: np.ndarray, size: int) -> np.ndarray:
@@ -119,10 +123,8 @@ class OnnxScorer:
 
     def __init__(self, weights: str | Path | None = None, *, views: str | Sequence[str] = "full",
                  members: Sequence[str] | None = None, threads: int = 1):
-        folder = Path(weights) if weights is not None else default_weights_dir()
-        self.spec = ScorerSpec.load(folder / "spec.json")
-        self.weights_dir = folder
-        self.member_names = select_members(self.spec, folder, members)
+        self.weights_dir, self.spec, self.member_names = open_weights(weights, members)
+        folder = self.weights_dir
         self.views = resolve_views(views)
         from .runtime import load_onnx
 
