@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from facegate import Status
-from facegate.errors import ImageError
+from facegate.errors import ConfigError, ImageError
 from facegate.images import load_rgb
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -44,13 +44,20 @@ def test_random_arrays_get_a_status(gate, image):
 @SETTINGS
 @given(
     image=arrays(np.float32, st.tuples(st.integers(1, 40), st.integers(1, 40), st.just(3)),
-                 elements=st.one_of(st.floats(-2.0, 2.0, width=32), st.sampled_from([np.nan, np.inf, -np.inf])))
+                 elements=st.one_of(st.floats(-2.0, 2.0, width=32), st.floats(0.0, 1.0, width=32), st.sampled_from([np.nan, np.inf, -np.inf])))
 )
-def test_float_arrays_are_clipped_or_refused(image):
+def test_float_arrays_are_converted_or_refused(image):
+    """Floats in [0, 1] become uint8; NaN or infinity is an unreadable image; anything
+    outside [0, 1] (often 0-255 floats) is a usage error, never silently clipped."""
     try:
         out = load_rgb(image, color_order="rgb")
     except ImageError as exc:
         assert "NaN" in str(exc)
         assert not np.isfinite(image).all()
+    except ConfigError as exc:
+        assert "[0, 1]" in str(exc)
+        assert np.isfinite(image).all() and (image.min() < 0.0 or image.max() > 1.0)
     else:
+        assert np.isfinite(image).all() and image.min() >= 0.0 and image.max() <= 1.0
         assert out.dtype == np.uint8 and out.shape == image.shape
+        assert np.abs(out.astype(np.float32) - image * 255.0).max() <= 0.5 + 1e-3
