@@ -1,4 +1,5 @@
-"""The capture stage: decode -> detect -> choose the primary face -> align and crop.
+"""The capture stage: decode -> detect -> choose the primary face -> align and crop, and
+measure the primary face's quality components.
 
 One :class:`CaptureStage` serves every consumer (the gate, streams, evaluation, training
 labels and data, the observer's calibration, benchmarks), so that labels and inference see
@@ -16,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
+from .components import Components, measure_components
 from .detection import Detector, Face, choose_primary, create_detector
 from .errors import ImageError
 from .frozen import FrozenValue
@@ -40,6 +43,12 @@ class Capture(FrozenValue):
         crop: the primary face aligned onto the spec's template, ``(S, S, 3)`` uint8.
         notes: what decoding did that a user should know (first frame of an animation, ...).
         error: why the capture could not be decoded or searched for faces.
+        components: the primary face's quality components (:mod:`facegate.components`).
+        found_by: how the faces were found when the first detection found none
+            (``"brightened"``, ``"darkened"``, ``"padded"``, ``"turned 90"``/``180``/``270``:
+            turning the image that many degrees clockwise makes it upright); None when
+            the first detection found them. Coordinates are always the image's own; faces
+            found by turning keep the face's own landmark order (so roll reads the turn).
     """
 
     source: str
@@ -49,6 +58,8 @@ class Capture(FrozenValue):
     crop: np.ndarray | None = None
     notes: tuple[str, ...] = ()
     error: str | None = None
+    components: Components | None = None
+    found_by: str | None = None
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -66,10 +77,17 @@ class CaptureStage:
             ``detect(rgb) -> list[Face]`` (and optionally a ``name`` found in the spec).
         threads: intra-op threads of the detector.
         backend: ``"onnx"`` (default, no torch) or ``"torch"`` (facenet-pytorch's MTCNN).
+        components: measure the primary face's quality components (about 2 ms).
+        look_again: when the first detection finds no face, look again on a brightened
+            or darkened copy, a copy with a padded border, and the image turned 90, 270
+            and 180 degrees, so that a dark, cut-off or rotated photo is reported as such
+            instead of as having no face (up to six detections, only for such photos).
     """
 
     def __init__(self, spec: ScorerSpec | None = None, *, detector: Detector | str = "mtcnn", threads: int = 1,
-                 backend: str = "onnx"):
+                 backend: str = "onnx", components: bool = True, look_again: bool = False):
+        self.components = components
+        self.look_again = look_again
         self.spec = spec or ScorerSpec.load(default_weights_dir() / "spec.json")
         if isinstance(detector, str):
             detector = create_detector(detector, self.spec.detector_settings(detector), threads=threads,
@@ -99,16 +117,78 @@ class CaptureStage:
     def analyse_rgb(self, rgb: np.ndarray, *, source: str = "", notes: tuple[str, ...] = ()) -> Capture:
         """:meth:`analyse` for an image already decoded to ``(H, W, 3)`` uint8 RGB."""
         try:
-            faces = tuple(self.detector.detect(rgb))
+            faces, found_by = tuple(self.detector.detect(rgb)), None
+            if not faces and self.look_again:
+                faces, found_by = self._look_again(rgb)
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
             return Capture(source, rgb, notes=notes, error=f"face detection failed ({type(exc).__name__}: {exc})")
         primary = choose_primary(faces, rgb.shape)
-        crop = None if primary is None else self.spec.crop(rgb, primary.landmarks)
-        return Capture(source, rgb, faces, primary, crop, notes)
+        crop = components = None
+        if primary is not None:
+            crop = self.spec.crop(rgb, primary.landmarks)
+            if self.components:
+                components = self.measure(rgb, primary, faces)
+        return Capture(source, rgb, faces, primary, crop, notes, components=components, found_by=found_by)
+
+    def measure(self, rgb: np.ndarray, face: Face, faces: tuple[Face, ...] = ()) -> Components:
+        """Quality components of any face of ``rgb``; other faces count towards
+        ``second_face`` when the detector is at least as sure of them as the spec requires."""
+        cut = self.detector_settings.get("min_face_probability", 0.0)
+        return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut])
+
+    def _look_again(self, rgb: np.ndarray) -> tuple[tuple[Face, ...], str | None]:
+        cut = self.detector_settings.get("min_face_probability", 0.0)
+
+        def detect(image):  # only faces the gate would accept count as found
+            found = self.detector.detect(image)
+            return found if any(f.probability >= cut for f in found) else []
+
+        grey_mean = float(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).mean())
+        if grey_mean < 90 or grey_mean > 170:
+            if found := detect(_exposure_normalised(rgb, grey_mean)):
+                return tuple(found), "brightened" if grey_mean < 90 else "darkened"
+        h, w = rgb.shape[:2]
+        for turn in (90, 270, 180):  # clockwise degrees that make the photo upright
+            if found := detect(np.ascontiguousarray(np.rot90(rgb, k=-turn // 90))):
+                return tuple(_turned_back(f, turn, w, h) for f in found), f"turned {turn}"
+        # last, as a padded border also lets the detector find sideways faces
+        pad = max(8, int(0.3 * max(h, w)))
+        if found := detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)):
+            return tuple(_shifted(f, -pad, -pad) for f in found), "padded"
+        return (), None
 
     def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """The aligned crop of any face of ``rgb`` (streams crop every face, not just one)."""
         return self.spec.crop(rgb, face.landmarks)
+
+
+def _exposure_normalised(rgb: np.ndarray, grey_mean: float) -> np.ndarray:
+    """A copy whose mean grey level is about 128, by a gamma curve (keeps black black and
+    white white, unlike a gain)."""
+    gamma = float(np.log(0.5) / np.log(min(max(grey_mean, 1.0), 254.0) / 255.0))
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(rgb, lut)
+
+
+def _shifted(face: Face, dx: float, dy: float) -> Face:
+    x1, y1, x2, y2 = face.box
+    return Face((x1 + dx, y1 + dy, x2 + dx, y2 + dy), face.probability, face.landmarks + np.array([dx, dy]))
+
+
+def _turned_back(face: Face, turn: int, width: int, height: int) -> Face:
+    """A face found in the image turned ``turn`` degrees clockwise, in the original image's
+    coordinates (landmarks keep the face's own order)."""
+    points = np.vstack([face.landmarks, [face.box[:2], face.box[2:]]])
+    x, y = points[:, 0], points[:, 1]
+    if turn == 90:  # original (u, v) -> turned (height-1-v, u)
+        back = np.stack([y, height - 1 - x], 1)
+    elif turn == 270:  # original (u, v) -> turned (v, width-1-u)
+        back = np.stack([width - 1 - y, x], 1)
+    else:  # 180: (u, v) -> (width-1-u, height-1-v)
+        back = np.stack([width - 1 - x, height - 1 - y], 1)
+    corners = back[5:]
+    box = (*corners.min(0), *corners.max(0))
+    return Face(box, face.probability, back[:5])
 
 
 _DEFAULT: dict[tuple, CaptureStage] = {}

@@ -20,7 +20,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError, FacegateError
-from .policy import Policy, Status
+from .policy import PROFILE_NAMES, Policy, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -44,6 +44,9 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
 
     def decorate(fn):
         options = [
+            click.option("--profile", type=click.Choice(list(PROFILE_NAMES)), default=None,
+                         help="Named policy: verification (default), enrollment (strict, ISO/ICAO portrait "
+                              "practice) or surveillance (lenient); a --policy file changes its settings."),
             click.option("--policy", type=click.Path(exists=True, dir_okay=False),
                          help="Policy file (from `facegate calibrate`)."),
             click.option("--threshold", type=click.FloatRange(0, 100),
@@ -72,10 +75,10 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
 
 
 def _gate(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn", backend="onnx",
-          batch_size=16, allow_multiple_faces=False):
+          batch_size=16, allow_multiple_faces=False, profile=None):
     from .gate import Gate
 
-    pol = Policy.load(policy) if policy else Policy()
+    pol = Policy.load(policy, profile=profile) if policy else Policy.from_profile(profile or "verification")
     if threshold is not None:
         pol = replace(pol, min_score=threshold)
     if allow_multiple_faces:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -246,7 +246,7 @@ def run_filter(
             except OSError:
                 made_from = {"size": None, "mtime_ns": None}
             made_from.update(source_path=_source_key(path), settings=plan.fingerprint,
-                             policy=asdict(gate.policy))
+                             policy=gate.policy.to_dict())
             try:
                 if dry_run:
                     destination = None

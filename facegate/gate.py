@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -21,11 +21,14 @@ from .detection import Detector, Face
 from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, describe, load_image
-from .policy import Policy, Status, decide, decide_crop
+from .components import Components
+from .policy import Policy, Status, decide, decide_crop, prompt_for
 from .runtime import configure_threads
 from .scorer import Scorer, create_scorer
 
 __all__ = ["CaptureResult", "Gate"]
+
+NO_FACE_PROMPT = "look into the camera: no face was found"
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,6 +45,10 @@ class CaptureResult(FrozenValue):
         image_size: ``(width, height)`` of the decoded image.
         error: the cause, for unreadable inputs.
         notes: what decoding did that a user should know (first frame of an animation, ...).
+        components: the primary face's quality components (see :mod:`facegate.components`).
+        prompt: one thing the person in front of the camera can do about a rejection.
+        found_by: how the face was found when the first detection missed it (see
+            :attr:`facegate.capture.Capture.found_by`).
     """
 
     source: str
@@ -54,6 +61,9 @@ class CaptureResult(FrozenValue):
     image_size: tuple[int, int] | None = None
     error: str | None = None
     notes: tuple[str, ...] = ()
+    components: Components | None = None
+    prompt: str | None = None
+    found_by: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -72,6 +82,9 @@ class CaptureResult(FrozenValue):
             "image_size": None if self.image_size is None else list(self.image_size),
             "error": self.error,
             "notes": list(self.notes),
+            "prompt": self.prompt,
+            "found_by": self.found_by,
+            "components": None if self.components is None else self.components.to_dict(),
         }
 
 
@@ -83,7 +96,11 @@ class Gate:
 
     Args:
         policy: a :class:`Policy`, or the path of a policy file (``facegate calibrate``
-            writes one); default thresholds otherwise.
+            writes one; it changes the settings it names, of its profile); default: the
+            ``profile``.
+        profile: a named policy (``"verification"``, the default; ``"enrollment"``;
+            ``"surveillance"``: see :data:`facegate.policy.PROFILES`), the base a policy
+            file changes.
         weights: folder of quality weights (default: shipped weights).
         views: test-time views: ``"none"``, ``"flip"`` or ``"full"``.
         backend: ``"onnx"`` (default: onnxruntime and OpenCV, torch is never imported) or
@@ -96,6 +113,9 @@ class Gate:
             ``detect(rgb) -> list[Face]``.
         workers: threads that decode and detect the next batch while this one is scored
             (0: all in the caller's thread); the thread budget is shared among them.
+        look_again: when no face is found, look again on a brightened, turned and padded
+            copy, so a dark, rotated or cut-off photo is rejected as such rather than
+            reported as ``no_face`` (costs up to six detections, for those photos only).
 
     Example:
         >>> gate = Gate(threads=2)
@@ -107,6 +127,7 @@ class Gate:
         self,
         *,
         policy: Policy | str | Path | None = None,
+        profile: str | None = None,
         weights: str | Path | None = None,
         views: str | Sequence[str] = "full",
         backend: str = "onnx",
@@ -115,6 +136,7 @@ class Gate:
         batch_size: int = 16,
         detector: Detector | str = "mtcnn",
         workers: int = 0,
+        look_again: bool = True,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -126,10 +148,15 @@ class Gate:
         self.workers = workers
         self.batch_size = batch_size
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
-        self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend)
+        self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
+                                    look_again=look_again)
         if isinstance(policy, (str, Path)):
-            policy = Policy.load(policy)
-        self.policy = (policy or Policy()).resolve(self.spec.default_threshold,
+            policy = Policy.load(policy, profile=profile)
+        elif policy is None:
+            policy = Policy.from_profile(profile or "verification")
+        elif profile is not None:
+            raise ConfigError("give a profile or a Policy, not both (Policy.from_profile(name, ...) combines them)")
+        self.policy = policy.resolve(self.spec.default_threshold,
                                                     self.capture.detector_settings.get("min_face_probability"))
 
     @property
@@ -142,7 +169,8 @@ class Gate:
         carry it (the filter manifest) are redone when it changes."""
         return {"weights": self.spec.name, "members": dict(self.spec.member_sha256), "views": list(self.scorer.views),
                 "backend": self.scorer.backend, "detector": self.capture.detector_name,
-                "detector_settings": self.capture.detector_settings, "policy": asdict(self.policy)}
+                "detector_settings": self.capture.detector_settings, "look_again": self.capture.look_again,
+                "policy": self.policy.to_dict()}
 
     @property
     def detector(self) -> Detector:
@@ -195,9 +223,13 @@ class Gate:
             if id(capture) in scored:
                 k = scored[id(capture)]
                 score, members = float(scores.ensemble[k]), scores.member_scores(k)
-            status, reasons = decide(self.policy, capture.faces, capture.primary, score)
+            status, reasons = decide(self.policy, capture.faces, capture.primary, score, capture.components,
+                                     capture.found_by)
+            prompt = (prompt_for(reasons, capture.components, capture.found_by) if status is Status.REJECTED
+                      else NO_FACE_PROMPT if status is Status.NO_FACE else None)
             results.append(CaptureResult(capture.source, status, reasons, score, members, capture.primary,
-                                         capture.faces, capture.image_size, notes=capture.notes))
+                                         capture.faces, capture.image_size, notes=capture.notes,
+                                         components=capture.components, prompt=prompt, found_by=capture.found_by))
         return results
 
     def score_crops(
@@ -245,5 +277,5 @@ class Gate:
                 score = float(scores.ensemble[k])
                 status, reasons = decide_crop(self.policy, score)
                 yield CaptureResult(source, status, reasons, score, scores.member_scores(k),
-                                    image_size=original_size, notes=notes)
+                                    image_size=original_size, notes=notes, prompt=prompt_for(reasons))
                 k += 1

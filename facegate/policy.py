@@ -13,10 +13,12 @@ from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
+from .components import COMPONENTS, Components
 from .detection import Face
 from .errors import ConfigError
 
-__all__ = ["Status", "Policy", "REASONS", "decide", "decide_crop"]
+__all__ = ["Status", "Policy", "Requirement", "PROFILES", "REASONS", "PROMPTS", "decide", "decide_crop", "explain",
+           "prompt_for"]
 
 
 class Status(str, Enum):
@@ -29,13 +31,88 @@ class Status(str, Enum):
         return self.value
 
 
-#: Every reason a capture can be rejected for, with what a person can do about it.
+#: Every reason a capture can be rejected for, with what it means. Component reasons come
+#: from :data:`facegate.components.COMPONENTS`; the rest from detection and the score.
 REASONS = {
     "low_quality": "predicted recognition utility below the threshold (blur, light, pose, occlusion, ...)",
     "face_too_small": "too few pixels between the eyes: move closer or use a higher resolution",
     "multiple_faces": "another sizeable face is in view",
     "low_confidence": "the detector is unsure this is a face",
+    "rotated": "the face was found only after turning the image: the photo is on its side or upside down",
+    "too_dark": "the face was found only after brightening the image",
+    "too_bright": "the face was found only after darkening the image",
+    "cut_off": "the face was found only after padding the image's border: it is cut off",
 }
+for _name, _definition in COMPONENTS.items():
+    REASONS.setdefault(_definition.reason, _definition.description)
+
+#: One prompt per reason, for the person in front of the camera.
+PROMPTS = {
+    "low_quality": "take another photo: this one is poor for recognition",
+    "low_confidence": "face the camera, with nothing covering your face",
+    "multiple_faces": "only one person in the picture, please",
+    "rotated": "hold the camera upright",
+    "too_dark": "more light on your face",
+    "too_bright": "less light on your face (avoid direct flash or sun)",
+    "cut_off": "move so that your whole face is in the picture",
+}
+for _name, _definition in COMPONENTS.items():
+    PROMPTS.setdefault(_definition.reason, _definition.prompt)
+
+#: Which prompt to give when several requirements fail: first what makes the rest
+#: unmeasurable (framing, size), then light, then pose, then the image itself.
+_PROMPT_ORDER = ("rotated", "face_too_small", "cut_off", "cut_off_top", "cut_off_bottom", "cut_off_left",
+                 "cut_off_right", "multiple_faces", "too_dark", "too_bright", "luminance", "uneven_light",
+                 "low_dynamic_range", "contrast", "head_turned", "head_tilted_up_down", "head_tilted_sideways",
+                 "blurred", "compression_artefacts", "unnatural_colour", "head_size", "low_confidence",
+                 "low_quality")
+
+
+#: Names of the profiles in :data:`PROFILES`.
+PROFILE_NAMES = ("verification", "enrollment", "surveillance")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A bound on one component's native value (see :data:`facegate.components.COMPONENTS`):
+    at least ``min``, at most ``max``, magnitude at most ``max_abs``. A component that could
+    not be measured fails no requirement (its cause is reported with it)."""
+
+    component: str
+    min: float | None = None
+    max: float | None = None
+    max_abs: float | None = None
+
+    def __post_init__(self):
+        if self.component not in COMPONENTS:
+            raise ConfigError(f"unknown component {self.component!r}; known: {', '.join(COMPONENTS)}")
+        for key in ("min", "max", "max_abs"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise ConfigError(f"{self.component}.{key} must be a finite number, got {value!r}")
+        if self.min is None and self.max is None and self.max_abs is None:
+            raise ConfigError(f"requirement on {self.component} sets none of min, max, max_abs")
+
+    def met(self, value: float | None) -> bool:
+        if value is None:
+            return True
+        return ((self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+                and (self.max_abs is None or abs(value) <= self.max_abs))
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in (("min", self.min), ("max", self.max), ("max_abs", self.max_abs)) if v is not None}
+
+
+def _requirements(data: dict | Sequence[Requirement]) -> tuple[Requirement, ...]:
+    if isinstance(data, dict):
+        out = []
+        for name, bounds in data.items():
+            if not isinstance(bounds, dict) or set(bounds) - {"min", "max", "max_abs"}:
+                raise ConfigError(f"requirement on {name} must be an object with min, max or max_abs")
+            out.append(Requirement(name, **bounds))
+        return tuple(out)
+    return tuple(data)
 
 
 #: Confidence cut-off for a detector whose settings the weights' spec does not give.
@@ -44,7 +121,8 @@ DEFAULT_FACE_PROBABILITY = 0.9
 
 @dataclass(frozen=True)
 class Policy:
-    """Thresholds of the decision. README.md ("Decision policy") says how each default was set.
+    """Thresholds of the decision. README.md ("Decision policy") says how each default was
+    set; :data:`PROFILES` holds named policies (``Policy.from_profile("enrollment")``).
 
     Attributes:
         min_score: accept at or above this quality score (0-100, scale ``fg-utility-v1``);
@@ -55,6 +133,9 @@ class Policy:
         min_face_probability: detector confidence below which the primary face is rejected,
             and below which other faces are ignored; ``None`` means the value the weights'
             spec gives for the detector in use (detectors' confidences differ in scale).
+        requirements: bounds on quality components (:class:`Requirement`), each failure a
+            reason of its own.
+        profile: the profile this policy started from, if any (for people and records).
     """
 
     min_score: float | None = None
@@ -62,6 +143,8 @@ class Policy:
     reject_multiple_faces: bool = True
     secondary_face_ratio: float = 0.5
     min_face_probability: float | None = None
+    requirements: tuple[Requirement, ...] = ()
+    profile: str | None = None
 
     def __post_init__(self):
         for name, kind, optional in _FIELD_KINDS:
@@ -81,6 +164,40 @@ class Policy:
             raise ConfigError(f"secondary_face_ratio must be in (0, 1], got {self.secondary_face_ratio}")
         if self.min_face_probability is not None and not 0.0 <= self.min_face_probability <= 1.0:
             raise ConfigError(f"min_face_probability must be in [0, 1], got {self.min_face_probability}")
+        requirements = _requirements(self.requirements)
+        if not all(isinstance(r, Requirement) for r in requirements):
+            raise ConfigError("requirements must be Requirement objects or a {component: {min/max/max_abs}} mapping")
+        names = [r.component for r in requirements]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"more than one requirement on one component: {names}")
+        object.__setattr__(self, "requirements", requirements)
+        if self.profile is not None and self.profile not in PROFILE_NAMES:
+            raise ConfigError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_NAMES)}")
+
+    @classmethod
+    def from_profile(cls, name: str, **changes) -> "Policy":
+        """The named profile (:data:`PROFILES`), with any setting changed; ``requirements``
+        given here are merged into the profile's, component by component."""
+        if name not in PROFILES:
+            raise ConfigError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+        return PROFILES[name].with_changes(**changes)
+
+    def with_changes(self, **changes) -> "Policy":
+        """This policy with settings changed; requirements are merged by component."""
+        if "requirements" in changes:
+            merged = {r.component: r for r in self.requirements}
+            merged.update({r.component: r for r in _requirements(changes.pop("requirements"))})
+            changes["requirements"] = tuple(merged.values())
+        return replace(self, **changes)
+
+    def requirement(self, component: str) -> Requirement | None:
+        return next((r for r in self.requirements if r.component == component), None)
+
+    def to_dict(self) -> dict:
+        """Every setting in JSON types (the policy file's body)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["requirements"] = {r.component: r.to_dict() for r in self.requirements}
+        return data
 
     def resolve(self, default_threshold: float, default_face_probability: float | None = None) -> "Policy":
         """This policy with what it leaves unset filled in from the weights' spec: the score
@@ -97,13 +214,17 @@ class Policy:
     def save(self, path: str | Path, *, made_by: dict | None = None) -> None:
         """Write the policy file; ``made_by`` records how it was made (command, score scale,
         weights, target, recognizer, data size), for people reading it later."""
-        data = {"facegate_policy": 1, **asdict(self)}
+        data = {"facegate_policy": 1, **self.to_dict()}
         if made_by:
             data["made_by"] = made_by
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Policy":
+    def load(cls, path: str | Path, *, profile: str | None = None) -> "Policy":
+        """Read a policy file. The file changes the settings it names and keeps the rest
+        from its ``profile`` (or the ``profile`` argument, or ``verification``); its
+        ``requirements`` change the profile's component by component. A file saved from a
+        policy of no profile (``"profile": null``) is that policy exactly."""
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
@@ -115,9 +236,16 @@ class Policy:
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{path}: unknown policy settings {sorted(unknown)}")
+        complete = "profile" in data and data["profile"] is None  # saved from a policy of no profile
+        named = data.pop("profile", None)
+        if profile and (complete or (named and named != profile)):
+            raise ConfigError(f"{path}: the file is for {f'profile {named!r}' if named else 'no profile'}, "
+                              f"not {profile!r}; drop one of the two")
         try:
-            return cls(**data)
-        except ConfigError as exc:
+            if complete:
+                return cls(**data)
+            return cls.from_profile(named or profile or "verification", **data)
+        except (ConfigError, TypeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
 
@@ -143,18 +271,70 @@ _FIELD_KINDS = (
 )
 
 
-def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: float | None) -> tuple[Status, tuple[str, ...]]:
-    """Status and reasons for one capture.
+def _profile(name: str, requirements: dict, **settings) -> Policy:
+    return Policy(profile=name, requirements=_requirements(requirements), **settings)
+
+
+#: Named policies; ``docs/components.md`` gives the reasoning and the evidence for each
+#: threshold. Every profile keeps the weights' score threshold (``min_score=None``).
+PROFILES: dict[str, Policy] = {
+    # The default: reject what a recognizer cannot cope with and let the score judge the
+    # rest. Near-profile turns, faces mostly in darkness or burnt out, faces cut through
+    # the eyes or mouth and JPEG blocks that wipe out texture fail matching; milder
+    # versions of each are left to the score.
+    "verification": _profile("verification", {
+        "yaw": {"max_abs": 50.0},
+        "margin_left": {"min": -0.5}, "margin_right": {"min": -0.5},
+        "margin_top": {"min": -0.8}, "margin_bottom": {"min": -0.8},
+        "under_exposure": {"max": 0.6}, "over_exposure": {"max": 0.5},
+        "compression": {"max": 2.5},
+    }),
+    # Close to ISO/IEC 39794-5 / ICAO portrait practice for enrollment photos, with pose
+    # limits widened to what five-landmark pose can tell apart (its spread on frontal
+    # photos is several degrees): at least 90 px between the eyes, the whole head in the
+    # picture, one face, even light without clipped pixels, sharp, natural colour,
+    # little compression.
+    "enrollment": _profile("enrollment", {
+        "yaw": {"max_abs": 10.0}, "pitch": {"max_abs": 15.0}, "roll": {"max_abs": 8.0},
+        "margin_left": {"min": 0.2}, "margin_right": {"min": 0.2},
+        "margin_top": {"min": 0.2}, "margin_bottom": {"min": 0.2},
+        "under_exposure": {"max": 0.05}, "over_exposure": {"max": 0.05},
+        "luminance_mean": {"min": 70.0, "max": 200.0}, "dynamic_range": {"min": 60.0},
+        "illumination_uniformity": {"min": 0.7},
+        "sharpness": {"min": 1.6}, "colour": {"max": 8.0}, "compression": {"max": 1.5},
+    }, min_eye_distance=90.0, secondary_face_ratio=0.3),
+    # Uncooperative subjects at a distance: small faces, turned heads and crowds are the
+    # norm; only what no recognizer copes with is rejected.
+    "surveillance": _profile("surveillance", {
+        "yaw": {"max_abs": 60.0},
+        "under_exposure": {"max": 0.8}, "over_exposure": {"max": 0.7},
+        "compression": {"max": 3.0},
+    }, min_eye_distance=12.0, reject_multiple_faces=False),
+}
+assert tuple(PROFILES) == PROFILE_NAMES
+
+
+
+
+def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: float | None,
+           components: Components | None = None, found_by: str | None = None) -> tuple[Status, tuple[str, ...]]:
+    """Status and reasons for one capture: every failed requirement is a reason.
 
     Args:
         policy: thresholds, with ``min_score`` set.
         faces: every face found.
         primary: the face the capture is about (``None`` when no face was found).
         score: the primary face's quality score (0-100).
+        components: the primary face's quality components, checked against
+            ``policy.requirements`` (skipped when None).
+        found_by: how the face was found when the first detection missed it
+            (``"turned 90"``, ``"brightened"``, ``"darkened"``, ``"padded"``): a reason of its own.
     """
     if primary is None:
         return Status.NO_FACE, ()
     reasons = list(_score_reasons(policy, score))
+    if found_by:
+        reasons.append(_FOUND_BY_REASON[found_by.split()[0]])
     if primary.eye_distance < policy.min_eye_distance:
         reasons.append("face_too_small")
     min_probability = DEFAULT_FACE_PROBABILITY if policy.min_face_probability is None else policy.min_face_probability
@@ -169,4 +349,66 @@ def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: f
             ):
                 reasons.append("multiple_faces")
                 break
+    if components is not None:
+        for requirement in policy.requirements:
+            if requirement.component in components and not requirement.met(components.value(requirement.component)):
+                reason = COMPONENTS[requirement.component].reason
+                if reason not in reasons:
+                    reasons.append(reason)
     return (Status.REJECTED if reasons else Status.ACCEPTED), tuple(reasons)
+
+
+#: The reason for each way of finding a face the first detection missed.
+_FOUND_BY_REASON = {"turned": "rotated", "brightened": "too_dark", "darkened": "too_bright", "padded": "cut_off"}
+
+#: Components that can explain a low score when no requirement failed, with the quality
+#: below which they are named as the likely cause.
+_EXPLAINS_LOW_SCORE = ("sharpness", "under_exposure", "over_exposure", "yaw", "pitch", "illumination_uniformity",
+                       "compression", "inter_eye_distance", "luminance_mean", "dynamic_range")
+_EXPLAIN_BELOW = 50.0
+
+
+def prompt_for(reasons: Sequence[str], components: Components | None = None,
+               found_by: str | None = None) -> str | None:
+    """One prompt a person can act on for a rejection (see :func:`explain`)."""
+    cause = explain(reasons, components, found_by)
+    return None if cause is None else cause[1]
+
+
+def explain(reasons: Sequence[str], components: Components | None = None,
+            found_by: str | None = None) -> tuple[str, str] | None:
+    """The main cause of a rejection and one prompt for it, as ``(cause, prompt)``: the
+    first failed requirement in the order things are best fixed (framing, then light,
+    then pose, then the image). When only the overall score failed, the weakest component
+    below quality 50 is named as the likely cause (e.g. ``"blurred"``); when none is that
+    weak, the cause stays ``low_quality`` and the prompt says that no measured component
+    explains it."""
+    if not reasons:
+        return None
+    first = min(reasons, key=lambda r: _PROMPT_ORDER.index(r) if r in _PROMPT_ORDER else len(_PROMPT_ORDER))
+    if first == "rotated" and found_by:
+        return first, f"hold the camera upright (the photo needs turning {found_by.split()[-1]} degrees clockwise)"
+    if first == "cut_off" and components is not None:
+        side = _cut_side(components)
+        if side:
+            return first, PROMPTS[COMPONENTS[side].reason]
+    if first == "uneven_light" and components is not None and "illumination_uniformity" in components:
+        detail = components["illumination_uniformity"].detail or ""
+        side = "left" if detail.startswith("left") else "right"
+        return first, f"more light on the {side} side of the image: that side of the face is in shadow"
+    if first != "low_quality":
+        return first, PROMPTS.get(first, REASONS.get(first, first))
+    if components is not None:
+        weak = [c for c in components if c.name in _EXPLAINS_LOW_SCORE and c.quality is not None
+                and c.quality < _EXPLAIN_BELOW]
+        if weak:
+            reason = COMPONENTS[min(weak, key=lambda c: c.quality).name].reason
+            return reason, PROMPTS[reason]
+    return first, ("take another photo: this one is poor for recognition, for a reason none of the measured "
+                   "components explains (occlusion, expression or the face itself)")
+
+
+def _cut_side(components: Components) -> str | None:
+    margins = [(components.value(n), n) for n in ("margin_top", "margin_bottom", "margin_left", "margin_right")
+               if components.value(n) is not None]
+    return min(margins)[1] if margins else None

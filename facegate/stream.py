@@ -38,49 +38,10 @@ import numpy as np
 from .detection import Face
 from .frozen import FrozenValue
 from .gate import Gate
-from .policy import Policy, Status, decide
+from .policy import PROMPTS, Policy, Status, decide, explain
 from .sources import Frame, FrameSource, open_source
 
-__all__ = ["StreamGate", "StreamOutputs", "StreamResult", "TrackView", "VisitTracker", "PROMPTS", "annotate", "diagnose"]
-
-#: What a person in front of the camera should do, by cause.
-PROMPTS = {
-    "face_too_small": "move closer",
-    "pose": "face the camera",
-    "dark": "more light",
-    "bright": "less light",
-    "blur": "hold still",
-    "low_confidence": "face the camera",
-    "low_quality": "look straight at the camera",
-}
-
-
-def diagnose(crop: np.ndarray, face: Face, reasons: tuple[str, ...]) -> str:
-    """The most likely cause of a rejection, as a key of :data:`PROMPTS`.
-
-    Low quality is split by cheap measurements on the aligned crop: brightness of the
-    central face region, its sharpness (variance of the Laplacian), and head turn (nose
-    offset from the eyes' midpoint, in eye distances)."""
-    if "face_too_small" in reasons:
-        return "face_too_small"
-    h, w = crop.shape[:2]
-    centre = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4]
-    brightness = float(centre.mean())
-    if brightness < 70:
-        return "dark"
-    if brightness > 190:
-        return "bright"
-    # image cues come before the detector's doubt: blur and poor light also lower its confidence
-    if cv2.Laplacian(centre, cv2.CV_64F).var() * (128.0 / w) ** 2 < 60:
-        return "blur"
-    if "low_confidence" in reasons:
-        return "low_confidence"
-    eyes_mid = face.landmarks[:2].mean(0)
-    turn = abs(face.landmarks[2, 0] - eyes_mid[0]) / max(face.eye_distance, 1e-6)
-    if turn > 0.3:
-        return "pose"
-    return "low_quality"
-
+__all__ = ["StreamGate", "StreamOutputs", "StreamResult", "TrackView", "VisitTracker", "annotate"]
 
 @dataclass
 class _Visit:
@@ -305,10 +266,12 @@ class StreamGate:
             visits, ended = self.tracker.match(faces, frame.index)
             for visit in ended:
                 events += self._decide(visit)
-            for face, crop, score, visit in zip(faces, crops, scores, visits):
-                status, reasons = decide(self.policy, [face], face, float(score))
-                cause = None if status is Status.ACCEPTED else diagnose(crop, face, reasons)
-                visit.last = (float(score), status, reasons, None if cause is None else PROMPTS[cause])
+            for face, score, visit in zip(faces, scores, visits):
+                # each face alone: other people in view are visits of their own
+                components = capture.measure(frame.rgb, face)
+                status, reasons = decide(self.policy, [face], face, float(score), components)
+                cause = None if status is Status.ACCEPTED else explain(reasons, components)
+                visit.last = (float(score), status, reasons, None if cause is None else cause[1])
                 events += self._observe(visit, frame, face, float(score), status, cause)
         views = tuple(TrackView(v.id, v.face, *v.last, "accepted" if v.accepted_at is not None else "pending")
                       for v in self.tracker.visits if v.misses == 0 and v.last is not None)
@@ -333,7 +296,7 @@ class StreamGate:
 
     # -- decisions -------------------------------------------------------------------
     def _observe(self, visit: _Visit, frame: Frame, face: Face, score: float, status: Status,
-                 cause: str | None) -> list[dict]:
+                 cause: tuple[str, str] | None) -> list[dict]:
         visit.frames += 1
         if status is Status.ACCEPTED:
             visit.streak += 1
@@ -366,9 +329,9 @@ class StreamGate:
             return [{**event, **self.outputs.best_shot(frame, face, event)}]
         if visit.frames < self.min_track_frames:
             return []
-        cause = visit.causes.most_common(1)[0][0] if visit.causes else "low_quality"
-        return [{"event": "rejected", **base, "reason": cause, "prompt": PROMPTS[cause],
-                 "reasons": sorted(visit.causes)}]
+        reason, prompt = visit.causes.most_common(1)[0][0] if visit.causes else ("low_quality", PROMPTS["low_quality"])
+        return [{"event": "rejected", **base, "reason": reason, "prompt": prompt,
+                 "reasons": sorted({r for r, _ in visit.causes})}]
 
     def _emit(self, event: dict) -> None:
         self.counts[event["event"]] += 1
