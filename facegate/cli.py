@@ -156,8 +156,8 @@ def score(paths, fmt, aligned, **options):
     """Score captures: one line per image (files or folders, searched recursively)."""
     files = _collect(paths)
     gate = _gate(**options)
-    columns = (["status", "score", "reasons", "faces", "source"] if fmt == "table"
-               else ["source", "status", "reasons", "score", "faces", "box", "error"])
+    columns = (["status", "score", "reasons", "faces", "source", "prompt"] if fmt == "table"
+               else ["source", "status", "reasons", "score", "faces", "box", "error", "prompt"])
     rows = _Rows(fmt, columns, {"status": 11, "score": 6, "reasons": 28, "faces": 5})
     unreadable = 0
     for result in (gate.assess_crops(files) if aligned else gate.assess_many(files)):
@@ -168,7 +168,7 @@ def score(paths, fmt, aligned, **options):
                     "score": ("" if result.score is None else f"{result.score:.1f}" if table else record["score"]),
                     "reasons": (",".join(result.reasons) or (result.error or "")) if table else ";".join(result.reasons),
                     "box": "" if result.face is None else " ".join(map(str, record["face"]["box"])),
-                    "error": result.error or ""}, record)
+                    "error": result.error or "", "prompt": result.prompt or ""}, record)
     sys.exit(EXIT_FAILED if unreadable else EXIT_OK)
 
 

@@ -66,7 +66,7 @@ def test_score_aligned_crops(tmp_path, fixtures):
     assert record["status"] == "accepted" and record["reasons"] == [] and record["face"] is None
     # the same columns as photos, and the threshold applies
     strict = CliRunner().invoke(main, ["score", "--aligned", "--threshold", "99", str(tmp_path / "crop.png")])
-    assert strict.output.splitlines()[0].split() == ["status", "score", "reasons", "faces", "source"]
+    assert strict.output.splitlines()[0].split() == ["status", "score", "reasons", "faces", "source", "prompt"]
     assert "rejected" in strict.output and "low_quality" in strict.output
     Image.fromarray(crop[:, :100]).save(tmp_path / "narrow.png")
     narrow = json.loads(CliRunner().invoke(main, ["score", "--aligned", "--format", "jsonl",

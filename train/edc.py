@@ -45,15 +45,18 @@ def _observer(recognizer):
     return ObserverScorer(recognizer, default_calibration_path())
 
 
-def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None):
+def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None, *, views=("none", "full"),
+            observer: bool = True, baselines: bool = True, components: bool = False):
     """Measure the natural and degraded sets (cached in ``work``); ``per_fold`` keeps the
-    first genuine and impostor pairs of each fold only (a quick trial)."""
+    first genuine and impostor pairs of each fold only (a quick trial). ``views``,
+    ``observer``, ``baselines`` and ``components`` choose the methods measured."""
+    methods = dict(views=views, baselines=baselines, components=components)
     pairs = [p for p in read_pairs(shared) if p.fold <= 5]
     if per_fold:
         pairs = [p for f in range(1, 6) for g in (True, False)
                  for p in [q for q in pairs if q.fold == f and q.genuine == g][:per_fold]]
     recognizer = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
-    observer = _observer(recognizer)
+    observer = _observer(recognizer) if observer else None
     work.mkdir(parents=True, exist_ok=True)
     photos = sorted({str(p) for pair in pairs for p in (pair.left, pair.right)})
     index = {p: i for i, p in enumerate(photos)}
@@ -63,7 +66,7 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
     else:
         t0 = time.time()
         natural = measure_captures(photos, [Path(p).parent.name for p in photos], recognizer=recognizer,
-                                   observer=observer, progress=_progress(len(photos), "natural"))
+                                   observer=observer, progress=_progress(len(photos), "natural"), **methods)
         natural.seconds["wall"] = time.time() - t0
         natural.save(natural_cache)
     natural_pairs = np.array([[index[str(p.left)], index[str(p.right)]] for p in pairs])
@@ -88,7 +91,7 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
             out, _ = degrade(rgb, lm, rec["kind"], rec["severity"], np.random.default_rng([seed, rec["pair"]]))
             images.append(out)
         copies = measure_captures(images, [Path(r["right"]).parent.name for r in records], recognizer=recognizer,
-                                  observer=observer, progress=_progress(len(images), "degraded"))
+                                  observer=observer, progress=_progress(len(images), "degraded"), **methods)
         copies.names = [f"{r['right']} [{r['kind']} {r['severity']:.2f}]" for r in records]
         copies.seconds["wall"] = time.time() - t0
         copies.save(degraded_cache)

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ..capture import CaptureStage
+from ..components import COMPONENTS
 from ..errors import ConfigError
 from ..scorer import VIEWS, create_scorer
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BASELINES", "OBSERVER", "Method", "MeasuredCaptures", "measure_captures", "impostor_comparisons",
+__all__ = ["BASELINES", "COMPONENT", "OBSERVER", "Method", "MeasuredCaptures", "measure_captures", "impostor_comparisons",
            "labelled_captures", "laplacian_variance", "view_name"]
 
 
@@ -40,6 +41,8 @@ OBSERVER = Method("FROQ observer")
 #: Baselines a user would try first, each a quality per capture (higher is better).
 BASELINES = (Method("MTCNN probability"), Method("face size (px)"), Method("Laplacian variance"))
 DETECTION = "detection"
+#: The ``views`` field of a quality component's :class:`Method`.
+COMPONENT = "component"
 
 
 def view_name(views: tuple[str, ...]) -> str:
@@ -116,8 +119,8 @@ def laplacian_variance(rgb: np.ndarray) -> float:
 
 
 def measure_captures(images, identities, *, recognizer, gate=None, weights=None, detector: str = "mtcnn",
-                     observer=None, views=("none", "full"), baselines: bool = True, batch_size: int = 32,
-                     progress=None) -> MeasuredCaptures:
+                     observer=None, views=("none", "full"), baselines: bool = True, components: bool = False,
+                     batch_size: int = 32, progress=None) -> MeasuredCaptures:
     """Run the capture stage, score with every facegate variant and every baseline, and embed.
 
     Args:
@@ -130,6 +133,8 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
         observer: optional :class:`facegate.observer.ObserverScorer`, scored as :data:`OBSERVER`.
         views: test-time view settings to score each member and the ensemble with.
         baselines: also measure :data:`BASELINES`.
+        components: also measure each quality component (``Method(name, "component")``,
+            its 0-100 quality; 50 where it could not be measured).
         progress: called with the number of captures done after each batch.
     """
     if gate is not None:
@@ -141,6 +146,7 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
     stage = stage or CaptureStage(spec, detector=detector)
     methods = [Method(m, v) for v in views for m in spec.members] + [Method(ENSEMBLE, v) for v in views]
     methods += (list(BASELINES) if baselines else []) + ([OBSERVER] if observer is not None else [])
+    methods += [Method(name, COMPONENT) for name in COMPONENTS] if components else []
     n = len(images)
     quality = {m: np.full(n, -np.inf) for m in methods}
     seconds = {str(m): 0.0 for m in methods}
@@ -188,13 +194,16 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
                 quality[BASELINES[0]][idx] = [f.probability for f in faces]
                 quality[BASELINES[1]][idx] = [f.side for f in faces]
                 quality[BASELINES[2]][idx] = timed(str(BASELINES[2]), lambda: [laplacian_variance(c) for c in crops])
+            if components:
+                for name in COMPONENTS:
+                    quality[Method(name, COMPONENT)][idx] = [_component_quality(c, name) for c in captures]
             if observer is not None:
                 quality[OBSERVER][idx] = timed(str(OBSERVER), observer.score, rgbs, [f.landmarks for f in faces])
             for i, e in zip(idx, recognizer.embed(rgbs, [f.landmarks for f in faces])):
                 embeddings[i] = e
         if progress is not None:
             progress(min(n, start + batch_size))
-    mean_landmarks = landmark_sum / landmark_count if landmark_count else _CENTRED_LANDMARKS
+    mean_landmarks = landmark_sum / landmark_count if landmark_count else CENTRED_LANDMARKS
     for i, rgb in pending_no_face.items():
         if rgb is not None:
             embeddings[i] = recognizer.embed([rgb], [mean_landmarks * np.array(rgb.shape[1::-1])])[0]
@@ -204,8 +213,14 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
                             np.asarray(identities), found, np.stack(embeddings), landmarks, quality, seconds)
 
 
+def _component_quality(capture, name: str) -> float:
+    components = capture.components
+    quality = None if components is None else components[name].quality
+    return 50.0 if quality is None else quality
+
+
 #: Landmarks of a centred frontal face, as fractions of the image width and height.
-_CENTRED_LANDMARKS = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]])
+CENTRED_LANDMARKS = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.41, 0.68], [0.59, 0.68]])
 
 
 def impostor_comparisons(measured: MeasuredCaptures, rows=None, cols=None, max_comparisons: int = 20_000_000,
