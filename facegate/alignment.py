@@ -11,7 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["ARCFACE_112", "quality_template", "resize_crop", "similarity_transform", "warp_to_template"]
+__all__ = ["ARCFACE_112", "quality_template", "resize_crop", "shrink_for_warp", "similarity_transform",
+           "warp_to_template"]
 
 #: The usual 112x112 five-point template (left eye, right eye, nose, mouth left, mouth right).
 ARCFACE_112 = np.array(
@@ -61,7 +62,8 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def warp_to_template(
-    rgb: np.ndarray, landmarks: np.ndarray, template: np.ndarray, out_size: tuple[int, int]
+    rgb: np.ndarray, landmarks: np.ndarray, template: np.ndarray, out_size: tuple[int, int],
+    border: int = cv2.BORDER_REPLICATE,
 ) -> np.ndarray:
     """Crop ``rgb`` so that ``landmarks`` land on ``template``.
 
@@ -70,23 +72,48 @@ def warp_to_template(
         landmarks: ``(5, 2)`` points in ``rgb``.
         template: ``(5, 2)`` target points in the output.
         out_size: ``(width, height)`` of the output.
+        border: how outside the image is filled: edge replication (default) or
+            ``cv2.BORDER_CONSTANT`` (black).
 
     Returns:
-        ``(height, width, 3)`` uint8 crop; outside the image is filled by edge replication.
+        ``(height, width, 3)`` uint8 crop.
     """
-    matrix = similarity_transform(landmarks, template)
+    source, matrix = shrink_for_warp(rgb, similarity_transform(landmarks, template), out_size)
+    return cv2.warpAffine(source, matrix, out_size, flags=cv2.INTER_LINEAR, borderMode=border)
+
+
+def shrink_for_warp(rgb: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The image to warp from and the matrix to warp it with. When the warp shrinks a lot,
+    the part of the image the output covers is area-averaged first, so the crop does not
+    alias; only that part, so a face in a 50-megapixel photo costs what a small one does."""
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    if scale < 0.5:
-        # Shrinking a lot: area-average first so the crop does not alias.
-        factor = min(1.0, scale * 1.5)
-        small = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        fy = small.shape[0] / rgb.shape[0]
-        fx = small.shape[1] / rgb.shape[1]
-        matrix = matrix @ np.array([[1 / fx, 0, 0], [0, 1 / fy, 0], [0, 0, 1]])
-        rgb = small
-    return cv2.warpAffine(
-        rgb, matrix, out_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
+    if scale >= 0.5:
+        return rgb, matrix
+    h, w = rgb.shape[:2]
+    inverse = cv2.invertAffineTransform(matrix)
+    corners = np.array([[0, 0, 1], [out_size[0], 0, 1], [0, out_size[1], 1], [out_size[0], out_size[1], 1]], float)
+    xy = corners @ inverse.T
+    x0, y0 = (int(max(0, np.floor(v) - 2)) for v in xy.min(0))
+    x1, y1 = (int(min(limit, np.ceil(v) + 2)) for v, limit in zip(xy.max(0), (w, h)))
+    if x1 <= x0 or y1 <= y0:  # the output lies wholly outside the image
+        x0, y0, x1, y1 = 0, 0, w, h
+    # an integer factor (OpenCV's fast path for area averaging) that leaves the warp
+    # itself shrinking by no more than about half
+    k = max(2, int(round(1.0 / (1.5 * scale))))
+    x1, y1 = (start + max(k, _multiple(end - start, k, limit - start)) for start, end, limit in ((x0, x1, w), (y0, y1, h)))
+    region = rgb[y0:y1, x0:x1]
+    small = cv2.resize(region, (region.shape[1] // k, region.shape[0] // k), interpolation=cv2.INTER_AREA)
+    fy = small.shape[0] / region.shape[0]
+    fx = small.shape[1] / region.shape[1]
+    # output -> region pixels -> reduced pixels
+    matrix = matrix @ np.array([[1 / fx, 0, x0], [0, 1 / fy, y0], [0, 0, 1]])
+    return small, matrix
+
+
+def _multiple(length: int, k: int, room: int) -> int:
+    """``length`` rounded up to a multiple of ``k``, or down where the image ends first."""
+    up = -(-length // k) * k
+    return up if up <= room else room // k * k
 
 
 def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:

@@ -63,7 +63,8 @@ def calibrate_reject_rate(gate: Gate, images: Iterable[ImageInput], reject_rate:
         raise ConfigError("no faces found to calibrate on")
     threshold = threshold_for_reject_rate(scores, reject_rate)
     policy = replace(gate.policy, min_score=threshold)
-    rejected = sum(decide(policy, r.faces, r.face, r.score)[0] is not Status.ACCEPTED for r in results)
+    rejected = sum(decide(policy, r.faces, r.face, r.score, r.components, r.found_by)[0] is not Status.ACCEPTED
+                   for r in results)
     report = RejectRateCalibration(threshold, len(scores), sum(s < threshold for s in scores), len(results), rejected)
     return policy, report
 

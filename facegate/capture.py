@@ -44,7 +44,8 @@ class Capture(FrozenValue):
         notes: what decoding did that a user should know (first frame of an animation, ...).
         error: why the capture could not be decoded or searched for faces.
         components: the primary face's quality components (:mod:`facegate.components`).
-        found_by: how the faces were found when the first detection found none
+        found_by: how the faces were found when the first detection found none (or none
+            sure enough)
             (``"brightened"``, ``"darkened"``, ``"padded"``, ``"turned 90"``/``180``/``270``:
             turning the image that many degrees clockwise makes it upright); None when
             the first detection found them. Coordinates are always the image's own; faces
@@ -78,10 +79,11 @@ class CaptureStage:
         threads: intra-op threads of the detector.
         backend: ``"onnx"`` (default, no torch) or ``"torch"`` (facenet-pytorch's MTCNN).
         components: measure the primary face's quality components (about 2 ms).
-        look_again: when the first detection finds no face, look again on a brightened
-            or darkened copy, a copy with a padded border, and the image turned 90, 270
-            and 180 degrees, so that a dark, cut-off or rotated photo is reported as such
-            instead of as having no face (up to six detections, only for such photos).
+        look_again: when the first detection finds no face, or none the gate would accept
+            (below the spec's ``min_face_probability``), look again on a brightened or
+            darkened copy, the image turned 90, 270 and 180 degrees, and a copy with a
+            padded border, so that a dark, rotated or cut-off photo is reported as such
+            instead of as having no face (up to five more detections, only for such photos).
     """
 
     def __init__(self, spec: ScorerSpec | None = None, *, detector: Detector | str = "mtcnn", threads: int = 1,
@@ -118,8 +120,13 @@ class CaptureStage:
         """:meth:`analyse` for an image already decoded to ``(H, W, 3)`` uint8 RGB."""
         try:
             faces, found_by = tuple(self.detector.detect(rgb)), None
-            if not faces and self.look_again:
-                faces, found_by = self._look_again(rgb)
+            if self.look_again:
+                first = choose_primary(faces, rgb.shape)
+                cut = self.detector_settings.get("min_face_probability", 0.0)
+                if first is None or first.probability < cut:  # nothing, or nothing the gate would accept
+                    again, how = self._look_again(rgb, better_than=0.0 if first is None else first.probability)
+                    if again:
+                        faces, found_by = again, how
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
             return Capture(source, rgb, notes=notes, error=f"face detection failed ({type(exc).__name__}: {exc})")
         primary = choose_primary(faces, rgb.shape)
@@ -136,10 +143,10 @@ class CaptureStage:
         cut = self.detector_settings.get("min_face_probability", 0.0)
         return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut])
 
-    def _look_again(self, rgb: np.ndarray) -> tuple[tuple[Face, ...], str | None]:
-        cut = self.detector_settings.get("min_face_probability", 0.0)
+    def _look_again(self, rgb: np.ndarray, better_than: float = 0.0) -> tuple[tuple[Face, ...], str | None]:
+        cut = max(self.detector_settings.get("min_face_probability", 0.0), better_than)
 
-        def detect(image):  # only faces the gate would accept count as found
+        def detect(image):  # only a face the gate would accept, surer than the first look's, counts
             found = self.detector.detect(image)
             return found if any(f.probability >= cut for f in found) else []
 

@@ -29,7 +29,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
-from .alignment import ARCFACE_112, similarity_transform
+from .alignment import ARCFACE_112, shrink_for_warp, similarity_transform
 from .detection import Face
 from .frozen import FrozenValue
 
@@ -157,7 +157,7 @@ COMPONENTS: dict[str, Definition] = {
     "colour": Definition(
         "CIELAB units", "Natural colour", Mapping(12.0, 4.0, rising=False), "unnatural_colour",
         "use normal white light (no coloured light or filters)",
-        "distance of the face's mean (a*, b*) from the range of natural skin tones"),
+        "distance of the (a*, b*) of the face's mean colour from the range of natural skin tones"),
     "compression": Definition(
         "ratio", "Compression artefacts", Mapping(1.5, 0.12, rising=False), "compression_artefacts",
         "send a less compressed photo",
@@ -339,22 +339,22 @@ _RIGHT_HALF = _FACE_MASK_BOOL & (np.arange(CROP_SIZE)[None, :] >= 56)
 _SKIN_A, _SKIN_B = (4.0, 28.0), (6.0, 34.0)
 
 
-def _template_crop(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, bool]:
-    """The face on the 112 px template, and whether any of it lies outside the image.
-    Shrinking uses area averaging (a large sharp face must stay sharp, not alias)."""
+#: Pixel centres of the 112 px crop, as homogeneous coordinates.
+_GRID = np.stack([*np.meshgrid(np.arange(CROP_SIZE, dtype=np.float64), np.arange(CROP_SIZE, dtype=np.float64)),
+                  np.ones((CROP_SIZE, CROP_SIZE))], -1).reshape(-1, 3)
+
+
+def _template_crop(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The face on the 112 px template (black outside the image), and a mask of the crop's
+    pixels that come from inside the image."""
     matrix = similarity_transform(landmarks, ARCFACE_112)
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
-    source = rgb
-    if scale < 0.5:
-        factor = scale * 1.5
-        source = cv2.resize(rgb, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
-        matrix = matrix @ np.array([[rgb.shape[1] / source.shape[1], 0, 0], [0, rgb.shape[0] / source.shape[0], 0],
-                                    [0, 0, 1]])
-    crop = cv2.warpAffine(source, matrix, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
+    source, warp = shrink_for_warp(rgb, matrix, (CROP_SIZE, CROP_SIZE))
+    crop = cv2.warpAffine(source, warp, (CROP_SIZE, CROP_SIZE), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-    inside = cv2.warpAffine(np.full(source.shape[:2], 255, np.uint8), matrix, (CROP_SIZE, CROP_SIZE),
-                            flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return crop, inside
+    xy = _GRID @ cv2.invertAffineTransform(matrix).T
+    h, w = rgb.shape[:2]
+    inside = ((xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1))
+    return crop, inside.reshape(CROP_SIZE, CROP_SIZE)
 
 
 def _blockiness(rgb: np.ndarray, face: Face) -> tuple[float | None, str | None]:
@@ -407,7 +407,7 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = ()) 
     values.append(_component("second_face", _second_face(face, tuple(faces) or (face,))))
 
     crop, inside = _template_crop(rgb, landmarks)
-    mask = _FACE_MASK_BOOL & (inside > 0)
+    mask = _FACE_MASK_BOOL & inside
     visible = mask.sum() / _FACE_MASK_BOOL.sum()
     grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
     if visible < 0.5:
@@ -434,8 +434,9 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = ()) 
             values.append(_component("illumination_uniformity", (min(lm, rm) + 1.0) / (max(lm, rm) + 1.0),
                                      detail="left side of the image darker" if lm < rm
                                      else "right side of the image darker"))
-        lab = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB)[mask].astype(np.float32)
-        a, b = float(lab[:, 1].mean()) - 128.0, float(lab[:, 2].mean()) - 128.0
+        mean_rgb = crop[mask].mean(0, dtype=np.float64) / 255.0  # the face's mean colour, in CIELAB
+        lab = cv2.cvtColor(mean_rgb.astype(np.float32).reshape(1, 1, 3), cv2.COLOR_RGB2LAB)[0, 0]
+        a, b = float(lab[1]), float(lab[2])
         da = max(_SKIN_A[0] - a, 0.0, a - _SKIN_A[1])
         db = max(_SKIN_B[0] - b, 0.0, b - _SKIN_B[1])
         values.append(_component("colour", math.hypot(da, db), detail=f"mean a*={a:.1f}, b*={b:.1f}"))
