@@ -20,9 +20,11 @@ def main(argv=None):
     parser.add_argument("images", nargs="+")
     parser.add_argument("--recognizer", help="MobileFaceNet checkpoint; embeds accepted faces")
     parser.add_argument("--threshold", type=float, default=None, help="override the default quality threshold")
+    parser.add_argument("--profile", default="verification",
+                        help="policy profile: verification (default), enrollment (strict portrait rules), surveillance")
     args = parser.parse_args(argv)
 
-    gate = Gate(policy=Policy(min_score=args.threshold), threads=2, batch_size=16)
+    gate = Gate(policy=Policy.from_profile(args.profile, min_score=args.threshold), threads=2, batch_size=16)
     recognizer = None
     if args.recognizer:
         from facegate.recognition import MobileFaceNetRecognizer
@@ -33,7 +35,7 @@ def main(argv=None):
     for result in gate.assess_many(args.images):
         if not result.accepted:
             why = "; ".join(REASONS[r] for r in result.reasons) or result.error or "no face found"
-            print(f"refused  {result.source}: {result.status} - {why}")
+            print(f"refused  {result.source}: {result.status} - {why}" + (f" ({result.prompt})" if result.prompt else ""))
             continue
         print(f"accepted {result.source}: score {result.score:.1f} (threshold {gate.policy.min_score:.1f})")
         if recognizer is not None:
