@@ -160,13 +160,44 @@ def _bounds(requirement) -> str:
     return ", ".join(parts)
 
 
+def profile_rejections(shared: Path, lfw_photos: int = 600) -> dict:
+    """Share of natural evaluation photos (LFW folds 1-5 people, CelebA evaluation
+    identities) that each profile rejects on everything but the score, and the share
+    each requirement rejects."""
+    from facegate import CaptureStage
+    from facegate.policy import decide
+
+    from .lfw import evaluation_people
+
+    lfw = shared / "data" / "lfw-deepfunneled"
+    people = sorted(evaluation_people(shared))
+    sets = {"LFW": [p for person in people for p in sorted((lfw / person).glob("*.jpg"))][:: 5][:lfw_photos],
+            "CelebA": [p for p in find_images(shared / "data" / "celeba-subset") if int(p.parent.name) % 5 == 0]}
+    stage = CaptureStage()
+    out = {}
+    for name, paths in sets.items():
+        captures = [c for c in (stage.analyse(p) for p in paths) if c.primary is not None]
+        row = {"photos": len(captures)}
+        for profile, policy in PROFILES.items():
+            policy = policy.resolve(0.0, stage.detector_settings.get("min_face_probability"))
+            decisions = [decide(policy, c.faces, c.primary, None, c.components)[1] for c in captures]
+            row[profile] = sum(bool(d) for d in decisions) / len(captures)
+            counts: dict[str, int] = {}
+            for reasons in decisions:
+                for r in reasons:
+                    counts[r] = counts.get(r, 0) + 1
+            row[f"{profile} reasons"] = {r: n / len(captures) for r, n in sorted(counts.items(), key=lambda x: -x[1])}
+        out[name] = row
+    return out
+
+
 def gap_closed(report: dict, row: dict) -> float:
     rows = {r["key"]: r for r in report["rows"]}
     random_pauc, perfect_pauc = rows[RANDOM]["pauc"], rows[PERFECT]["pauc"]
     return (random_pauc - row["pauc"]) / max(random_pauc - perfect_pauc, 1e-12)
 
 
-def write_doc(reports: dict, looks: list[dict], path: Path, command: str, minutes: float) -> None:
+def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, command: str, minutes: float) -> None:
     names = list(reports)
     lines = [
         "# Quality components: what they measure and which ones predict recognition failure",
@@ -269,6 +300,20 @@ def write_doc(reports: dict, looks: list[dict], path: Path, command: str, minute
         f"comparisons, threshold {reports[n]['threshold']:.4f}" for n in names) + ". The degraded CelebA copies "
         "are hard (starting FNMR near 0.6): the degradations' parameters are in pixels of 250 px LFW photos, "
         "and many CelebA faces are much smaller.", ""]
+    lines += ["## What the profiles reject on natural photos", "",
+              "Every fifth photo of the LFW folds 1-5 people (up to 600) and every photo of the CelebA evaluation "
+              "identities, with a face found; the share each profile rejects on everything but the score (face "
+              "size, confidence, other faces, component requirements), and its most frequent reasons. Same "
+              "command as above.", "",
+              "| set | photos | " + " | ".join(PROFILES) + " |", "|---|---|" + "---|" * len(PROFILES)]
+    for name, row in rejections.items():
+        cells = []
+        for profile in PROFILES:
+            top = ", ".join(f"`{r}` {v:.0%}" for r, v in list(row[f"{profile} reasons"].items())[:4])
+            cells.append(f"{row[profile]:.0%} ({top})" if top else f"{row[profile]:.0%}")
+        lines.append(f"| {name} | {row['photos']} | " + " | ".join(cells) + " |")
+    lines += ["", "LFW and CelebA photos are press and red-carpet photos, not enrollment portraits: `enrollment` is "
+              "meant to reject most of them (all LFW faces have fewer than 90 px between the eyes).", ""]
     lines += [
         "## `no_face` only when there is no face: looking again",
         "",
@@ -311,10 +356,11 @@ def main(argv=None):
     reports = {name: edc_report(m, pairs, fmr=1e-3, impostor_rows=p.get("rows"), impostor_cols=p.get("cols"))
                for name, (m, pairs, p) in sets.items()}
     looks = look_again_check(args.shared)
-    write_doc(reports, looks, args.docs / "components.md", "python -m train.components_edc --shared ../shared",
+    rejections = profile_rejections(args.shared)
+    write_doc(reports, looks, rejections, args.docs / "components.md", "python -m train.components_edc --shared ../shared",
               (time.time() - t0) / 60)
     summary = {name: {str(r["key"]): round(gap_closed(rep, r), 3) for r in rep["rows"]} for name, rep in reports.items()}
-    (args.work / "report.json").write_text(json.dumps({"gap_closed": summary, "look_again": looks}, indent=1) + "\n")
+    (args.work / "report.json").write_text(json.dumps({"gap_closed": summary, "look_again": looks, "profile_rejections": rejections}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 
 
