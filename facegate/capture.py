@@ -24,7 +24,7 @@ from .components import Components, measure_components
 from .detection import Detector, Face, choose_primary, create_detector
 from .errors import ImageError
 from .frozen import FrozenValue
-from .images import ColorOrder, ImageInput, describe, load_image
+from .images import ColorOrder, ImageInput, apply_gamma, describe, load_image
 from .scorer import default_weights_dir
 from .spec import ScorerSpec
 
@@ -44,11 +44,10 @@ class Capture(FrozenValue):
         notes: what decoding did that a user should know (first frame of an animation, ...).
         error: why the capture could not be decoded or searched for faces.
         components: the primary face's quality components (:mod:`facegate.components`).
-        found_by: how the faces were found when the first detection found none (or none
-            sure enough)
-            (``"brightened"``, ``"darkened"``, ``"padded"``, ``"turned 90"``/``180``/``270``:
-            turning the image that many degrees clockwise makes it upright); None when
-            the first detection found them. Coordinates are always the image's own; faces
+        found_by: how the faces were found when the first detection found none, or none
+            sure enough (``"brightened"``, ``"darkened"``, ``"padded"``, ``"turned 90"``,
+            ``"turned 180"``, ``"turned 270"``: turning the image that many degrees
+            clockwise makes it upright); None when the first detection found them. Coordinates are always the image's own; faces
             found by turning keep the face's own landmark order (so roll reads the turn).
     """
 
@@ -106,6 +105,11 @@ class CaptureStage:
         name = self.detector_name
         return self.spec.detector_settings(name) if name else {}
 
+    @property
+    def min_face_probability(self) -> float:
+        """The spec's confidence cut-off for this detector (0 for a detector it does not know)."""
+        return float(self.detector_settings.get("min_face_probability", 0.0))
+
     def analyse(self, image: ImageInput, *, color_order: ColorOrder | None = None) -> Capture:
         """Decode ``image``, find every face, choose the primary one and crop it. Bad data
         gives a :class:`Capture` with ``error`` set; a wrong argument raises ``ConfigError``."""
@@ -122,8 +126,7 @@ class CaptureStage:
             faces, found_by = tuple(self.detector.detect(rgb)), None
             if self.look_again:
                 first = choose_primary(faces, rgb.shape)
-                cut = self.detector_settings.get("min_face_probability", 0.0)
-                if first is None or first.probability < cut:  # nothing, or nothing the gate would accept
+                if first is None or first.probability < self.min_face_probability:  # nothing the gate would accept
                     again, how = self._look_again(rgb, better_than=0.0 if first is None else first.probability)
                     if again:
                         faces, found_by = again, how
@@ -140,11 +143,11 @@ class CaptureStage:
     def measure(self, rgb: np.ndarray, face: Face, faces: tuple[Face, ...] = ()) -> Components:
         """Quality components of any face of ``rgb``; other faces count towards
         ``second_face`` when the detector is at least as sure of them as the spec requires."""
-        cut = self.detector_settings.get("min_face_probability", 0.0)
+        cut = self.min_face_probability
         return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut])
 
     def _look_again(self, rgb: np.ndarray, better_than: float = 0.0) -> tuple[tuple[Face, ...], str | None]:
-        cut = max(self.detector_settings.get("min_face_probability", 0.0), better_than)
+        cut = max(self.min_face_probability, better_than)
 
         def detect(image):  # only a face the gate would accept, surer than the first look's, counts
             found = self.detector.detect(image)
@@ -172,9 +175,7 @@ class CaptureStage:
 def _exposure_normalised(rgb: np.ndarray, grey_mean: float) -> np.ndarray:
     """A copy whose mean grey level is about 128, by a gamma curve (keeps black black and
     white white, unlike a gain)."""
-    gamma = float(np.log(0.5) / np.log(min(max(grey_mean, 1.0), 254.0) / 255.0))
-    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma + 0.5, 0, 255).astype(np.uint8)
-    return cv2.LUT(rgb, lut)
+    return apply_gamma(rgb, float(np.log(0.5) / np.log(min(max(grey_mean, 1.0), 254.0) / 255.0)))
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

@@ -344,6 +344,21 @@ _GRID = np.stack([*np.meshgrid(np.arange(CROP_SIZE, dtype=np.float64), np.arange
                   np.ones((CROP_SIZE, CROP_SIZE))], -1).reshape(-1, 3)
 
 
+#: sRGB (D65) to CIE XYZ, rows X, Y, Z.
+_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169],
+                        [0.019334, 0.119193, 0.950227]])
+_WHITE = np.array([0.950456, 1.0, 1.088754])
+
+
+def _ab(rgb: np.ndarray) -> tuple[float, float]:
+    """CIELAB a* and b* of one sRGB colour in [0, 1] (OpenCV's constants; computed here
+    because OpenCV builds its Lab tables on first use, about 0.1 s)."""
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = _RGB_TO_XYZ @ linear / _WHITE
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    return float(500.0 * (f[0] - f[1])), float(200.0 * (f[1] - f[2]))
+
+
 def _template_crop(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The face on the 112 px template (black outside the image), and a mask of the crop's
     pixels that come from inside the image."""
@@ -434,9 +449,7 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = ()) 
             values.append(_component("illumination_uniformity", (min(lm, rm) + 1.0) / (max(lm, rm) + 1.0),
                                      detail="left side of the image darker" if lm < rm
                                      else "right side of the image darker"))
-        mean_rgb = crop[mask].mean(0, dtype=np.float64) / 255.0  # the face's mean colour, in CIELAB
-        lab = cv2.cvtColor(mean_rgb.astype(np.float32).reshape(1, 1, 3), cv2.COLOR_RGB2LAB)[0, 0]
-        a, b = float(lab[1]), float(lab[2])
+        a, b = _ab(crop[mask].mean(0, dtype=np.float64) / 255.0)  # the face's mean colour
         da = max(_SKIN_A[0] - a, 0.0, a - _SKIN_A[1])
         db = max(_SKIN_B[0] - b, 0.0, b - _SKIN_B[1])
         values.append(_component("colour", math.hypot(da, db), detail=f"mean a*={a:.1f}, b*={b:.1f}"))

@@ -175,3 +175,12 @@ def _grey_to_rgb(arr: np.ndarray) -> np.ndarray:
 def _check_size(arr: np.ndarray, name: str) -> None:
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(name, f"image has no pixels ({arr.shape[1]}x{arr.shape[0]})")
+
+
+def apply_gamma(rgb: np.ndarray, value: float, gain: float = 1.0) -> np.ndarray:
+    """``255 * gain * (x / 255) ** value`` per pixel: value > 1 darkens, < 1 brightens,
+    black stays black."""
+    import cv2
+
+    lut = np.clip(255.0 * gain * (np.arange(256) / 255.0) ** value + 0.5, 0, 255).astype(np.uint8)
+    return cv2.LUT(rgb, lut)

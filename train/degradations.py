@@ -13,17 +13,13 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from facegate.images import apply_gamma as gamma
+
 __all__ = ["DEGRADATIONS", "degrade", "gaussian_blur", "gamma", "downscale"]
 
 
 def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(rgb, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
-
-
-def gamma(rgb: np.ndarray, value: float, gain: float = 1.0) -> np.ndarray:
-    """``255 * gain * (x / 255) ** value``: value > 1 darkens, < 1 brightens."""
-    lut = np.clip(255.0 * gain * (np.arange(256) / 255.0) ** value + 0.5, 0, 255).astype(np.uint8)
-    return cv2.LUT(rgb, lut)
 
 
 def downscale(rgb: np.ndarray, factor: float) -> np.ndarray:
