@@ -39,8 +39,8 @@ REASONS = {
     "multiple_faces": "another sizeable face is in view",
     "low_confidence": "the detector is unsure this is a face",
     "rotated": "the face was found only after turning the image: the photo is on its side or upside down",
-    "too_dark": "the face was found only after brightening the image",
-    "too_bright": "the face was found only after darkening the image",
+    "too_dark": "too many face pixels near black, or the face was found only after brightening the image",
+    "too_bright": "too many face pixels near white, or the face was found only after darkening the image",
     "cut_off": "the face was found only after padding the image's border: it is cut off",
 }
 for _name, _definition in COMPONENTS.items():
