@@ -432,6 +432,25 @@ def _print_event(event: dict) -> None:
 
 
 @main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="facegate-review.html", show_default=True,
+              help="HTML file to write (replaces only an earlier review page).")
+@click.option("--page-size", type=click.IntRange(1), default=60, show_default=True,
+              help="Thumbnails per page of each grid.")
+@click.option("--best", "best_per_person", type=click.IntRange(1), default=3, show_default=True,
+              help="Captures shown per person (one sub-folder per person).")
+def report(manifest, out, page_size, best_per_person):
+    """Write a review page of a `facegate filter` run: one self-contained HTML file that
+    opens offline (counts, score histogram with a threshold slider, rejections by reason
+    with thumbnails, best captures per person)."""
+    from .review import write_review
+
+    summary = write_review(manifest, out, page_size=page_size, best_per_person=best_per_person)
+    missing = f", {summary['missing_originals']} originals missing or unreadable" if summary["missing_originals"] else ""
+    click.echo(f"{summary['captures']} captures{missing}; review page: {out}")
+
+
+@main.command()
 @click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True,
               help="Export format.")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="File to write (never overwritten).")
