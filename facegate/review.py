@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -27,7 +27,7 @@ from .errors import ConfigError, ImageError
 from .folder import Manifest
 from .images import load_image
 
-__all__ = ["ReviewCapture", "load_run", "write_review", "accepted_at", "THUMB_SIDE"]
+__all__ = ["load_run", "write_review", "accepted_at", "THUMB_SIDE"]
 
 #: Longest side of a thumbnail, pixels; about 3-5 kB each as JPEG quality 70.
 THUMB_SIDE = 112
