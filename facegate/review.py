@@ -224,7 +224,7 @@ function card(it) {
   for (const f of it.failing) lines.push(`<div class="fail">${esc(f)}</div>`);
   if (it.prompt) lines.push(`<div class="muted">${esc(it.prompt)}</div>`);
   if (it.error) lines.push(`<div class="fail">${esc(it.error)}</div>`);
-  return `<div class="card" data-file="${esc(it.file)}" data-status="${esc(it.status)}">${img}${lines.join("")}</div>`;
+  return `<div class="card" data-id="${it.id}" data-status="${esc(it.status)}">${img}${lines.join("")}</div>`;
 }
 function pagedGrid(el, list, label) {
   let page = 0;
