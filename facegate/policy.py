@@ -43,8 +43,6 @@ REASONS = {
     "too_bright": "too many face pixels near white, or the face was found only after darkening the image",
     "cut_off": "the face was found only after padding the image's border: it is cut off",
 }
-for _name, _definition in COMPONENTS.items():
-    REASONS.setdefault(_definition.reason, _definition.description)
 
 #: One prompt per reason, for the person in front of the camera.
 PROMPTS = {
@@ -56,7 +54,8 @@ PROMPTS = {
     "too_bright": "less light on your face (avoid direct flash or sun)",
     "cut_off": "move so that your whole face is in the picture",
 }
-for _name, _definition in COMPONENTS.items():
+for _definition in COMPONENTS.values():  # each component's reason, where the table above has none
+    REASONS.setdefault(_definition.reason, _definition.description)
     PROMPTS.setdefault(_definition.reason, _definition.prompt)
 
 #: Which prompt to give when several requirements fail: first what makes the rest
