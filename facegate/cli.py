@@ -74,17 +74,22 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
     return decorate
 
 
-def _gate(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn", backend="onnx",
-          batch_size=16, allow_multiple_faces=False, profile=None):
-    from .gate import Gate
-
+def _gate_options(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn",
+                  backend="onnx", batch_size=16, allow_multiple_faces=False, profile=None) -> dict:
+    """The shared options as :class:`facegate.Gate` arguments (the policy resolved here)."""
     pol = Policy.load(policy, profile=profile) if policy else Policy.from_profile(profile or "verification")
     if threshold is not None:
         pol = replace(pol, min_score=threshold)
     if allow_multiple_faces:
         pol = replace(pol, reject_multiple_faces=False)
-    return Gate(policy=pol, weights=weights, views=views, threads=threads, batch_size=batch_size, detector=detector,
-                backend=backend)
+    return {"policy": pol, "weights": weights, "views": views, "threads": threads, "batch_size": batch_size,
+            "detector": detector, "backend": backend}
+
+
+def _gate(**options):
+    from .gate import Gate
+
+    return Gate(**_gate_options(**options))
 
 
 @click.group(cls=_Group)
@@ -181,8 +186,18 @@ def score(paths, fmt, aligned, **options):
 @click.option("--link", is_flag=True, help="Make symbolic links to the originals instead of copies.")
 @click.option("--dry-run", is_flag=True,
               help="Decide and write the manifest only, copying nothing (a later run without it copies).")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where captures are assessed: this process, or Ray actors (pip install \"facegate[ray]\").")
+@click.option("--address", default=None,
+              help="With --engine ray: the cluster to join ('auto': the one this machine belongs to) "
+                   "[default: start a local Ray instance].")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --engine ray: actors, each with one Gate [default: one per --threads-per-worker CPUs].")
+@click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
+              help="With --engine ray: CPUs (and threads) per actor.")
 @gate_options()
-def filter_cmd(src, accepted, rejected, manifest, link, dry_run, **options):
+def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address, workers, threads_per_worker,
+               **options):
     """Sort an enrollment folder into accepted and rejected copies.
 
     Originals are never moved or changed; sub-folders are mirrored; an interrupted run
@@ -200,13 +215,20 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, **options):
     manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
     gate = _gate(**options)
     plan = plan_filter(Path(src), accepted, rejected, manifest_path, gate.settings())
+    assess = None
+    if engine == "ray":
+        from .distributed import assess_on_ray
+
+        assess = assess_on_ray(_gate_options(**options), address=address, workers=workers,
+                               threads_per_worker=threads_per_worker, batch_size=options.get("batch_size", 16))
     err = sys.stderr
     try:
         if err.isatty():
             with click.progressbar(length=len(plan.todo), label="filtering", file=err, show_pos=True) as bar:
-                summary = run_filter(gate, plan, link=link, dry_run=dry_run, on_result=lambda _r: bar.update(1))
+                summary = run_filter(gate, plan, link=link, dry_run=dry_run, on_result=lambda _r: bar.update(1),
+                                     assess=assess)
         else:
-            summary = run_filter(gate, plan, link=link, dry_run=dry_run)
+            summary = run_filter(gate, plan, link=link, dry_run=dry_run, assess=assess)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {len(plan.manifest.done)} files recorded in {manifest_path}; run the same "
                    "command again to resume", err=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from .errors import ConfigError
-from .gate import CaptureResult, Gate
+from .gate import Gate
 from .policy import Status
 
 __all__ = ["SIDECAR_SUFFIXES", "find_images", "split_sidecars", "Manifest", "plan_filter", "run_filter", "FilterPlan",
@@ -229,24 +229,34 @@ def run_filter(
     *,
     link: bool = False,
     dry_run: bool = False,
-    on_result: Callable[[CaptureResult], None] | None = None,
+    on_result: Callable[[dict], None] | None = None,
+    assess: Callable[[list[Path]], Iterable[tuple[Path, dict]]] | None = None,
 ) -> FilterSummary:
     """Sort the planned files into the accepted or rejected folder (mirroring sub-folders)
     and record each in the manifest as soon as its copy is in place. ``dry_run`` records
-    the decisions without copying anything (a later run without it copies them)."""
+    the decisions without copying anything (a later run without it copies them).
+
+    ``assess`` maps the planned paths to ``(path, result.to_dict())`` pairs, in any order
+    (default: ``gate.assess_many`` in this process; :func:`facegate.distributed.assess_on_ray`
+    spreads the work over a Ray cluster). ``on_result`` gets each record as it is written."""
     summary = plan.summary
+    relative = {path: rel for path, rel in plan.todo}
+    if assess is None:
+        def assess(paths):
+            return ((p, r.to_dict()) for p, r in zip(paths, gate.assess_many(paths)))
+    policy = gate.policy.to_dict()
     try:
-        for (path, rel), result in zip(plan.todo, gate.assess_many(p for p, _ in plan.todo)):
-            side = "accepted" if result.accepted else "rejected"
-            record = result.to_dict()
-            record.pop("source")
+        for path, record in assess([p for p, _ in plan.todo]):
+            rel = relative[path]
+            side = "accepted" if record["status"] == Status.ACCEPTED.value else "rejected"
+            record = dict(record)
+            record.pop("source", None)
             try:
                 stat = path.stat()
                 made_from = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
             except OSError:
                 made_from = {"size": None, "mtime_ns": None}
-            made_from.update(source_path=_source_key(path), settings=plan.fingerprint,
-                             policy=gate.policy.to_dict())
+            made_from.update(source_path=_source_key(path), settings=plan.fingerprint, policy=policy)
             try:
                 if dry_run:
                     destination = None
@@ -258,10 +268,11 @@ def run_filter(
                 destination = None
                 record["status"] = Status.UNREADABLE.value
                 record["error"] = record["error"] or f"cannot copy ({exc.strerror or exc})"
-            plan.manifest.append({"file": rel, "side": side, "destination": destination, **made_from, **record})
+            entry = {"file": rel, "side": side, "destination": destination, **made_from, **record}
+            plan.manifest.append(entry)
             summary.count(record["status"])
             if on_result is not None:
-                on_result(result)
+                on_result(entry)
     finally:
         plan.manifest.close()
     return summary

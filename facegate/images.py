@@ -6,6 +6,7 @@ EXIF orientation are settled here, once.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -18,7 +19,16 @@ from PIL import Image, ImageOps
 from .errors import ConfigError, ImageError
 
 ColorOrder = Literal["rgb", "bgr"]
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file's bytes with the name to report it by (a path elsewhere, an object
+    key): decoded exactly as the file would be, with the same statuses and messages."""
+
+    name: str
+    data: bytes
+
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, EncodedImage]
 
 #: Largest image we decode; larger files are refused rather than exhausting memory.
 MAX_PIXELS = 64_000_000
@@ -32,6 +42,8 @@ def describe(image: ImageInput) -> str:
         return getattr(image, "filename", "") or f"<PIL {image.mode} {image.size[0]}x{image.size[1]}>"
     if isinstance(image, np.ndarray):
         return f"<array {'x'.join(map(str, image.shape))} {image.dtype}>"
+    if isinstance(image, EncodedImage):
+        return image.name
     return f"<{type(image).__name__}>"
 
 
@@ -53,8 +65,8 @@ def load_image(image: ImageInput, *, color_order: ColorOrder | None = None) -> L
     """Decode the image to a contiguous ``(H, W, 3)`` uint8 RGB array.
 
     Args:
-        image: a file path, a PIL image, or a numpy array (``(H, W)`` grey or
-            ``(H, W, 3|4)`` colour, uint8, or float in [0, 1]).
+        image: a file path, an :class:`EncodedImage` (a file's bytes), a PIL image, or a
+            numpy array (``(H, W)`` grey or ``(H, W, 3|4)`` colour, uint8, or float in [0, 1]).
         color_order: required for colour numpy arrays: ``"rgb"`` or ``"bgr"`` (OpenCV).
 
     Raises:
@@ -67,6 +79,10 @@ def load_image(image: ImageInput, *, color_order: ColorOrder | None = None) -> L
         return _from_pil(image, describe(image))
     if isinstance(image, np.ndarray):
         return LoadedImage(_from_array(image, color_order))
+    if isinstance(image, EncodedImage):
+        if not image.data:
+            raise ImageError(image.name, "empty file (0 bytes)")
+        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name)
     raise ConfigError(
         f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array"
     )
@@ -82,10 +98,15 @@ def _load_path(path: Path) -> LoadedImage:
         raise ImageError(name, "is a directory, not an image")
     if size == 0:
         raise ImageError(name, "empty file (0 bytes)")
+    return _decode(lambda: Image.open(path), name)
+
+
+def _decode(open_image, name: str) -> LoadedImage:
+    """Open with PIL (``open_image()``), refuse decompression bombs, decode to RGB."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as pil:
+            with open_image() as pil:
                 if pil.width * pil.height > MAX_PIXELS:
                     raise ImageError(
                         name,

@@ -1,0 +1,129 @@
+"""The gate on Ray Data: the same decisions as one machine, spread over a cluster.
+
+    pip install "facegate[ray]"
+    facegate filter SRC --accepted A --rejected R --engine ray [--address auto] [--workers N]
+
+or from Python:
+
+    >>> from facegate.distributed import gate_dataset
+    >>> ds = gate_dataset(paths, workers=8)                     # a Ray Dataset of result rows
+    >>> ds.write_parquet("s3://bucket/facegate-results/")        # Ray's own distributed writer
+
+Each worker is a stateful actor holding one :class:`facegate.Gate` (models loaded once per
+worker, torch never imported, its thread budget fixed). Workers read each file themselves
+(or decode bytes rows of a dataset that already holds them) with facegate's own loader, so
+a bad file gets the same status and message as on one machine. Rows carry the same record
+as the local manifest: ``record`` is :meth:`facegate.CaptureResult.to_dict` as JSON (with
+``source`` exactly as given), beside flat columns for filtering (``source``, ``status``,
+``reasons`` comma-separated, ``score``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError
+
+__all__ = ["gate_dataset", "assess_on_ray", "RESULT_COLUMNS"]
+
+#: Columns of every row of :func:`gate_dataset`.
+RESULT_COLUMNS = ("source", "status", "reasons", "score", "record")
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError('the Ray engine needs Ray: pip install "facegate[ray]"') from None
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-stage progress lines on stderr
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    return ray
+
+
+class _GateWorker:
+    """One Gate per Ray actor; each batch of rows in, one result row per input out."""
+
+    def __init__(self, gate_options: dict[str, Any]):
+        from .gate import Gate
+
+        self.gate = Gate(**gate_options)
+
+    def __call__(self, batch: dict):
+        from .images import EncodedImage
+
+        sources = [str(s) for s in batch["source"]]
+        images: list = (sources if "bytes" not in batch  # the worker reads the file itself
+                        else [EncodedImage(s, bytes(b)) for s, b in zip(sources, batch["bytes"])])
+        out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
+        for source, result in zip(sources, self.gate.assess_many(images)):
+            record = result.to_dict()
+            record["source"] = source
+            # Arrow strings must be valid UTF-8: a file name that is not (surrogate-escaped
+            # by Python) appears backslash-escaped here and exactly in ``record``
+            out["source"].append(source.encode("utf-8", "backslashreplace").decode("utf-8"))
+            out["status"].append(record["status"])
+            out["reasons"].append(",".join(record["reasons"]))
+            out["score"].append(record["score"])
+            out["record"].append(json.dumps(record))
+        import pyarrow as pa
+
+        types = {"score": pa.float64()}  # null where there is no face, never NaN
+        return pa.table({name: pa.array(values, type=types.get(name, pa.string())) for name, values in out.items()})
+
+
+def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int = 1, gpus_per_worker: float = 0,
+                 batch_size: int = 16, **gate_options):
+    """A Ray Dataset of gate results.
+
+    Args:
+        source: file paths, or a Ray Dataset with a ``source`` column (paths the workers
+            can read) or ``source`` and ``bytes`` columns (e.g. from
+            ``ray.data.read_binary_files(..., include_paths=True)``, renamed).
+        workers: actors (default: as many as the cluster's CPUs allow).
+        threads_per_worker: CPUs each actor reserves and its Gate uses.
+        gpus_per_worker: GPUs each actor reserves (with ``backend="torch", device="cuda"``).
+        batch_size: files per call of an actor (and per forward pass).
+        **gate_options: passed to :class:`facegate.Gate` (``profile``, ``policy``,
+            ``weights``, ``views``, ``detector``, ``backend``, ``device``).
+    """
+    ray = _ray()
+    if isinstance(source, ray.data.Dataset):
+        dataset = source
+    else:
+        dataset = ray.data.from_items([{"source": str(p)} for p in source])
+    options = {**gate_options, "threads": threads_per_worker, "batch_size": batch_size}
+    concurrency = workers or max(1, int(ray.available_resources().get("CPU", 1) // threads_per_worker))
+    return dataset.map_batches(_GateWorker, fn_constructor_kwargs={"gate_options": options}, batch_size=batch_size,
+                               concurrency=concurrency, num_cpus=threads_per_worker, num_gpus=gpus_per_worker,
+                               batch_format="numpy")
+
+
+def assess_on_ray(gate_options: dict[str, Any], *, address: str | None = None, workers: int | None = None,
+                  threads_per_worker: int = 1, batch_size: int = 16):
+    """An ``assess`` function for :func:`facegate.folder.run_filter`: the planned paths go
+    through :func:`gate_dataset` and come back as ``(path, record)`` pairs as they finish."""
+
+    def assess(paths: list[Path]) -> Iterator[tuple[Path, dict]]:
+        if not paths:
+            return
+        ray = _ray()
+        if not ray.is_initialized():
+            from .runtime import available_cores
+
+            local = {} if address else {"num_cpus": workers * threads_per_worker if workers else available_cores()}
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING", **local)
+        by_source = {str(p): p for p in paths}
+        options = {k: v for k, v in gate_options.items() if k not in ("threads", "batch_size", "workers")}
+        dataset = gate_dataset(list(by_source), workers=workers, threads_per_worker=threads_per_worker,
+                               batch_size=batch_size, **options)
+        for row in dataset.iter_rows():
+            record = json.loads(row["record"])
+            yield by_source[record.pop("source")], record
+
+    return assess
+

@@ -1,0 +1,95 @@
+"""The Ray Data engine decides exactly as one machine does, and resumes like it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from facegate import Gate
+from facegate.cli import main
+from facegate.folder import find_images
+from tests.bad_inputs import make_bad_inputs
+
+ray = pytest.importorskip("ray", reason='the Ray engine needs Ray: pip install -e ".[dev]" (or "facegate[ray]")')
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(shared, tmp_path_factory):
+    """About 200 LFW photos (evaluation people, one folder each) and the bad-input fixture."""
+    from train.lfw import evaluation_people
+
+    root = tmp_path_factory.mktemp("ray") / "src"
+    lfw = shared / "data" / "lfw-deepfunneled"
+    count = 0
+    for person in sorted(evaluation_people(shared)):
+        for photo in sorted((lfw / person).glob("*.jpg"))[:3]:
+            (root / person).mkdir(parents=True, exist_ok=True)
+            (root / person / photo.name).write_bytes(photo.read_bytes())
+            count += 1
+        if count >= 200:
+            break
+    make_bad_inputs(root / "bad")
+    return root
+
+
+def test_ray_gives_the_local_decisions(local_ray, folder):
+    from facegate.distributed import gate_dataset
+
+    paths = [str(p) for p in find_images(folder)]
+    local = {r.source: r for r in Gate(views="none", threads=1).assess_many(paths)}
+    rows = gate_dataset(paths, workers=2, views="none").take_all()
+    records = [json.loads(r["record"]) for r in rows]
+    assert sorted(r["source"] for r in records) == sorted(paths)  # one row per file, none lost or doubled
+    for row, record in zip(rows, records):
+        expected = local[record["source"]]
+        assert record["status"] == expected.status.value == row["status"], record["source"]
+        assert record["reasons"] == list(expected.reasons) == [x for x in row["reasons"].split(",") if x]
+        assert record["error"] == expected.error
+        if expected.score is None:
+            assert row["score"] is None
+        else:
+            assert row["score"] == pytest.approx(expected.score, abs=0.01)
+    assert {r["status"] for r in rows} >= {"accepted", "unreadable"}
+
+
+def test_filter_on_ray_resumes_without_losing_or_doubling_records(local_ray, folder, tmp_path):
+    args = ["filter", str(folder), "--accepted", str(tmp_path / "acc"), "--rejected", str(tmp_path / "rej"),
+            "--engine", "ray", "--workers", "2", "--views", "none"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code in (0, 1), first.output
+    manifest = tmp_path / "facegate-manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    n = len(lines)
+    # as if the run had been killed before its last 10 records were written
+    kept = lines[:-10]
+    manifest.write_text("\n".join(kept) + "\n")
+    # a record whose source could not even be stat'ed (a dangling link) is redone every run, as locally
+    done = sum(json.loads(line)["size"] is not None for line in kept)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code in (0, 1), again.output
+    assert f"({done} already done)" in again.output
+    added = manifest.read_text().splitlines()[len(kept):]
+    assert len(added) == n - done  # nothing already done was assessed again
+    records = list({r["source_path"]: r for r in map(json.loads, manifest.read_text().splitlines())}.values())
+    assert len(records) == n
+    local = CliRunner().invoke(main, ["filter", str(folder), "--accepted", str(tmp_path / "acc2"), "--rejected",
+                                      str(tmp_path / "rej2"), "--manifest", str(tmp_path / "local.jsonl"),
+                                      "--views", "none"])
+    expected = {json.loads(x)["source_path"]: json.loads(x) for x in (tmp_path / "local.jsonl").read_text().splitlines()}
+    for r in records:
+        assert (r["status"], r["reasons"], r["side"]) == (expected[r["source_path"]]["status"],
+                                                          expected[r["source_path"]]["reasons"],
+                                                          expected[r["source_path"]]["side"]), r["file"]
+    assert sorted(p.name for p in Path(tmp_path / "acc").rglob("*.jpg")) == \
+        sorted(p.name for p in Path(tmp_path / "acc2").rglob("*.jpg"))
+    assert local.exit_code in (0, 1)
