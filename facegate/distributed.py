@@ -97,10 +97,10 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
     else:
         dataset = ray.data.from_items([{"source": str(p)} for p in source])
     options = {**gate_options, "threads": threads_per_worker, "batch_size": batch_size}
-    concurrency = workers or max(1, int(ray.available_resources().get("CPU", 1) // threads_per_worker))
+    actors = workers or max(1, int(ray.available_resources().get("CPU", 1) // threads_per_worker))
     return dataset.map_batches(_GateWorker, fn_constructor_kwargs={"gate_options": options}, batch_size=batch_size,
-                               concurrency=concurrency, num_cpus=threads_per_worker, num_gpus=gpus_per_worker,
-                               batch_format="numpy")
+                               compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads_per_worker,
+                               num_gpus=gpus_per_worker, batch_format="numpy")
 
 
 def assess_on_ray(gate_options: dict[str, Any], *, address: str | None = None, workers: int | None = None,
