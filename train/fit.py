@@ -208,7 +208,16 @@ def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> No
 
 
 def fit(cfg: FitConfig, log=print) -> dict:
-    """Train one member; returns the history and the best validation metrics."""
+    """Train one member; returns the history and the best validation metrics. Under
+    ``torchrun`` every process trains a shard of each batch (:mod:`train.distributed`)
+    and only rank 0 logs and writes files."""
+    from .distributed import ShardedDropout, SyncBatchNorm2d, gather, setup
+
+    d = setup()
+    if d.active and cfg.monotone_weight > 0:
+        raise ValueError("--monotone-weight is not supported under torchrun yet; train it in one process")
+    if not d.main:
+        log = _silent  # the same run, told once
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -229,6 +238,12 @@ def fit(cfg: FitConfig, log=print) -> dict:
         load_backbone_weights(net, str(cfg.pretrained_backbone))
     if cfg.init:
         net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["state_dict"])
+    model = net
+    if d.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # net stays the plain module inside, with the same parameter and buffer names
+        model = DistributedDataParallel(ShardedDropout.convert(SyncBatchNorm2d.convert(net)))
     loss_fn = MSECorrLoss(cfg.alpha)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -245,6 +260,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
         y_train = torch.from_numpy(scores[used])
         x_val = resize_all(crops[val_idx], stage.size)
         x_val_refs = resize_all(crops[val_refs], stage.size) if len(val_refs) else None
+        d.barrier()  # rank 0 has written the previous stage's best
         if stage_no > 1 and best_path.exists():
             net.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
         optimizer = torch.optim.Adam(
@@ -269,7 +285,13 @@ def fit(cfg: FitConfig, log=print) -> dict:
                 if len(batch) < 2:
                     continue
                 x = _augment(to_tensor(stage_spec, x_train[batch]), gen)
-                pred = net(x)
+                if d.active:  # this rank's shard; predictions of the whole batch, in rank order
+                    rows = np.arange(len(batch))
+                    ShardedDropout.shard(net, rows[d.rank :: d.world], len(batch))
+                    pred = gather(model(x[rows[d.rank :: d.world]]), d)
+                    batch = batch[np.concatenate([rows[r :: d.world] for r in range(d.world)])]
+                else:
+                    pred = model(x)
                 loss = loss_fn(pred, y_train[batch])
                 if cfg.rank_weight > 0:
                     a, b = rank_pairs([groups[used[i]] for i in batch], reference[used[batch]])
@@ -303,14 +325,21 @@ def fit(cfg: FitConfig, log=print) -> dict:
             # once we reach it, but always keep a stage's best to resume the next stage from.
             if chosen > stage_best:
                 stage_best = chosen
-                save_checkpoint(net, best_path, stage_spec, stage=stage_no, epoch=epoch, metrics=metrics)
+                if d.main:
+                    save_checkpoint(net, best_path, stage_spec, stage=stage_no, epoch=epoch, metrics=metrics)
                 if stage_no == len(cfg.stages):
                     best = {**metrics, "stage": stage_no, "epoch": epoch}
     cfg_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     result = {"config": cfg_json, "history": history, "best": best, "val_identities": sorted(
         {samples[i].identity or "" for i in val_idx})}
-    (cfg.out / f"{cfg.arch}.history.json").write_text(json.dumps(result, indent=1))
+    if d.main:
+        (cfg.out / f"{cfg.arch}.history.json").write_text(json.dumps(result, indent=1))
+    d.barrier()
     return result
+
+
+def _silent(*_args, **_kwargs) -> None:
+    pass
 
 
 def main(argv=None):
