@@ -1,4 +1,4 @@
-"""Training on several processes (``torchrun``): one process per core group or GPU, each
+"""Training on several processes (``torchrun``): one process per group of cores, each
 computing a shard of every batch, with the results of one process up to float noise.
 
     torchrun --nproc-per-node 2 -m train.fit --csv labels.csv --arch mobilenet_v3_small --out runs/m
@@ -43,19 +43,15 @@ class Distributed:
 
 
 def setup() -> Distributed:
-    """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on
-    GPU); a plain ``python -m train.fit`` is a world of one."""
+    """Join the process group torchrun describes in the environment; a plain
+    ``python -m train.fit`` is a world of one. ``train.fit`` trains on the CPU, so the
+    group uses gloo (NCCL needs the model on GPUs, which ``train.fit`` does not do yet)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Distributed()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = torch.cuda.is_available()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    device = f"cuda:{local}" if cuda else "cpu"
-    if cuda:
-        torch.cuda.set_device(local)
-    return Distributed(rank, world, device)
+        dist.init_process_group("gloo")
+    return Distributed(int(os.environ["RANK"]), world, "cpu")
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):
