@@ -195,9 +195,11 @@ def score(paths, fmt, aligned, **options):
               help="With --engine ray: actors, each with one Gate [default: one per --threads-per-worker CPUs].")
 @click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
               help="With --engine ray: CPUs (and threads) per actor.")
+@click.option("--parquet", type=click.Path(dir_okay=False), default=None,
+              help="Also write the manifest's records as one Parquet file (needs pyarrow: the ray extra).")
 @gate_options()
 def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address, workers, threads_per_worker,
-               **options):
+               parquet, **options):
     """Sort an enrollment folder into accepted and rejected copies.
 
     Originals are never moved or changed; sub-folders are mirrored; an interrupted run
@@ -233,6 +235,12 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
         click.echo(f"\ninterrupted: {len(plan.manifest.done)} files recorded in {manifest_path}; run the same "
                    "command again to resume", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    if parquet:
+        from .distributed import write_records_parquet
+        from .folder import Manifest
+
+        rows = write_records_parquet(sorted(Manifest(manifest_path).done.values(), key=lambda r: r["file"]), parquet)
+        click.echo(f"{rows} records written to {parquet}", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
     sidecars = f"; {len(plan.sidecars)} non-image file(s) skipped" if plan.sidecars else ""
     click.echo(f"{sum(summary.counts.values())} files: {counts or 'none'}"

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from .errors import ConfigError
 
-__all__ = ["gate_dataset", "assess_on_ray", "RESULT_COLUMNS"]
+__all__ = ["gate_dataset", "assess_on_ray", "write_records_parquet", "RESULT_COLUMNS"]
 
 #: Columns of every row of :func:`gate_dataset`.
 RESULT_COLUMNS = ("source", "status", "reasons", "score", "record")
@@ -63,9 +63,7 @@ class _GateWorker:
         for source, result in zip(sources, self.gate.assess_many(images)):
             record = result.to_dict()
             record["source"] = source
-            # Arrow strings must be valid UTF-8: a file name that is not (surrogate-escaped
-            # by Python) appears backslash-escaped here and exactly in ``record``
-            out["source"].append(source.encode("utf-8", "backslashreplace").decode("utf-8"))
+            out["source"].append(_utf8(source))  # exactly in ``record``
             out["status"].append(record["status"])
             out["reasons"].append(",".join(record["reasons"]))
             out["score"].append(record["score"])
@@ -127,3 +125,33 @@ def assess_on_ray(gate_options: dict[str, Any], *, address: str | None = None, w
 
     return assess
 
+
+def write_records_parquet(records: list[dict], path: str | Path) -> int:
+    """Manifest records as one Parquet file (written whole, then renamed into place): flat
+    columns ``file``, ``source``, ``side``, ``status``, ``reasons``, ``score`` and the full
+    record as JSON in ``record``. Returns the number of rows."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError('Parquet output needs pyarrow: pip install "facegate[ray]"') from None
+    columns = {
+        "file": pa.array([_utf8(r.get("file", "")) for r in records], pa.string()),
+        "source": pa.array([_utf8(r.get("source_path", "")) for r in records], pa.string()),
+        "side": pa.array([r.get("side") for r in records], pa.string()),
+        "status": pa.array([r.get("status") for r in records], pa.string()),
+        "reasons": pa.array([",".join(r.get("reasons", [])) for r in records], pa.string()),
+        "score": pa.array([r.get("score") for r in records], pa.float64()),
+        "record": pa.array([json.dumps(r) for r in records], pa.string()),
+    }
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    pq.write_table(pa.table(columns), tmp)
+    tmp.replace(path)
+    return len(records)
+
+
+def _utf8(text: str) -> str:
+    """Arrow strings must be valid UTF-8: a surrogate-escaped file name is written
+    backslash-escaped (the exact name stays in ``record``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

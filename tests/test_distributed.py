@@ -78,13 +78,19 @@ def test_filter_on_ray_resumes_without_losing_or_doubling_records(local_ray, fol
     manifest.write_text("\n".join(kept) + "\n")
     # a record whose source could not even be stat'ed (a dangling link) is redone every run, as locally
     done = sum(json.loads(line)["size"] is not None for line in kept)
-    again = CliRunner().invoke(main, args)
+    again = CliRunner().invoke(main, args + ["--parquet", str(tmp_path / "records.parquet")])
     assert again.exit_code in (0, 1), again.output
     assert f"({done} already done)" in again.output
     added = manifest.read_text().splitlines()[len(kept):]
     assert len(added) == n - done  # nothing already done was assessed again
     records = list({r["source_path"]: r for r in map(json.loads, manifest.read_text().splitlines())}.values())
     assert len(records) == n
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "records.parquet").to_pylist()
+    assert len(table) == n
+    assert sorted((json.loads(r["record"])["source_path"], r["status"]) for r in table) == \
+        sorted((r["source_path"], r["status"]) for r in records)
     local = CliRunner().invoke(main, ["filter", str(folder), "--accepted", str(tmp_path / "acc2"), "--rejected",
                                       str(tmp_path / "rej2"), "--manifest", str(tmp_path / "local.jsonl"),
                                       "--views", "none"])
