@@ -59,19 +59,10 @@ class _GateWorker:
         sources = [str(s) for s in batch["source"]]
         images: list = (sources if "bytes" not in batch  # the worker reads the file itself
                         else [EncodedImage(s, bytes(b)) for s, b in zip(sources, batch["bytes"])])
-        out: dict[str, list] = {name: [] for name in RESULT_COLUMNS}
+        records = []
         for source, result in zip(sources, self.gate.assess_many(images)):
-            record = result.to_dict()
-            record["source"] = source
-            out["source"].append(_utf8(source))  # exactly in ``record``
-            out["status"].append(record["status"])
-            out["reasons"].append(",".join(record["reasons"]))
-            out["score"].append(record["score"])
-            out["record"].append(json.dumps(record))
-        import pyarrow as pa
-
-        types = {"score": pa.float64()}  # null where there is no face, never NaN
-        return pa.table({name: pa.array(values, type=types.get(name, pa.string())) for name, values in out.items()})
+            records.append({**result.to_dict(), "source": source})
+        return _table(records, RESULT_COLUMNS)
 
 
 def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int = 1, gpus_per_worker: float = 0,
@@ -129,26 +120,38 @@ def assess_on_ray(gate_options: dict[str, Any], *, address: str | None = None, w
 def write_records_parquet(records: list[dict], path: str | Path) -> int:
     """Manifest records as one Parquet file (written whole, then renamed into place): flat
     columns ``file``, ``source``, ``side``, ``status``, ``reasons``, ``score`` and the full
-    record as JSON in ``record``. Returns the number of rows."""
+    record as JSON in ``record`` (see :func:`_table`). Returns the number of rows."""
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError('Parquet output needs pyarrow: pip install "facegate[ray]"') from None
-    columns = {
-        "file": pa.array([_utf8(r.get("file", "")) for r in records], pa.string()),
-        "source": pa.array([_utf8(r.get("source_path", "")) for r in records], pa.string()),
-        "side": pa.array([r.get("side") for r in records], pa.string()),
-        "status": pa.array([r.get("status") for r in records], pa.string()),
-        "reasons": pa.array([",".join(r.get("reasons", [])) for r in records], pa.string()),
-        "score": pa.array([r.get("score") for r in records], pa.float64()),
-        "record": pa.array([json.dumps(r) for r in records], pa.string()),
-    }
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    pq.write_table(pa.table(columns), tmp)
+    pq.write_table(_table(records, ("file", "source", "side", "status", "reasons", "score", "record")), tmp)
     tmp.replace(path)
     return len(records)
+
+
+def _table(records: list[dict], columns) -> Any:
+    """Records (result or manifest dicts) as an Arrow table of flat columns: ``source``
+    (a manifest's ``source_path``), ``reasons`` comma-separated, ``score`` a nullable float
+    (null without a face, never NaN), ``record`` the whole record as JSON, the rest strings."""
+    import pyarrow as pa
+
+    def column(name):
+        if name == "score":
+            return pa.array([r.get("score") for r in records], pa.float64())
+        if name == "reasons":
+            values = [",".join(r.get("reasons", [])) for r in records]
+        elif name == "record":
+            values = [json.dumps(r) for r in records]
+        elif name == "source":
+            values = [_utf8(r.get("source_path") or r.get("source") or "") for r in records]
+        else:
+            values = [r.get(name) if name != "file" else _utf8(r.get("file", "")) for r in records]
+        return pa.array(values, pa.string())
+
+    return pa.table({name: column(name) for name in columns})
 
 
 def _utf8(text: str) -> str:
