@@ -1,0 +1,64 @@
+"""Camera-resolution photos beside LFW photos: seconds per photo and peak memory.
+
+    python -m benchmarks.bench_large --shared ../shared
+
+Each set runs in a fresh process (so peak memory is that set's own): a default Gate
+(MTCNN, all views, 2 threads) assesses every photo of ``data/large-photos`` (24 photos,
+3-14 megapixels) or the first ``--lfw`` LFW photos (250x250), after one warm-up photo.
+Reports the median and largest seconds per photo and the process's peak resident memory.
+This is the baseline for issue 17 (working resolution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_CHILD = r"""
+import json, resource, statistics, sys, time
+from facegate import Gate
+from PIL import Image
+paths = json.loads(sys.argv[1])
+gate = Gate(threads=2)
+gate.assess(paths[0])
+times, pixels = [], []
+for p in paths:
+    t0 = time.perf_counter(); gate.assess(p); times.append(time.perf_counter() - t0)
+    with Image.open(p) as im:
+        pixels.append(im.width * im.height)
+print(json.dumps({"photos": len(paths), "megapixels": [round(min(pixels) / 1e6, 1), round(max(pixels) / 1e6, 1)],
+                  "median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3),
+                  "photos_per_s": round(len(times) / sum(times), 2),
+                  "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def _run(paths: list[str]) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(paths)], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--lfw", type=int, default=50)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    lfw = sorted(str(p) for p in (args.shared / "data" / "lfw-deepfunneled").glob("*/*.jpg"))[:: 97][: args.lfw]
+    large = sorted(str(p) for p in (args.shared / "data" / "large-photos").glob("*.jpg"))
+    report = {"lfw": _run(lfw), "large-photos": _run(large)}
+    report["time_ratio_median"] = round(report["large-photos"]["median_s"] / report["lfw"]["median_s"], 1)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
