@@ -119,12 +119,23 @@ def _normalise(sums: np.ndarray, kh: np.ndarray, kw: np.ndarray) -> np.ndarray:
     return x
 
 
+#: Integral-table bytes gathered at once by :func:`_resample_image` (its temporaries grow
+#: with rows x image width; a 14-megapixel photo needed over a gigabyte in one go).
+_RESAMPLE_CHUNK_BYTES = 32 << 20
+
+
 def _resample_image(integral: _Integral, h: int, w: int, oh: int, ow: int) -> np.ndarray:
-    """The whole image area-resampled to (oh, ow) and normalised: (1, 3, oh, ow) float32."""
+    """The whole image area-resampled to (oh, ow) and normalised: (1, 3, oh, ow) float32,
+    computed a band of output rows at a time (the same numbers, bounded memory)."""
     r0, r1, c0, c1, kh, kw = _image_windows(h, w, oh, ow)
-    rows = integral.pack(integral.unpack(integral.packed[r1]) - integral.unpack(integral.packed[r0]))
-    sums = integral.unpack(np.take(rows, c1, axis=1)) - integral.unpack(np.take(rows, c0, axis=1))
-    return _normalise(sums, kh, kw)[None]
+    out = np.empty((1, 3, oh, ow), dtype=_F32)
+    step = max(1, _RESAMPLE_CHUNK_BYTES // (integral.packed.shape[1] * integral.packed.itemsize * 2))
+    for start in range(0, oh, step):
+        band = slice(start, start + step)
+        rows = integral.pack(integral.unpack(integral.packed[r1[band]]) - integral.unpack(integral.packed[r0[band]]))
+        sums = integral.unpack(np.take(rows, c1, axis=1)) - integral.unpack(np.take(rows, c0, axis=1))
+        out[0, :, band] = _normalise(sums, kh[band], kw)
+    return out
 
 
 def _resample_crops(integral: _Integral, y, ey, x, ex, size: int) -> np.ndarray:
