@@ -12,7 +12,6 @@ geometry (pose, margins), the image measures on the 112 px crop and blockiness.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import emit
 from facegate import CaptureStage
 from facegate.components import _blockiness, _margins, _template_crop, head_pose, measure_components
 from facegate.folder import find_images
@@ -75,10 +75,7 @@ def main(argv=None):
     report = {"machine": f"{platform.machine()}, 1 OpenCV thread", "lfw": measure(lfw_paths, args.repeats)}
     if large.is_dir():
         report["large_photos"] = measure(find_images(large)[:8], args.repeats)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

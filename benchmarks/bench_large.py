@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import emit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = r"""
@@ -54,10 +56,7 @@ def main(argv=None):
     large = sorted(str(p) for p in (args.shared / "data" / "large-photos").glob("*.jpg"))
     report = {"lfw": _run(lfw), "large-photos": _run(large)}
     report["time_ratio_median"] = round(report["large-photos"]["median_s"] / report["lfw"]["median_s"], 1)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

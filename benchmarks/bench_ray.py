@@ -13,10 +13,11 @@ CPU each. Each is run on ``--photos`` and on a tenth of them, so the steady rate
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
+
+from benchmarks import emit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,10 +66,7 @@ def main(argv=None):
     for workers in (1, 2):
         report[f"ray, {workers} actor(s) of 1 CPU"] = _rate(lambda p, w=workers: _ray(p, w), paths)
     ray.shutdown()
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n")
+    emit(report, args.json)
 
 
 if __name__ == "__main__":

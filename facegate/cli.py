@@ -77,7 +77,7 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
 def _gate_options(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn",
                   backend="onnx", batch_size=16, allow_multiple_faces=False, profile=None) -> dict:
     """The shared options as :class:`facegate.Gate` arguments (the policy resolved here)."""
-    pol = Policy.load(policy, profile=profile) if policy else Policy.from_profile(profile or "verification")
+    pol = Policy.choose(policy, profile)
     if threshold is not None:
         pol = replace(pol, min_score=threshold)
     if allow_multiple_faces:
@@ -215,14 +215,17 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
     if accepted.resolve() == rejected.resolve():
         raise click.UsageError("--accepted and --rejected are the same folder; give each its own")
     manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
-    gate = _gate(**options)
+    from .gate import Gate
+
+    gate_kwargs = _gate_options(**options)
+    gate = Gate(**gate_kwargs)
     plan = plan_filter(Path(src), accepted, rejected, manifest_path, gate.settings())
     assess = None
     if engine == "ray":
         from .distributed import assess_on_ray
 
-        assess = assess_on_ray(_gate_options(**options), address=address, workers=workers,
-                               threads_per_worker=threads_per_worker, batch_size=options.get("batch_size", 16))
+        assess = assess_on_ray(gate_kwargs, address=address, workers=workers, threads_per_worker=threads_per_worker,
+                               batch_size=gate_kwargs["batch_size"])
     err = sys.stderr
     try:
         if err.isatty():

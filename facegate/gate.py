@@ -115,7 +115,7 @@ class Gate:
             (0: all in the caller's thread); the thread budget is shared among them.
         look_again: when no face is found, look again on a brightened, turned and padded
             copy, so a dark, rotated or cut-off photo is rejected as such rather than
-            reported as ``no_face`` (costs up to six detections, for those photos only).
+            reported as ``no_face`` (up to five more detections, for those photos only).
 
     Example:
         >>> gate = Gate(threads=2)
@@ -150,14 +150,8 @@ class Gate:
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
         self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
                                     look_again=look_again)
-        if isinstance(policy, (str, Path)):
-            policy = Policy.load(policy, profile=profile)
-        elif policy is None:
-            policy = Policy.from_profile(profile or "verification")
-        elif profile is not None:
-            raise ConfigError("give a profile or a Policy, not both (Policy.from_profile(name, ...) combines them)")
-        self.policy = policy.resolve(self.spec.default_threshold,
-                                                    self.capture.detector_settings.get("min_face_probability"))
+        self.policy = Policy.choose(policy, profile).resolve(self.spec.default_threshold,
+                                                             self.capture.detector_settings.get("min_face_probability"))
 
     @property
     def spec(self):

@@ -189,6 +189,18 @@ class Policy:
             changes["requirements"] = tuple(merged.values())
         return replace(self, **changes)
 
+    @classmethod
+    def choose(cls, policy: "Policy | str | Path | None" = None, profile: str | None = None) -> "Policy":
+        """The policy a caller means: a :class:`Policy` as given; a policy file, read over
+        its profile (or ``profile``); nothing, the ``profile`` (default ``verification``)."""
+        if isinstance(policy, Policy):
+            if profile is not None:
+                raise ConfigError("give a profile or a Policy, not both (Policy.from_profile(name, ...) combines them)")
+            return policy
+        if policy is not None:
+            return cls.load(policy, profile=profile)
+        return cls.from_profile(profile or "verification")
+
     def requirement(self, component: str) -> Requirement | None:
         return next((r for r in self.requirements if r.component == component), None)
 

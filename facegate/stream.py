@@ -43,6 +43,7 @@ from .sources import Frame, FrameSource, open_source
 
 __all__ = ["StreamGate", "StreamOutputs", "StreamResult", "TrackView", "VisitTracker", "annotate"]
 
+
 @dataclass
 class _Visit:
     id: int
