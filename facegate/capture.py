@@ -24,9 +24,10 @@ from .components import Components, measure_components
 from .detection import Detector, Face, choose_primary, create_detector
 from .errors import ImageError
 from .frozen import FrozenValue
-from .images import ColorOrder, ImageInput, apply_gamma, describe, load_image
+from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image
 from .scorer import default_weights_dir
 from .spec import ScorerSpec
+from .working import Look, WorkingResolution
 
 __all__ = ["Capture", "CaptureStage", "analyse"]
 
@@ -37,7 +38,8 @@ class Capture(FrozenValue):
 
     Attributes:
         source: file path or a description of the in-memory image.
-        rgb: the decoded ``(H, W, 3)`` uint8 RGB image (None when it could not be decoded).
+        rgb: the decoded ``(H, W, 3)`` uint8 RGB image (None when it could not be decoded); a
+            large photo's is reduced to its working resolution (``reduction``).
         faces: every face found.
         primary: the face the capture is about (see :func:`facegate.detection.choose_primary`).
         crop: the primary face aligned onto the spec's template, ``(S, S, 3)`` uint8.
@@ -49,6 +51,8 @@ class Capture(FrozenValue):
             ``"turned 180"``, ``"turned 270"``: turning the image that many degrees
             clockwise makes it upright); None when the first detection found them. Coordinates are always the image's own; faces
             found by turning keep the face's own landmark order (so roll reads the turn).
+        reduction: how ``rgb`` was reduced from the image (None: full resolution). Faces are
+            always in the full image's coordinates; :meth:`in_rgb` maps them onto ``rgb``.
     """
 
     source: str
@@ -60,11 +64,19 @@ class Capture(FrozenValue):
     error: str | None = None
     components: Components | None = None
     found_by: str | None = None
+    reduction: Reduction | None = None
 
     @property
     def image_size(self) -> tuple[int, int] | None:
-        """``(width, height)`` of the decoded image."""
+        """``(width, height)`` of the image (the full image's, when ``rgb`` is reduced)."""
+        if self.reduction is not None:
+            return self.reduction.size
         return None if self.rgb is None else (int(self.rgb.shape[1]), int(self.rgb.shape[0]))
+
+    def in_rgb(self, points) -> np.ndarray:
+        """Image coordinates (faces, landmarks) -> ``rgb``'s, which differ when ``rgb`` is
+        the large photo reduced to its working resolution (:mod:`facegate.working`)."""
+        return np.asarray(points, dtype=np.float64) if self.reduction is None else self.reduction.to_array(points)
 
 
 class CaptureStage:
@@ -83,12 +95,17 @@ class CaptureStage:
             darkened copy, the image turned 90, 270 and 180 degrees, and a copy with a
             padded border, so that a dark, rotated or cut-off photo is reported as such
             instead of as having no face (up to five more detections, only for such photos).
+        working: how large photos are reduced for detection and cropping, from the policy's
+            needs (:class:`facegate.working.WorkingResolution`); None: always full resolution.
+            Applies to detectors that can take a reduced image (MTCNN on onnxruntime, YuNet).
     """
 
     def __init__(self, spec: ScorerSpec | None = None, *, detector: Detector | str = "mtcnn", threads: int = 1,
-                 backend: str = "onnx", components: bool = True, look_again: bool = False):
+                 backend: str = "onnx", components: bool = True, look_again: bool = False,
+                 working: WorkingResolution | None = None):
         self.components = components
         self.look_again = look_again
+        self.working = working
         self.spec = spec or ScorerSpec.load(default_weights_dir() / "spec.json")
         if isinstance(detector, str):
             detector = create_detector(detector, self.spec.detector_settings(detector), threads=threads,
@@ -114,11 +131,52 @@ class CaptureStage:
         """Decode ``image``, find every face, choose the primary one and crop it. Bad data
         gives a :class:`Capture` with ``error`` set; a wrong argument raises ``ConfigError``."""
         source = describe(image)
+        working = self.working if getattr(self.detector, "reduces", False) else None
+        base = float(self.detector_settings.get("first_pass_min_face_size") or 40)
         try:
-            loaded = load_image(image, color_order=color_order)
+            if working is None:
+                loaded = load_image(image, color_order=color_order)
+            else:
+                loaded = load_image(image, color_order=color_order,
+                                    reduce_to=lambda size: (working.first(size, base) or Look(1, None)).reduction)
         except ImageError as exc:
             return Capture(source, error=exc.cause)
-        return self.analyse_rgb(loaded.rgb, source=source, notes=loaded.notes)
+        if loaded.reduction is None:
+            return self.analyse_rgb(loaded.rgb, source=source, notes=loaded.notes)
+        return self._analyse_large(image, color_order, loaded, working, base, source)
+
+    def _analyse_large(self, image, color_order, loaded, working: WorkingResolution, base: float,
+                       source: str) -> Capture:
+        """The working-resolution path (:mod:`facegate.working`): a first look at the reduced
+        photo, a second one finer only when the decision needs it."""
+        first = working.first(loaded.size, base)
+        coarse = loaded
+        try:
+            faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
+                                               min_face_size=first.min_face_size))
+            primary = choose_primary(faces, loaded.size[::-1])
+            accepted = primary is not None and primary.probability >= self.min_face_probability
+            second = working.second(first, primary, accepted, base)
+            if second is not None:
+                if second.reduction != first.reduction:
+                    loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction)
+                faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
+                                                   min_face_size=second.min_face_size))
+            found_by = None
+            if self.look_again:
+                first_face = choose_primary(faces, loaded.size[::-1])
+                if first_face is None or first_face.probability < self.min_face_probability:
+                    # on the first look's image: a rotated or dark photo needs no detail to be told so
+                    again, how = self._look_again(coarse.rgb, 0.0 if first_face is None else first_face.probability)
+                    if again:
+                        loaded, found_by = coarse, how
+                        faces = tuple(_mapped(f, coarse.reduction) for f in again)
+        except ImageError as exc:
+            return Capture(source, error=exc.cause)
+        except Exception as exc:  # a detector's own failure on odd data must not stop a batch
+            return Capture(source, loaded.rgb, notes=loaded.notes, reduction=loaded.reduction,
+                           error=f"face detection failed ({type(exc).__name__}: {exc})")
+        return self._capture(loaded.rgb, faces, found_by, source, loaded.notes, loaded.reduction)
 
     def analyse_rgb(self, rgb: np.ndarray, *, source: str = "", notes: tuple[str, ...] = ()) -> Capture:
         """:meth:`analyse` for an image already decoded to ``(H, W, 3)`` uint8 RGB."""
@@ -132,19 +190,27 @@ class CaptureStage:
                         faces, found_by = again, how
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
             return Capture(source, rgb, notes=notes, error=f"face detection failed ({type(exc).__name__}: {exc})")
-        primary = choose_primary(faces, rgb.shape)
+        return self._capture(rgb, faces, found_by, source, notes)
+
+    def _capture(self, rgb, faces, found_by, source, notes, reduction: Reduction | None = None) -> Capture:
+        size = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
+        primary = choose_primary(faces, size[::-1])
         crop = components = None
         if primary is not None:
-            crop = self.spec.crop(rgb, primary.landmarks)
+            points = primary.landmarks if reduction is None else reduction.to_array(primary.landmarks)
+            crop = self.spec.crop(rgb, points)
             if self.components:
-                components = self.measure(rgb, primary, faces)
-        return Capture(source, rgb, faces, primary, crop, notes, components=components, found_by=found_by)
+                components = self.measure(rgb, primary, faces, reduction)
+        return Capture(source, rgb, faces, primary, crop, notes, components=components, found_by=found_by,
+                       reduction=reduction)
 
-    def measure(self, rgb: np.ndarray, face: Face, faces: tuple[Face, ...] = ()) -> Components:
-        """Quality components of any face of ``rgb``; other faces count towards
-        ``second_face`` when the detector is at least as sure of them as the spec requires."""
+    def measure(self, rgb: np.ndarray, face: Face, faces: tuple[Face, ...] = (),
+                reduction: Reduction | None = None) -> Components:
+        """Quality components of any face of ``rgb`` (the image, or the image reduced as
+        ``reduction`` says); other faces count towards ``second_face`` when the detector is
+        at least as sure of them as the spec requires."""
         cut = self.min_face_probability
-        return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut])
+        return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut], reduction)
 
     def _look_again(self, rgb: np.ndarray, better_than: float = 0.0) -> tuple[tuple[Face, ...], str | None]:
         cut = max(self.min_face_probability, better_than)
@@ -176,6 +242,12 @@ def _exposure_normalised(rgb: np.ndarray, grey_mean: float) -> np.ndarray:
     """A copy whose mean grey level is about 128, by a gamma curve (keeps black black and
     white white, unlike a gain)."""
     return apply_gamma(rgb, float(np.log(0.5) / np.log(min(max(grey_mean, 1.0), 254.0) / 255.0)))
+
+
+def _mapped(face: Face, reduction: Reduction) -> Face:
+    """A face found in the reduced image, in the full image's coordinates."""
+    corners = reduction.to_full(np.reshape(face.box, (2, 2))).reshape(-1)
+    return Face(tuple(corners), face.probability, reduction.to_full(face.landmarks))
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

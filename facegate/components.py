@@ -32,6 +32,7 @@ import numpy as np
 from .alignment import ARCFACE_112, shrink_for_warp, similarity_transform
 from .detection import Face
 from .frozen import FrozenValue
+from .images import Reduction
 
 __all__ = ["Component", "Components", "Definition", "Mapping", "COMPONENTS", "measure_components",
            "head_pose", "face_outline"]
@@ -372,24 +373,29 @@ def _template_crop(rgb: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, 
     return crop, inside.reshape(CROP_SIZE, CROP_SIZE)
 
 
-def _blockiness(rgb: np.ndarray, face: Face) -> tuple[float | None, str | None]:
+def _blockiness(rgb: np.ndarray, face: Face, reduction: Reduction | None = None) -> tuple[float | None, str | None]:
     """Gradient across the 8 px block edges of the image over the gradient inside blocks,
     on the face box (at most its central 192 px square, in image pixels: the block grid is
-    only visible without resampling)."""
+    only visible without resampling). A JPEG decoded ``k`` times smaller (its DCT scaled)
+    keeps its blocks, ``8 / k`` px wide, on the same grid."""
     h, w = rgb.shape[:2]
-    x1, y1, x2, y2 = face.box
+    k = 1 if reduction is None else reduction.factor
+    period = 8 // k
+    if period < 2:
+        return None, "the JPEG block grid is not visible at this working resolution"
+    x1, y1, x2, y2 = face.box if reduction is None else reduction.to_array(np.reshape(face.box, (2, 2))).reshape(-1)
     x1, y1 = max(0, int(x1)), max(0, int(y1))
     x2, y2 = min(w, int(math.ceil(x2))), min(h, int(math.ceil(y2)))
-    if x2 - x1 < 32 or y2 - y1 < 32:
+    if x2 - x1 < 32 // k or y2 - y1 < 32 // k:
         return None, "face box under 32 px: too small to see JPEG blocks"
     cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
-    half_w, half_h = min(96, (x2 - x1) // 2), min(96, (y2 - y1) // 2)
+    half_w, half_h = min(96 // k, (x2 - x1) // 2), min(96 // k, (y2 - y1) // 2)
     x1, x2, y1, y2 = cx - half_w, cx + half_w, cy - half_h, cy + half_h
     grey = cv2.cvtColor(rgb[y1:y2, x1:x2], cv2.COLOR_RGB2GRAY).astype(np.float32)
     dx = np.abs(np.diff(grey, axis=1))  # column c: between image columns x1+c and x1+c+1
     dy = np.abs(np.diff(grey, axis=0))
-    edge_x = ((x1 + np.arange(dx.shape[1]) + 1) % 8) == 0
-    edge_y = ((y1 + np.arange(dy.shape[0]) + 1) % 8) == 0
+    edge_x = ((x1 + np.arange(dx.shape[1]) + 1) % period) == 0
+    edge_y = ((y1 + np.arange(dy.shape[0]) + 1) % period) == 0
     across = dx[:, edge_x].sum() + dy[edge_y, :].sum()
     n_across = dx[:, edge_x].size + dy[edge_y, :].size
     inside = dx[:, ~edge_x].sum() + dy[~edge_y, :].sum()
@@ -400,15 +406,19 @@ def _blockiness(rgb: np.ndarray, face: Face) -> tuple[float | None, str | None]:
     return float((across / n_across + 0.5) / (mean_inside + 0.5)), None
 
 
-def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = ()) -> Components:
+def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = (),
+                       reduction: Reduction | None = None) -> Components:
     """Every component of ``face`` in the decoded ``(H, W, 3)`` uint8 RGB image ``rgb``.
 
     Args:
         rgb: the decoded image the face was found in.
         face: the face to measure (usually the capture's primary face).
         faces: every face found in the image (for ``second_face``); ``face`` alone if empty.
+        reduction: ``rgb`` is the image reduced so (a large photo at its working
+            resolution); faces are in the full image's coordinates, and geometry is measured
+            there, the pixels on ``rgb``.
     """
-    height, width = rgb.shape[:2]
+    width, height = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
     landmarks = face.landmarks
     values: list[Component] = []
     values.append(_component("inter_eye_distance", face.eye_distance))
@@ -421,7 +431,7 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = ()) 
                                  cause="the pose fit did not converge" if pose is None else None))
     values.append(_component("second_face", _second_face(face, tuple(faces) or (face,))))
 
-    crop, inside = _template_crop(rgb, landmarks)
+    crop, inside = _template_crop(rgb, landmarks if reduction is None else reduction.to_array(landmarks))
     mask = _FACE_MASK_BOOL & inside
     visible = mask.sum() / _FACE_MASK_BOOL.sum()
     grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
@@ -453,6 +463,6 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = ()) 
         da = max(_SKIN_A[0] - a, 0.0, a - _SKIN_A[1])
         db = max(_SKIN_B[0] - b, 0.0, b - _SKIN_B[1])
         values.append(_component("colour", math.hypot(da, db), detail=f"mean a*={a:.1f}, b*={b:.1f}"))
-    block, cause = _blockiness(rgb, face)
+    block, cause = _blockiness(rgb, face, reduction)
     values.append(_component("compression", block, cause))
     return Components(tuple(values))

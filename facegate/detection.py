@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .frozen import FrozenValue
+from .images import Reduction
 
 __all__ = ["Face", "Detector", "MTCNNDetector", "TorchMTCNNDetector", "YuNetDetector", "DETECTORS",
            "create_detector", "choose_primary", "faces_from_arrays"]
@@ -93,30 +94,42 @@ class _TwoPassMTCNN(ABC):
     """
 
     name = "mtcnn"
+    #: detect() takes ``reduction`` and ``min_face_size`` (the capture stage's working resolution).
+    reduces = True
 
     def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7)):
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), refine_landmarks: bool = False):
         self.min_face_size = int(min_face_size)
         self.first_pass_min_face_size = (int(first_pass_min_face_size) if first_pass_min_face_size
                                          and first_pass_min_face_size > min_face_size else None)
         self.thresholds = tuple(float(t) for t in thresholds)
+        self.refine_landmarks = bool(refine_landmarks)
         # MTCNN's image pyramid is empty below min_face_size, so smaller images cannot hold
         # a face it can see.
         self.min_image_side = max(12, self.min_face_size)
 
     @abstractmethod
-    def _run(self, rgb: np.ndarray, min_face_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One pass: ``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks."""
+    def _run(self, rgb: np.ndarray, min_face_size: float,
+             reduction: Reduction | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One pass: ``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks, in
+        the full image's coordinates."""
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
-        side = min(rgb.shape[0], rgb.shape[1])
+    def detect(self, rgb: np.ndarray, *, reduction: Reduction | None = None,
+               min_face_size: float | None = None) -> list[Face]:
+        """Every face; with ``reduction``, ``rgb`` is the full image reduced (see
+        :class:`facegate.images.Reduction`) and faces come in full-image coordinates; with
+        ``min_face_size``, one pass down to that face side instead of the two passes."""
+        width, height = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
+        side = min(width, height)
         if side < self.min_image_side:
             return []
+        if min_face_size is not None:
+            return faces_from_arrays(*self._run(rgb, max(float(min_face_size), self.min_face_size), reduction))
         found = None
         if self.first_pass_min_face_size is not None and side >= self.first_pass_min_face_size:
-            found = self._run(rgb, self.first_pass_min_face_size)
+            found = self._run(rgb, self.first_pass_min_face_size, reduction)
         if found is None or not len(found[0]):
-            found = self._run(rgb, self.min_face_size)
+            found = self._run(rgb, self.min_face_size, reduction)
         return faces_from_arrays(*found)
 
 
@@ -134,16 +147,20 @@ class MTCNNDetector(_TwoPassMTCNN):
     """
 
     def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), threads: int = 1, models: str | None = None):
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), refine_landmarks: bool = False, threads: int = 1,
+                 models: str | None = None):
         super().__init__(min_face_size=min_face_size, first_pass_min_face_size=first_pass_min_face_size,
-                         thresholds=thresholds)
+                         thresholds=thresholds, refine_landmarks=refine_landmarks)
         from .mtcnn import OnnxMTCNN
 
         self._mtcnn = OnnxMTCNN(models, min_face_size=self.min_face_size, thresholds=self.thresholds,
                                 threads=threads)
 
-    def _run(self, rgb, min_face_size):
-        return self._mtcnn.detect(rgb, min_face_size=min_face_size)
+    def _run(self, rgb, min_face_size, reduction):
+        if reduction is None:
+            return self._mtcnn.detect(rgb, min_face_size=min_face_size, refine=self.refine_landmarks)
+        return self._mtcnn.detect(rgb, min_face_size=min_face_size, refine=self.refine_landmarks,
+                                  reduction=reduction.factor, origin=reduction.origin, full_size=reduction.size)
 
 
 class TorchMTCNNDetector(_TwoPassMTCNN):
@@ -153,10 +170,13 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
     Args: as :class:`MTCNNDetector`, with ``device`` (a torch device) instead of ``threads``.
     """
 
+    reduces = False  # facenet-pytorch's pipeline sees only the image it is given
+
     def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
-                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), device: str = "cpu", threads: int | None = None):
+                 thresholds: Sequence[float] = (0.6, 0.7, 0.7), refine_landmarks: bool = False, device: str = "cpu",
+                 threads: int | None = None):
         super().__init__(min_face_size=min_face_size, first_pass_min_face_size=first_pass_min_face_size,
-                         thresholds=thresholds)
+                         thresholds=thresholds, refine_landmarks=refine_landmarks)
         import torch
         from facenet_pytorch import MTCNN
 
@@ -168,10 +188,13 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
         # Channels-last weights make every activation channels-last, and torch's CPU
         # max-pooling is 5-10x faster in that layout than in NCHW; detections are unchanged.
         self._mtcnn.to(memory_format=torch.channels_last)
+        self._refiner = None
 
-    def _run(self, rgb, min_face_size):
+    def _run(self, rgb, min_face_size, reduction):
         import copy
 
+        if reduction is not None:
+            raise ConfigError("facenet-pytorch's MTCNN detects at full resolution only")
         mtcnn = self._mtcnn
         if min_face_size != mtcnn.min_face_size:
             mtcnn = copy.copy(mtcnn)  # shares the three networks; thread-safe
@@ -180,6 +203,12 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
             boxes, probs, points = mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
+        if self.refine_landmarks:  # the same refinement as the ONNX detector's, on its O-Net graph
+            if self._refiner is None:
+                from .mtcnn import OnnxMTCNN
+
+                self._refiner = OnnxMTCNN(threads=max(1, self._torch.get_num_threads()))
+            points = self._refiner.refine_landmarks(rgb, boxes)
         return boxes, probs, points
 
 
@@ -222,7 +251,20 @@ class YuNetDetector:
         self._create = lambda size: cv2.FaceDetectorYN.create(model, "", size, score_threshold, nms_threshold, 5000)
         self._local = threading.local()  # a cv2 detector's input size is state: one per thread
 
-    def detect(self, rgb: np.ndarray) -> list[Face]:
+    def detect(self, rgb: np.ndarray, *, reduction: Reduction | None = None,
+               min_face_size: float | None = None) -> list[Face]:
+        """Every face; with ``reduction``, ``rgb`` is the full image reduced and faces come in
+        full-image coordinates (YuNet sees the reduced image as it is). ``min_face_size``
+        is accepted for the capture stage and not needed: YuNet's cost does not depend on it."""
+        faces = self._detect(rgb)
+        if reduction is None:
+            return faces
+        return [Face(reduction.to_full(np.reshape(f.box, (2, 2))).reshape(-1), f.probability,
+                     reduction.to_full(f.landmarks)) for f in faces]
+
+    reduces = True
+
+    def _detect(self, rgb: np.ndarray) -> list[Face]:
         height, width = rgb.shape[:2]
         if min(height, width) < 10:
             return []

@@ -25,6 +25,7 @@ from .components import Components
 from .policy import Policy, Status, decide, decide_crop, prompt_for
 from .runtime import configure_threads
 from .scorer import Scorer, create_scorer
+from .working import WorkingResolution
 
 __all__ = ["CaptureResult", "Gate"]
 
@@ -116,6 +117,10 @@ class Gate:
         look_again: when no face is found, look again on a brightened, turned and padded
             copy, so a dark, rotated or cut-off photo is rejected as such rather than
             reported as ``no_face`` (up to five more detections, for those photos only).
+        working: decode and detect photos over 2 megapixels at the working resolution the
+            policy needs (:mod:`facegate.working`: a 12-megapixel JPEG in a fraction of the
+            time). Off by default until it agrees with full resolution on every component
+            (issue 17: JPEG blockiness differs at reduced size; docs/performance.md).
 
     Example:
         >>> gate = Gate(threads=2)
@@ -137,6 +142,7 @@ class Gate:
         detector: Detector | str = "mtcnn",
         workers: int = 0,
         look_again: bool = True,
+        working: bool = False,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -148,10 +154,11 @@ class Gate:
         self.workers = workers
         self.batch_size = batch_size
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
+        chosen = Policy.choose(policy, profile)
         self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
-                                    look_again=look_again)
-        self.policy = Policy.choose(policy, profile).resolve(self.spec.default_threshold,
-                                                             self.capture.detector_settings.get("min_face_probability"))
+                                    look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None)
+        self.policy = chosen.resolve(self.spec.default_threshold,
+                                     self.capture.detector_settings.get("min_face_probability"))
 
     @property
     def spec(self):

@@ -11,7 +11,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -48,12 +48,39 @@ def describe(image: ImageInput) -> str:
 
 
 @dataclass(frozen=True)
+class Reduction:
+    """An array is the image of ``size`` ``(width, height)`` reduced ``factor`` times: the
+    image's pixel edge ``x`` lies at ``(x - origin) / factor`` in the array (``origin`` is
+    non-zero only where EXIF orientation mirrored an axis whose length ``factor`` does not divide)."""
+
+    factor: int
+    size: tuple[int, int]
+    origin: tuple[float, float] = (0.0, 0.0)
+
+    def to_full(self, points) -> np.ndarray:
+        """``(..., 2)`` array coordinates -> the full image's."""
+        return np.asarray(points, dtype=np.float64) * self.factor + np.asarray(self.origin)
+
+    def to_array(self, points) -> np.ndarray:
+        """``(..., 2)`` full-image coordinates -> the reduced array's."""
+        return (np.asarray(points, dtype=np.float64) - np.asarray(self.origin)) / self.factor
+
+
+@dataclass(frozen=True)
 class LoadedImage:
     """A decoded image and what was done to it that a user should hear about
-    (first frame of an animation, EXIF rotation, transparency, bit depth)."""
+    (first frame of an animation, EXIF rotation, transparency, bit depth).
+
+    ``reduction`` is set when ``rgb`` is the image reduced (``load_image(reduce_to=...)``)."""
 
     rgb: np.ndarray
     notes: tuple[str, ...] = ()
+    reduction: Reduction | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the full image."""
+        return self.reduction.size if self.reduction else (int(self.rgb.shape[1]), int(self.rgb.shape[0]))
 
 
 def load_rgb(image: ImageInput, *, color_order: ColorOrder | None = None) -> np.ndarray:
@@ -61,34 +88,39 @@ def load_rgb(image: ImageInput, *, color_order: ColorOrder | None = None) -> np.
     return load_image(image, color_order=color_order).rgb
 
 
-def load_image(image: ImageInput, *, color_order: ColorOrder | None = None) -> LoadedImage:
+def load_image(image: ImageInput, *, color_order: ColorOrder | None = None,
+               reduce_to: Callable[[tuple[int, int]], int] | None = None) -> LoadedImage:
     """Decode the image to a contiguous ``(H, W, 3)`` uint8 RGB array.
 
     Args:
         image: a file path, an :class:`EncodedImage` (a file's bytes), a PIL image, or a
             numpy array (``(H, W)`` grey or ``(H, W, 3|4)`` colour, uint8, or float in [0, 1]).
         color_order: required for colour numpy arrays: ``"rgb"`` or ``"bgr"`` (OpenCV).
+        reduce_to: given the image's ``(width, height)`` (after EXIF orientation), how many
+            times to reduce it: 1, 2, 4 or 8. A JPEG is then decoded at that size (its DCT
+            scaled: several times faster than a full decode, a fraction of the memory); other
+            images are decoded and reduced by block means. ``reduction`` says what was done.
 
     Raises:
         ImageError: the data cannot be decoded (bad file, unsupported format, too large).
         ConfigError: the caller passed the wrong kind of object, shape or dtype.
     """
     if isinstance(image, (str, os.PathLike)):
-        return _load_path(Path(os.fsdecode(image)))
+        return _load_path(Path(os.fsdecode(image)), reduce_to)
     if isinstance(image, Image.Image):
-        return _from_pil(image, describe(image))
+        return _reduced(_from_pil(image, describe(image)), reduce_to)
     if isinstance(image, np.ndarray):
-        return LoadedImage(_from_array(image, color_order))
+        return _reduced(LoadedImage(_from_array(image, color_order)), reduce_to)
     if isinstance(image, EncodedImage):
         if not image.data:
             raise ImageError(image.name, "empty file (0 bytes)")
-        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name)
+        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name, reduce_to)
     raise ConfigError(
         f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array"
     )
 
 
-def _load_path(path: Path) -> LoadedImage:
+def _load_path(path: Path, reduce_to=None) -> LoadedImage:
     name = os.fsdecode(path)
     try:
         size = path.stat().st_size
@@ -98,11 +130,19 @@ def _load_path(path: Path) -> LoadedImage:
         raise ImageError(name, "is a directory, not an image")
     if size == 0:
         raise ImageError(name, "empty file (0 bytes)")
-    return _decode(lambda: Image.open(path), name)
+    return _decode(lambda: Image.open(path), name, reduce_to)
 
 
-def _decode(open_image, name: str) -> LoadedImage:
-    """Open with PIL (``open_image()``), refuse decompression bombs, decode to RGB."""
+#: EXIF orientations that swap width and height, and those that mirror x or y of the stored
+#: image (in the stored image's axes, before the swap).
+_SWAPS = {5, 6, 7, 8}
+_MIRRORS_X = {2, 3, 7, 8}
+_MIRRORS_Y = {3, 4, 6, 7}
+
+
+def _decode(open_image, name: str, reduce_to=None) -> LoadedImage:
+    """Open with PIL (``open_image()``), refuse decompression bombs, decode to RGB (at a
+    reduced size when ``reduce_to`` asks for one)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -113,7 +153,25 @@ def _decode(open_image, name: str) -> LoadedImage:
                         f"image is {pil.width}x{pil.height}, over the {MAX_PIXELS} pixel limit "
                         "(refused as a possible decompression bomb)",
                     )
-                return _from_pil(pil, name)
+                if reduce_to is None:
+                    return _from_pil(pil, name)
+                orientation = pil.getexif().get(0x0112, 1) if pil.format == "JPEG" else 1
+                stored = (pil.width, pil.height)
+                size = stored[::-1] if orientation in _SWAPS else stored
+                factor = _factor(reduce_to(size))
+                if factor == 1 or pil.format != "JPEG" or getattr(pil, "n_frames", 1) > 1:
+                    return _reduced(_from_pil(pil, name), lambda _: factor)
+                # (Pillow scales by the largest power of two within both whole-number ratios)
+                drafted = pil.draft("RGB", (max(1, stored[0] // factor), max(1, stored[1] // factor)))
+                scale = round(stored[0] / drafted[1][2]) if drafted else 1
+                loaded = _from_pil(pil, name)
+                if scale != factor:  # the rest by block means
+                    loaded = LoadedImage(reduce_image(loaded.rgb, factor // scale), loaded.notes)
+                # a mirrored axis whose length factor does not divide starts part of a pixel in
+                ox = stored[0] - factor * -(-stored[0] // factor) if orientation in _MIRRORS_X else 0
+                oy = stored[1] - factor * -(-stored[1] // factor) if orientation in _MIRRORS_Y else 0
+                origin = (oy, ox) if orientation in _SWAPS else (ox, oy)
+                return LoadedImage(loaded.rgb, loaded.notes, Reduction(factor, size, (float(origin[0]), float(origin[1]))))
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -155,6 +213,40 @@ def _from_pil(pil: Image.Image, name: str) -> LoadedImage:
         raise ImageError(name, f"cannot decode image ({exc})") from None
     _check_size(arr, name)
     return LoadedImage(np.ascontiguousarray(arr), tuple(notes))
+
+
+def _factor(value) -> int:
+    if value not in (1, 2, 4, 8):
+        raise ConfigError(f"an image can be reduced 1, 2, 4 or 8 times, not {value!r}")
+    return int(value)
+
+
+def _reduced(loaded: LoadedImage, reduce_to) -> LoadedImage:
+    """``loaded`` reduced by block means (the last row and column of blocks partial, as in a
+    JPEG decoded at a reduced size)."""
+    if reduce_to is None:
+        return loaded
+    h, w = loaded.rgb.shape[:2]
+    factor = _factor(reduce_to((w, h)))
+    if factor == 1:
+        return loaded
+    return LoadedImage(reduce_image(loaded.rgb, factor), loaded.notes, Reduction(factor, (w, h)))
+
+
+def reduce_image(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Means of ``factor`` x ``factor`` blocks, ``(ceil(H/f), ceil(W/f), 3)`` uint8; partial
+    blocks at the bottom and right edges are the means of the pixels they hold."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    oh, ow = -(-h // factor), -(-w // factor)
+    sums = cv2.integral(rgb, sdepth=cv2.CV_64F)
+    rows = np.minimum(np.arange(oh + 1) * factor, h)
+    cols = np.minimum(np.arange(ow + 1) * factor, w)
+    t = sums[rows][:, cols]
+    block = t[1:, 1:] - t[:-1, 1:] - t[1:, :-1] + t[:-1, :-1]
+    area = np.diff(rows)[:, None, None] * np.diff(cols)[None, :, None]
+    return np.ascontiguousarray(np.clip(block / area + 0.5, 0, 255).astype(np.uint8))
 
 
 def _from_array(arr: np.ndarray, color_order: ColorOrder | None) -> np.ndarray:

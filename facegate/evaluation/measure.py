@@ -177,13 +177,14 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
             else:
                 idx.append(i)
                 captures.append(capture)
-                landmark_sum += capture.primary.landmarks / np.array(capture.rgb.shape[1::-1])
+                landmark_sum += capture.primary.landmarks / np.array(capture.image_size)
                 landmark_count += 1
         if idx:
             faces = [c.primary for c in captures]
             rgbs = [c.rgb for c in captures]
             found[idx] = True
             landmarks[idx] = [f.landmarks for f in faces]
+            on_rgb = [c.in_rgb(c.primary.landmarks) for c in captures]
             crops = np.stack([c.crop for c in captures])
             for v, scorer in scorers.items():
                 scores = timed(str(Method(ENSEMBLE, v)), scorer.score, crops)
@@ -198,8 +199,8 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
                 for name in COMPONENTS:
                     quality[Method(name, COMPONENT)][idx] = [_component_quality(c, name) for c in captures]
             if observer is not None:
-                quality[OBSERVER][idx] = timed(str(OBSERVER), observer.score, rgbs, [f.landmarks for f in faces])
-            for i, e in zip(idx, recognizer.embed(rgbs, [f.landmarks for f in faces])):
+                quality[OBSERVER][idx] = timed(str(OBSERVER), observer.score, rgbs, on_rgb)
+            for i, e in zip(idx, recognizer.embed(rgbs, on_rgb)):
                 embeddings[i] = e
         if progress is not None:
             progress(min(n, start + batch_size))

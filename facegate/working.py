@@ -1,0 +1,114 @@
+"""The working resolution of a large photo: decode and detect no finer than the decision needs.
+
+A camera photo of 12-48 megapixels holds its face in hundreds of pixels between the eyes;
+the quality models see 32, and MTCNN's landmarks come from a 48 px view of the face. The
+capture stage therefore looks twice at a photo above :attr:`WorkingResolution.above_pixels`:
+
+1. a *first look* at the JPEG decoded 2 or 4 times smaller (its DCT scaled: a fraction of a
+   full decode's time and memory), for faces of at least a tenth of the photo's short side;
+2. a *second look*, only when the first one is not enough: finer, when the primary face has
+   fewer than :attr:`eye_distance` pixels between the eyes at that reduction, or when a face
+   that could change the decision (a second face of ``secondary_face_ratio`` of the
+   primary's size, a rival primary at 80%) may be smaller than the first look searched;
+   at full resolution, as before, when no face the gate would accept was found.
+
+MTCNN's pyramid levels and crops are computed on the full image's grid from the reduced
+pixels (:class:`facegate.mtcnn.OnnxMTCNN`), and its face-size floors stay on the full
+image's pyramid (``first_pass_min_face_size / 0.709**j``), so both looks find the faces
+full-resolution processing finds, with its landmarks, in full-image coordinates. Faces below
+every size the policy could act on are not searched (docs/performance.md counts them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .detection import Face
+
+__all__ = ["WorkingResolution", "Look"]
+
+#: MTCNN's box side over the eye distance: at least 2.34 on the large photos (2.6 median).
+FACE_PER_EYE_DISTANCE = 2.3
+#: MTCNN's pyramid step.
+_PYRAMID_FACTOR = 0.709
+#: The finest pyramid level searched must average at least this many reduced pixels per
+#: level pixel (12 px at the level is the face size it finds).
+_LEVEL_SUPPORT = 2.0
+
+
+@dataclass(frozen=True)
+class Look:
+    """One detection at a working resolution: the reduction (1, 2 or 4) and the smallest face
+    side searched, in full-image pixels (None: the detector's own passes)."""
+
+    reduction: int
+    min_face_size: float | None
+
+
+@dataclass(frozen=True)
+class WorkingResolution:
+    """What a large photo must be decoded and searched at, from the policy's needs.
+
+    Attributes:
+        min_eye_distance: the policy's smallest acceptable eye distance (full-image pixels).
+        secondary_face_ratio: the policy's "sizeable second face" ratio of face sides.
+        eye_distance: pixels between the eyes the working image must hold for landmarks and
+            the crop to match full resolution's (docs/performance.md measures it).
+        above_pixels: photos with fewer pixels are processed at full resolution, as always.
+        first_look: the first look searches faces of at least this share of the short side.
+        max_reduction: never reduce more (at 8 times, JPEG blocks are single pixels and the
+            compression component cannot be measured).
+    """
+
+    min_eye_distance: float = 16.0
+    secondary_face_ratio: float = 0.5
+    eye_distance: float = 100.0
+    above_pixels: int = 2_000_000
+    first_look: float = 0.1
+    max_reduction: int = 4
+
+    @classmethod
+    def for_policy(cls, policy) -> "WorkingResolution":
+        return cls(min_eye_distance=policy.min_eye_distance, secondary_face_ratio=policy.secondary_face_ratio)
+
+    def first(self, size: tuple[int, int], base: float) -> Look | None:
+        """The first look at a photo of ``size`` (width, height) for a detector whose first
+        pass searches faces down to ``base`` pixels; None: full resolution, as always."""
+        width, height = size
+        if width * height < self.above_pixels:
+            return None
+        floor = _on_pyramid(max(base, self.first_look * min(width, height)), base)
+        reduction = self._reduction(floor, float("inf"))
+        return Look(reduction, floor) if reduction > 1 else None
+
+    def second(self, first: Look, primary: Face | None, accepted: bool, base: float) -> Look | None:
+        """The look after ``first`` found ``primary`` (``accepted``: sure enough for the
+        gate), or None when the first look is enough."""
+        if primary is None or not accepted:
+            smallest = 0.8 * FACE_PER_EYE_DISTANCE * self.min_eye_distance
+            if smallest <= base:
+                return Look(1, None)  # the detector's own passes at full resolution
+            floor = _on_pyramid(smallest, base)
+            look = Look(self._reduction(floor, float("inf")), floor)
+            return None if look == first else look
+        # faces that could change the decision: a rival primary (80% of its side) or a
+        # sizeable second face; 10% below, as boxes vary
+        floor = _on_pyramid(max(base, 0.9 * min(0.8, self.secondary_face_ratio) * primary.side), base)
+        reduction = self._reduction(floor, primary.eye_distance)
+        if floor >= first.min_face_size and reduction >= first.reduction:
+            return None
+        return Look(min(reduction, first.reduction), min(floor, first.min_face_size))
+
+    def _reduction(self, floor: float, eye_distance: float) -> int:
+        limit = min(self.max_reduction, floor / (12.0 * _LEVEL_SUPPORT), eye_distance / self.eye_distance)
+        return 1 << max(0, int(math.floor(math.log2(max(limit, 1.0)))))
+
+
+def _on_pyramid(size: float, base: float) -> float:
+    """The largest face size of the form ``base / 0.709**j`` not above ``size``: pyramid
+    levels that are full resolution's own levels."""
+    if size <= base:
+        return float(base)
+    steps = int(math.floor(math.log(size / base) / -math.log(_PYRAMID_FACTOR) + 1e-9))
+    return float(base / _PYRAMID_FACTOR ** steps)

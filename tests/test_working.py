@@ -1,0 +1,120 @@
+"""Working resolution (issue 17): reduced decoding, MTCNN on a reduced image on the full
+image's grid, and the capture stage's two looks, against full-resolution processing."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facegate.capture import CaptureStage
+from facegate.detection import MTCNNDetector
+from facegate.images import EncodedImage, load_image, reduce_image
+from facegate.mtcnn import OnnxMTCNN
+from facegate.scorer import create_scorer
+from facegate.working import Look, WorkingResolution
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _jpeg(rgb: np.ndarray, orientation: int = 1, quality: int = 95) -> bytes:
+    image = Image.fromarray(rgb)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def _upscaled(name: str, factor: int) -> np.ndarray:
+    rgb = np.asarray(Image.open(FIXTURES / name).convert("RGB"))
+    return np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] * factor, rgb.shape[0] * factor), Image.LANCZOS))
+
+
+def test_reduce_image_is_block_means_with_partial_edges():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (9, 10, 3), dtype=np.uint8)
+    small = reduce_image(rgb, 4)
+    assert small.shape == (3, 3, 3)
+    assert np.allclose(small[0, 0], rgb[:4, :4].reshape(-1, 3).mean(0), atol=0.5)
+    assert np.allclose(small[2, 2], rgb[8:, 8:].reshape(-1, 3).mean(0), atol=0.5)  # the 1 x 2 corner
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_reduced_jpeg_maps_to_full_image_coordinates(orientation):
+    """A bright square drawn in the displayed image is where the reduction says it is, for
+    EXIF orientations that mirror and swap axes, on sizes 4 does not divide."""
+    displayed = np.full((203, 301, 3), 40, np.uint8)
+    displayed[120:140, 200:224] = 250
+    stored = {1: displayed, 3: displayed[::-1, ::-1], 6: np.rot90(displayed, 1), 8: np.rot90(displayed, -1)}[orientation]
+    data = EncodedImage("square.jpg", _jpeg(np.ascontiguousarray(stored), orientation))
+    full = load_image(data)
+    reduced = load_image(data, reduce_to=lambda size: 4)
+    assert full.rgb.shape == displayed.shape and full.reduction is None
+    assert reduced.reduction.factor == 4 and reduced.size == (301, 203)
+    ys, xs = np.nonzero(reduced.rgb[..., 0] > 200)
+    centre = reduced.reduction.to_full([(xs.mean() + 0.5, ys.mean() + 0.5)])[0]
+    assert np.allclose(centre, (212, 130), atol=2.5)
+
+
+def test_reduced_decoding_keeps_the_decompression_bomb_guard(monkeypatch):
+    import facegate.images as images
+
+    monkeypatch.setattr(images, "MAX_PIXELS", 100 * 100)
+    data = EncodedImage("big.jpg", _jpeg(np.zeros((200, 200, 3), np.uint8)))
+    from facegate.errors import ImageError
+
+    with pytest.raises(ImageError, match="decompression bomb"):
+        load_image(data, reduce_to=lambda size: 4)
+
+
+def test_mtcnn_on_a_reduced_image_finds_full_resolution_landmarks():
+    """A photo 4 times larger, decoded 4 times smaller: the same face, refined landmarks
+    within 2% of the eye distance of full-resolution processing."""
+    rgb = _upscaled("colin_powell_1.jpg", 4)
+    data = EncodedImage("large.jpg", _jpeg(rgb, quality=97))
+    full = load_image(data).rgb
+    mtcnn = OnnxMTCNN(threads=2)
+    boxes, _, points = mtcnn.detect(full, 160, refine=True)
+    reduced = load_image(data, reduce_to=lambda size: 4)
+    r_boxes, _, r_points = mtcnn.detect(reduced.rgb, 160, refine=True, reduction=4, full_size=reduced.size)
+    assert len(boxes) == len(r_boxes) == 1
+    eyes = np.linalg.norm(points[0, 1] - points[0, 0])
+    assert eyes > 150
+    assert np.abs(r_points[0] - points[0]).max() < 0.02 * eyes
+    assert np.abs(r_boxes[0] - boxes[0]).max() < 0.05 * eyes
+
+
+def test_working_plan_follows_the_policy():
+    plan = WorkingResolution()
+    assert plan.first((250, 250), 40) is None  # small photos: full resolution, as always
+    first = plan.first((4000, 3000), 40)
+    assert first.reduction == 4 and 300 * 0.709 < first.min_face_size <= 300  # a tenth of the short side, on the pyramid
+    # nothing sure enough found: the detector's own passes at full resolution
+    assert plan.second(first, None, False, 40) == Look(1, None)
+    # a policy that accepts only large faces never needs full resolution
+    strict = WorkingResolution(min_eye_distance=200)
+    assert strict.second(first, None, False, 40).reduction > 1
+
+
+def test_capture_stage_at_working_resolution_agrees_with_full_resolution():
+    """The same faces, landmarks within 2% of the eye distance, scores within 1 point, and
+    full-image coordinates and size, on a fixture photo enlarged to 3.2 megapixels."""
+    rgb = _upscaled("tony_blair_1.jpg", 8)[:1600, :2000]
+    data = EncodedImage("large.jpg", _jpeg(rgb, quality=97))
+    detector = MTCNNDetector(refine_landmarks=True, threads=2)
+    full = CaptureStage(detector=detector).analyse(data)
+    working = CaptureStage(detector=detector, working=WorkingResolution()).analyse(data)
+    assert working.reduction is not None and working.reduction.factor > 1
+    assert working.image_size == full.image_size == (2000, 1600)
+    assert len(working.faces) == len(full.faces) >= 1
+    eyes = full.primary.eye_distance
+    assert np.abs(working.primary.landmarks - full.primary.landmarks).max() < 0.02 * eyes
+    scorer = create_scorer(threads=2)
+    scores = scorer.score(np.stack([full.crop, working.crop])).ensemble
+    assert abs(scores[0] - scores[1]) < 1.0
+    assert working.components.value("inter_eye_distance") == pytest.approx(eyes, rel=0.02)
