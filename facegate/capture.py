@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .components import Components, measure_components
-from .detection import Detector, Face, choose_primary, create_detector
+from .detection import Detector, Face, choose_primary, create_detector, in_full_image
 from .errors import ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image
@@ -170,7 +170,7 @@ class CaptureStage:
                     again, how = self._look_again(coarse.rgb, 0.0 if first_face is None else first_face.probability)
                     if again:
                         loaded, found_by = coarse, how
-                        faces = tuple(_mapped(f, coarse.reduction) for f in again)
+                        faces = tuple(in_full_image(f, coarse.reduction) for f in again)
         except ImageError as exc:
             return Capture(source, error=exc.cause)
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
@@ -242,12 +242,6 @@ def _exposure_normalised(rgb: np.ndarray, grey_mean: float) -> np.ndarray:
     """A copy whose mean grey level is about 128, by a gamma curve (keeps black black and
     white white, unlike a gain)."""
     return apply_gamma(rgb, float(np.log(0.5) / np.log(min(max(grey_mean, 1.0), 254.0) / 255.0)))
-
-
-def _mapped(face: Face, reduction: Reduction) -> Face:
-    """A face found in the reduced image, in the full image's coordinates."""
-    corners = reduction.to_full(np.reshape(face.box, (2, 2))).reshape(-1)
-    return Face(tuple(corners), face.probability, reduction.to_full(face.landmarks))
 
 
 def _shifted(face: Face, dx: float, dy: float) -> Face:

@@ -20,7 +20,7 @@ from .frozen import FrozenValue
 from .images import Reduction
 
 __all__ = ["Face", "Detector", "MTCNNDetector", "TorchMTCNNDetector", "YuNetDetector", "DETECTORS",
-           "create_detector", "choose_primary", "faces_from_arrays"]
+           "create_detector", "choose_primary", "faces_from_arrays", "in_full_image"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,6 +212,12 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
         return boxes, probs, points
 
 
+def in_full_image(face: Face, reduction: Reduction) -> Face:
+    """A face found in an image reduced as ``reduction`` says, in the full image's coordinates."""
+    corners = reduction.to_full(np.reshape(face.box, (2, 2))).reshape(-1)
+    return Face(tuple(corners), face.probability, reduction.to_full(face.landmarks))
+
+
 def faces_from_arrays(boxes, probs, points) -> list[Face]:
     """``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks -> faces, dropping
     any with a non-finite coordinate."""
@@ -257,10 +263,7 @@ class YuNetDetector:
         full-image coordinates (YuNet sees the reduced image as it is). ``min_face_size``
         is accepted for the capture stage and not needed: YuNet's cost does not depend on it."""
         faces = self._detect(rgb)
-        if reduction is None:
-            return faces
-        return [Face(reduction.to_full(np.reshape(f.box, (2, 2))).reshape(-1), f.probability,
-                     reduction.to_full(f.landmarks)) for f in faces]
+        return faces if reduction is None else [in_full_image(f, reduction) for f in faces]
 
     reduces = True
 

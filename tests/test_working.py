@@ -118,3 +118,20 @@ def test_capture_stage_at_working_resolution_agrees_with_full_resolution():
     scores = scorer.score(np.stack([full.crop, working.crop])).ensemble
     assert abs(scores[0] - scores[1]) < 1.0
     assert working.components.value("inter_eye_distance") == pytest.approx(eyes, rel=0.02)
+
+
+def test_yunet_at_working_resolution_reports_full_image_coordinates():
+    """YuNet sees the reduced photo as it is; its face comes back in the full image's
+    coordinates: where YuNet puts it on the photo before it was enlarged 8 times (YuNet
+    itself finds no face of 800 px in the full 3.2-megapixel photo). YuNet's landmarks move
+    by up to 15% of the eye distance between a 100 px and a 400 px face, so this checks the
+    mapping (a wrong factor or origin is off by hundreds of pixels), not MTCNN's agreement."""
+    small = np.asarray(Image.open(FIXTURES / "tony_blair_1.jpg").convert("RGB"))
+    rgb = _upscaled("tony_blair_1.jpg", 8)[:1600, :2000]
+    data = EncodedImage("large.jpg", _jpeg(rgb, quality=97))
+    original = CaptureStage(detector="yunet").analyse_rgb(small)
+    working = CaptureStage(detector="yunet", working=WorkingResolution()).analyse(data)
+    assert working.reduction is not None and working.image_size == (2000, 1600)
+    expected = (original.primary.landmarks + 0.5) * 8 - 0.5
+    eyes = 8 * original.primary.eye_distance
+    assert np.abs(working.primary.landmarks - expected).max() < 0.2 * eyes
