@@ -63,7 +63,7 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def warp_to_template(
     rgb: np.ndarray, landmarks: np.ndarray, template: np.ndarray, out_size: tuple[int, int],
-    border: int = cv2.BORDER_REPLICATE,
+    border: int = cv2.BORDER_REPLICATE, reduction: int = 1,
 ) -> np.ndarray:
     """Crop ``rgb`` so that ``landmarks`` land on ``template``.
 
@@ -74,19 +74,25 @@ def warp_to_template(
         out_size: ``(width, height)`` of the output.
         border: how outside the image is filled: edge replication (default) or
             ``cv2.BORDER_CONSTANT`` (black).
+        reduction: ``rgb`` is the image reduced that many times (see :func:`shrink_for_warp`).
 
     Returns:
         ``(height, width, 3)`` uint8 crop.
     """
-    source, matrix = shrink_for_warp(rgb, similarity_transform(landmarks, template), out_size)
+    source, matrix = shrink_for_warp(rgb, similarity_transform(landmarks, template), out_size, reduction)
     return cv2.warpAffine(source, matrix, out_size, flags=cv2.INTER_LINEAR, borderMode=border)
 
 
-def shrink_for_warp(rgb: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def shrink_for_warp(rgb: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int],
+                    reduction: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The image to warp from and the matrix to warp it with. When the warp shrinks a lot,
     the part of the image the output covers is area-averaged first, so the crop does not
-    alias; only that part, so a face in a 50-megapixel photo costs what a small one does."""
-    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+    alias; only that part, so a face in a 50-megapixel photo costs what a small one does.
+
+    ``reduction``: ``rgb`` is the image reduced that many times (a large photo at its working
+    resolution); the average then spans as many of the image's own pixels as it would on the
+    full image (a fractional number of ``rgb``'s), so the crop is the full image's."""
+    scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2])))) / reduction
     if scale >= 0.5:
         return rgb, matrix
     h, w = rgb.shape[:2]
@@ -100,9 +106,17 @@ def shrink_for_warp(rgb: np.ndarray, matrix: np.ndarray, out_size: tuple[int, in
     # an integer factor (OpenCV's fast path for area averaging) that leaves the warp
     # itself shrinking by no more than about half
     k = max(2, int(round(1.0 / (1.5 * scale))))
-    x1, y1 = (start + max(k, _multiple(end - start, k, limit - start)) for start, end, limit in ((x0, x1, w), (y0, y1, h)))
-    region = rgb[y0:y1, x0:x1]
-    small = cv2.resize(region, (region.shape[1] // k, region.shape[0] // k), interpolation=cv2.INTER_AREA)
+    if reduction == 1:
+        x1, y1 = (start + max(k, _multiple(end - start, k, limit - start)) for start, end, limit in ((x0, x1, w), (y0, y1, h)))
+        region = rgb[y0:y1, x0:x1]
+        small = cv2.resize(region, (region.shape[1] // k, region.shape[0] // k), interpolation=cv2.INTER_AREA)
+    else:
+        factor = k / reduction
+        if factor <= 1.0:  # rgb is already no finer than the average would make it
+            return rgb, matrix
+        region = rgb[y0:y1, x0:x1]
+        small = cv2.resize(region, (max(1, round(region.shape[1] / factor)), max(1, round(region.shape[0] / factor))),
+                           interpolation=cv2.INTER_AREA)
     fy = small.shape[0] / region.shape[0]
     fx = small.shape[1] / region.shape[1]
     # output -> region pixels -> reduced pixels

@@ -102,7 +102,7 @@ class CaptureStage:
 
     def __init__(self, spec: ScorerSpec | None = None, *, detector: Detector | str = "mtcnn", threads: int = 1,
                  backend: str = "onnx", components: bool = True, look_again: bool = False,
-                 working: WorkingResolution | None = None):
+                 working: WorkingResolution | None = WorkingResolution()):
         self.components = components
         self.look_again = look_again
         self.working = working
@@ -160,8 +160,11 @@ class CaptureStage:
             if second is not None:
                 if second.reduction != first.reduction:
                     loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction)
-                faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
-                                                   min_face_size=second.min_face_size))
+                if second.detect:
+                    faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
+                                                       min_face_size=second.min_face_size))
+                elif hasattr(self.detector, "refine"):  # the same faces, landmarks from finer pixels
+                    faces = tuple(self.detector.refine(loaded.rgb, faces, loaded.reduction))
             found_by = None
             if self.look_again:
                 first_face = choose_primary(faces, loaded.size[::-1])
@@ -197,8 +200,10 @@ class CaptureStage:
         primary = choose_primary(faces, size[::-1])
         crop = components = None
         if primary is not None:
-            points = primary.landmarks if reduction is None else reduction.to_array(primary.landmarks)
-            crop = self.spec.crop(rgb, points)
+            if reduction is None:
+                crop = self.spec.crop(rgb, primary.landmarks)
+            else:
+                crop = self.spec.crop(rgb, reduction.to_array(primary.landmarks), reduction=reduction.factor)
             if self.components:
                 components = self.measure(rgb, primary, faces, reduction)
         return Capture(source, rgb, faces, primary, crop, notes, components=components, found_by=found_by,

@@ -112,7 +112,25 @@ class _TwoPassMTCNN(ABC):
     def _run(self, rgb: np.ndarray, min_face_size: float,
              reduction: Reduction | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One pass: ``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks, in
-        the full image's coordinates."""
+        the full image's coordinates (refined when ``refine_landmarks``)."""
+
+    @abstractmethod
+    def _onnx(self):
+        """The :class:`facegate.mtcnn.OnnxMTCNN` whose O-Net refines landmarks."""
+
+    def refine(self, rgb: np.ndarray, faces: Sequence[Face], reduction: Reduction | None = None) -> list[Face]:
+        """``faces`` with landmarks refined on ``rgb`` (the image, or reduced as ``reduction``
+        says: a finer decoding than the one they were found in); unchanged when
+        ``refine_landmarks`` is off."""
+        if not self.refine_landmarks or not faces:
+            return list(faces)
+        boxes = np.array([f.box for f in faces])
+        if reduction is None:
+            points = self._onnx().refine_landmarks(rgb, boxes)
+        else:
+            points = self._onnx().refine_landmarks(rgb, boxes, reduction=reduction.factor, origin=reduction.origin,
+                                                   full_size=reduction.size)
+        return [Face(f.box, f.probability, p) for f, p in zip(faces, points)]
 
     def detect(self, rgb: np.ndarray, *, reduction: Reduction | None = None,
                min_face_size: float | None = None) -> list[Face]:
@@ -155,6 +173,9 @@ class MTCNNDetector(_TwoPassMTCNN):
 
         self._mtcnn = OnnxMTCNN(models, min_face_size=self.min_face_size, thresholds=self.thresholds,
                                 threads=threads)
+
+    def _onnx(self):
+        return self._mtcnn
 
     def _run(self, rgb, min_face_size, reduction):
         if reduction is None:
@@ -204,12 +225,15 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
         if boxes is None:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
         if self.refine_landmarks:  # the same refinement as the ONNX detector's, on its O-Net graph
-            if self._refiner is None:
-                from .mtcnn import OnnxMTCNN
-
-                self._refiner = OnnxMTCNN(threads=max(1, self._torch.get_num_threads()))
-            points = self._refiner.refine_landmarks(rgb, boxes)
+            points = self._onnx().refine_landmarks(rgb, boxes)
         return boxes, probs, points
+
+    def _onnx(self):
+        if self._refiner is None:
+            from .mtcnn import OnnxMTCNN
+
+            self._refiner = OnnxMTCNN(threads=max(1, self._torch.get_num_threads()))
+        return self._refiner
 
 
 def in_full_image(face: Face, reduction: Reduction) -> Face:

@@ -118,9 +118,8 @@ class Gate:
             copy, so a dark, rotated or cut-off photo is rejected as such rather than
             reported as ``no_face`` (up to five more detections, for those photos only).
         working: decode and detect photos over 2 megapixels at the working resolution the
-            policy needs (:mod:`facegate.working`: a 12-megapixel JPEG in a fraction of the
-            time). Off by default until it agrees with full resolution on every component
-            (issue 17: JPEG blockiness differs at reduced size; docs/performance.md).
+            policy needs (:mod:`facegate.working`: a camera JPEG in a fraction of the time
+            and memory, the same decision; docs/performance.md); False: full resolution.
 
     Example:
         >>> gate = Gate(threads=2)
@@ -142,7 +141,7 @@ class Gate:
         detector: Detector | str = "mtcnn",
         workers: int = 0,
         look_again: bool = True,
-        working: bool = False,
+        working: bool = True,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")

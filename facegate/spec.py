@@ -90,11 +90,12 @@ class ScorerSpec:
             object.__setattr__(self, "template", tuple((float(x), float(y)) for x, y in points))
 
     # -- crops and scores --------------------------------------------------------------
-    def crop(self, rgb: np.ndarray, landmarks: np.ndarray, size: int | None = None) -> np.ndarray:
-        """Aligned ``(size, size, 3)`` uint8 RGB crop of the face with these landmarks."""
+    def crop(self, rgb: np.ndarray, landmarks: np.ndarray, size: int | None = None, reduction: int = 1) -> np.ndarray:
+        """Aligned ``(size, size, 3)`` uint8 RGB crop of the face with these landmarks (in
+        ``rgb``, the image reduced ``reduction`` times: the crop is the full image's)."""
         size = size or self.input_size
         template = np.asarray(self.template, dtype=np.float64) * (size / self.input_size)
-        return warp_to_template(rgb, landmarks, template, (size, size))
+        return warp_to_template(rgb, landmarks, template, (size, size), reduction=reduction)
 
     def to_score(self, raw) -> np.ndarray:
         """Network output (utility on 0-1) -> score on :attr:`score_range`, clipped, never NaN."""

@@ -39,11 +39,13 @@ _LEVEL_SUPPORT = 2.0
 
 @dataclass(frozen=True)
 class Look:
-    """One detection at a working resolution: the reduction (1, 2 or 4) and the smallest face
-    side searched, in full-image pixels (None: the detector's own passes)."""
+    """One look at a working resolution: the reduction (1, 2 or 4) and the smallest face
+    side searched, in full-image pixels (None: the detector's own passes); ``detect`` False:
+    only finer pixels for the faces already found (landmarks refined again, crop, components)."""
 
     reduction: int
     min_face_size: float | None
+    detect: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,9 @@ class WorkingResolution:
         # sizeable second face; 10% below, as boxes vary
         floor = _on_pyramid(max(base, 0.9 * min(0.8, self.secondary_face_ratio) * primary.side), base)
         reduction = self._reduction(floor, primary.eye_distance)
-        if floor >= first.min_face_size and reduction >= first.reduction:
-            return None
-        return Look(min(reduction, first.reduction), min(floor, first.min_face_size))
+        if floor >= first.min_face_size:  # every face that matters was searched for
+            return None if reduction >= first.reduction else Look(reduction, first.min_face_size, detect=False)
+        return Look(min(reduction, first.reduction), floor)
 
     def _reduction(self, floor: float, eye_distance: float) -> int:
         limit = min(self.max_reduction, floor / (12.0 * _LEVEL_SUPPORT), eye_distance / self.eye_distance)

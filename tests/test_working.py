@@ -123,15 +123,67 @@ def test_capture_stage_at_working_resolution_agrees_with_full_resolution():
 def test_yunet_at_working_resolution_reports_full_image_coordinates():
     """YuNet sees the reduced photo as it is; its face comes back in the full image's
     coordinates: where YuNet puts it on the photo before it was enlarged 8 times (YuNet
-    itself finds no face of 800 px in the full 3.2-megapixel photo). YuNet's landmarks move
-    by up to 15% of the eye distance between a 100 px and a 400 px face, so this checks the
-    mapping (a wrong factor or origin is off by hundreds of pixels), not MTCNN's agreement."""
+    itself finds no face of 800 px in the full 3.2-megapixel photo). YuNet's landmarks and
+    boxes move by a fifth of the eye distance between a 100 px and a 200 px face, so this
+    checks the mapping (a wrong factor or origin is off by hundreds of pixels)."""
     small = np.asarray(Image.open(FIXTURES / "tony_blair_1.jpg").convert("RGB"))
     rgb = _upscaled("tony_blair_1.jpg", 8)[:1600, :2000]
     data = EncodedImage("large.jpg", _jpeg(rgb, quality=97))
     original = CaptureStage(detector="yunet").analyse_rgb(small)
     working = CaptureStage(detector="yunet", working=WorkingResolution()).analyse(data)
     assert working.reduction is not None and working.image_size == (2000, 1600)
-    expected = (original.primary.landmarks + 0.5) * 8 - 0.5
-    eyes = 8 * original.primary.eye_distance
-    assert np.abs(working.primary.landmarks - expected).max() < 0.2 * eyes
+    expected = np.array(original.primary.center) * 8
+    assert np.abs(np.array(working.primary.center) - expected).max() < 0.1 * 8 * original.primary.side
+    assert working.primary.side == pytest.approx(8 * original.primary.side, rel=0.35)
+
+
+def _agreement(full, working):
+    """(landmark gap / eye distance, score gap, whether the faces the decision counts are the
+    same: as many, each overlapping its counterpart by IoU 0.8) of two results."""
+    def relevant(result):  # the primary's rivals and sizeable second faces
+        side = result.face.side
+        return sorted((f.box for f in result.faces if f.probability >= 0.9 and f.side >= 0.5 * side))
+
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+        return w * h / (area(a) + area(b) - w * h)
+
+    gap = np.abs(np.array(working.face.landmarks) - np.array(full.face.landmarks)).max() / full.face.eye_distance
+    ours, theirs = relevant(working), relevant(full)
+    same_faces = len(ours) == len(theirs) and all(iou(a, b) >= 0.8 for a, b in zip(ours, theirs))
+    return gap, abs(working.score - full.score), same_faces
+
+
+def _large_gates():
+    from facegate import Gate
+
+    return Gate(threads=2, working=False), Gate(threads=2)
+
+
+def test_gate_decides_large_photos_as_at_full_resolution(shared):
+    """Issue 17's agreement test: every photo of data/large-photos (3-14 megapixels) and
+    LFW photos enlarged to 4 megapixels, at the working resolution (the default) against
+    full resolution: the same decision and reasons, the same faces the decision counts,
+    landmarks within 2% of the eye distance, scores within 1 point, the original size."""
+    full_gate, gate = _large_gates()
+    photos = sorted((shared / "data" / "large-photos").glob("*.jpg"))
+    assert len(photos) == 24
+    lfw = sorted((shared / "data" / "lfw-deepfunneled").glob("*/*.jpg"))[5::1500][:6]
+    enlarged = []
+    for path in lfw:
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((2000, 2000), Image.LANCZOS))
+        enlarged.append(EncodedImage(f"{path.name} x8", _jpeg(rgb, quality=95)))
+    for photo in [*photos, *enlarged]:
+        full, working = full_gate.assess(photo), gate.assess(photo)
+        name = getattr(photo, "name", photo)
+        assert working.image_size == full.image_size, name
+        assert (working.status, working.reasons) == (full.status, full.reasons), name
+        if full.face is None:
+            assert working.face is None, name
+            continue
+        gap, score_gap, same_faces = _agreement(full, working)
+        assert gap < 0.02, (name, gap)
+        assert score_gap < 1.0, (name, score_gap)
+        assert same_faces, name
