@@ -24,7 +24,7 @@ from .components import Components, measure_components
 from .detection import Detector, Face, choose_primary, create_detector, in_full_image
 from .errors import ImageError
 from .frozen import FrozenValue
-from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image
+from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image, reduce_image
 from .scorer import default_weights_dir
 from .spec import ScorerSpec
 from .working import Look, WorkingResolution
@@ -156,7 +156,7 @@ class CaptureStage:
                                                min_face_size=first.min_face_size))
             primary = choose_primary(faces, loaded.size[::-1])
             accepted = primary is not None and primary.probability >= self.min_face_probability
-            second = working.second(first, primary, accepted, base)
+            second = working.second(loaded.size, first, primary, accepted, base)
             if second is not None:
                 if second.reduction != first.reduction:
                     loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction)
@@ -169,11 +169,16 @@ class CaptureStage:
             if self.look_again:
                 first_face = choose_primary(faces, loaded.size[::-1])
                 if first_face is None or first_face.probability < self.min_face_probability:
-                    # on the first look's image: a rotated or dark photo needs no detail to be told so
-                    again, how = self._look_again(coarse.rgb, 0.0 if first_face is None else first_face.probability)
+                    # on the first look's image (reduced to about a megapixel), for the faces
+                    # it searched: a rotated or dark photo needs no detail to be told so
+                    small, seen = coarse.rgb, coarse.reduction
+                    while small.size > 3_000_000 and first.min_face_size / (2 * seen.factor) >= base:
+                        small, seen = reduce_image(small, 2), Reduction(2 * seen.factor, seen.size, seen.origin)
+                    again, how = self._look_again(small, 0.0 if first_face is None else first_face.probability,
+                                                  first.min_face_size / seen.factor)
                     if again:
                         loaded, found_by = coarse, how
-                        faces = tuple(in_full_image(f, coarse.reduction) for f in again)
+                        faces = tuple(in_full_image(f, seen) for f in again)
         except ImageError as exc:
             return Capture(source, error=exc.cause)
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
@@ -217,11 +222,13 @@ class CaptureStage:
         cut = self.min_face_probability
         return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut], reduction)
 
-    def _look_again(self, rgb: np.ndarray, better_than: float = 0.0) -> tuple[tuple[Face, ...], str | None]:
+    def _look_again(self, rgb: np.ndarray, better_than: float = 0.0,
+                    min_face_size: float | None = None) -> tuple[tuple[Face, ...], str | None]:
         cut = max(self.min_face_probability, better_than)
+        options = {} if min_face_size is None else {"min_face_size": min_face_size}
 
         def detect(image):  # only a face the gate would accept, surer than the first look's, counts
-            found = self.detector.detect(image)
+            found = self.detector.detect(image, **options)
             return found if any(f.probability >= cut for f in found) else []
 
         grey_mean = float(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).mean())

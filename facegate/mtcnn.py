@@ -200,12 +200,17 @@ class _ReducedIntegral:
 
     def resample_image(self, h: int, w: int, oh: int, ow: int) -> np.ndarray:
         r0, r1, c0, c1, _, _ = _image_windows(h, w, oh, ow)
-        band = self._rows(r1) - self._rows(r0)  # (oh, w'+1, 3)
-        j, g = self._coords(c1, 1)
-        sums = band[:, j] * (1.0 - g) + band[:, j + 1] * g
-        j, g = self._coords(c0, 1)
-        sums -= band[:, j] * (1.0 - g) + band[:, j + 1] * g
-        return np.ascontiguousarray(self._mean(sums, r0, r1, c0, c1)[None])
+        j1, g1 = self._coords(c1, 1)
+        j0, g0 = self._coords(c0, 1)
+        out = np.empty((1, 3, oh, ow), dtype=_F32)
+        step = max(1, _RESAMPLE_CHUNK_BYTES // (self.table.shape[1] * 24 * 4))  # bounded temporaries
+        for start in range(0, oh, step):
+            rows = slice(start, start + step)
+            band = self._rows(r1[rows]) - self._rows(r0[rows])  # (rows, w'+1, 3)
+            sums = band[:, j1] * (1.0 - g1) + band[:, j1 + 1] * g1
+            sums -= band[:, j0] * (1.0 - g0) + band[:, j0 + 1] * g0
+            out[0, :, rows] = self._mean(sums, r0[rows], r1[rows], c0, c1)
+        return out
 
     def resample_crops(self, y, ey, x, ex, size: int) -> np.ndarray:
         r0, r1 = _windows(y - 1, ey - y + 1, size)  # (K, size), full-resolution rows

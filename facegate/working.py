@@ -61,6 +61,9 @@ class WorkingResolution:
         first_look: the first look searches faces of at least this share of the short side.
         max_reduction: never reduce more (at 8 times, JPEG blocks are single pixels and the
             compression component cannot be measured).
+        max_pixels: the most pixels any look decodes (bounds memory: MTCNN's tables take
+            24-32 bytes a pixel), so a photo where nothing was found at the first look is
+            searched again at 2 or 4 times less than full resolution above this size.
     """
 
     min_eye_distance: float = 16.0
@@ -69,6 +72,7 @@ class WorkingResolution:
     above_pixels: int = 2_000_000
     first_look: float = 0.1
     max_reduction: int = 4
+    max_pixels: int = 4_000_000
 
     @classmethod
     def for_policy(cls, policy) -> "WorkingResolution":
@@ -84,15 +88,20 @@ class WorkingResolution:
         reduction = self._reduction(floor, float("inf"))
         return Look(reduction, floor) if reduction > 1 else None
 
-    def second(self, first: Look, primary: Face | None, accepted: bool, base: float) -> Look | None:
-        """The look after ``first`` found ``primary`` (``accepted``: sure enough for the
-        gate), or None when the first look is enough."""
+    def second(self, size: tuple[int, int], first: Look, primary: Face | None, accepted: bool,
+               base: float) -> Look | None:
+        """The look at a photo of ``size`` after ``first`` found ``primary`` (``accepted``:
+        sure enough for the gate), or None when the first look is enough."""
         if primary is None or not accepted:
+            pixels = size[0] * size[1]
+            fewest = 1 << max(0, math.ceil(math.log2(math.sqrt(pixels / self.max_pixels)))) if pixels > self.max_pixels else 1
+            reduction = min(fewest, self.max_reduction)
             smallest = 0.8 * FACE_PER_EYE_DISTANCE * self.min_eye_distance
-            if smallest <= base:
+            if reduction == 1 and smallest <= base:
                 return Look(1, None)  # the detector's own passes at full resolution
-            floor = _on_pyramid(smallest, base)
-            look = Look(self._reduction(floor, float("inf")), floor)
+            # the smallest face the policy accepts, or the finest the reduction still resolves
+            floor = max(_on_pyramid(max(smallest, base), base), _on_pyramid(12.0 * _LEVEL_SUPPORT * reduction, base, up=True))
+            look = Look(max(reduction, self._reduction(floor, float("inf"))), floor)
             return None if look == first else look
         # faces that could change the decision: a rival primary (80% of its side) or a
         # sizeable second face; 10% below, as boxes vary
@@ -107,10 +116,11 @@ class WorkingResolution:
         return 1 << max(0, int(math.floor(math.log2(max(limit, 1.0)))))
 
 
-def _on_pyramid(size: float, base: float) -> float:
-    """The largest face size of the form ``base / 0.709**j`` not above ``size``: pyramid
-    levels that are full resolution's own levels."""
+def _on_pyramid(size: float, base: float, up: bool = False) -> float:
+    """The largest face size of the form ``base / 0.709**j`` not above ``size`` (``up``: the
+    smallest not below it): pyramid levels that are full resolution's own levels."""
     if size <= base:
         return float(base)
-    steps = int(math.floor(math.log(size / base) / -math.log(_PYRAMID_FACTOR) + 1e-9))
+    steps = math.log(size / base) / -math.log(_PYRAMID_FACTOR)
+    steps = math.ceil(steps - 1e-9) if up else math.floor(steps + 1e-9)
     return float(base / _PYRAMID_FACTOR ** steps)

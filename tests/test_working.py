@@ -94,11 +94,16 @@ def test_working_plan_follows_the_policy():
     assert plan.first((250, 250), 40) is None  # small photos: full resolution, as always
     first = plan.first((4000, 3000), 40)
     assert first.reduction == 4 and 300 * 0.709 < first.min_face_size <= 300  # a tenth of the short side, on the pyramid
-    # nothing sure enough found: the detector's own passes at full resolution
-    assert plan.second(first, None, False, 40) == Look(1, None)
+    # nothing sure enough found: the detector's own passes, at full resolution up to 4
+    # megapixels, reduced (bounded memory) beyond
+    assert plan.second((2000, 1500), first, None, False, 40) == Look(1, None)
+    twelve = plan.second((4000, 3000), first, None, False, 40)
+    assert twelve.reduction == 2 and twelve.min_face_size == pytest.approx(40 / 0.709)
+    fifty = plan.second((8660, 5773), first, None, False, 40)
+    assert fifty.reduction == 4 and 96 <= fifty.min_face_size < 96 / 0.709
     # a policy that accepts only large faces never needs full resolution
     strict = WorkingResolution(min_eye_distance=200)
-    assert strict.second(first, None, False, 40).reduction > 1
+    assert strict.second((4000, 3000), first, None, False, 40).reduction > 1
 
 
 def test_capture_stage_at_working_resolution_agrees_with_full_resolution():
@@ -187,3 +192,39 @@ def test_gate_decides_large_photos_as_at_full_resolution(shared):
         assert gap < 0.02, (name, gap)
         assert score_gap < 1.0, (name, score_gap)
         assert same_faces, name
+
+
+_MEMORY_CHILD = r"""
+import json, resource, sys
+from facegate import Gate
+gate = Gate(threads=2)
+gate.assess(sys.argv[1])  # the runtime: models loaded, one small photo assessed
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out = {}
+for path in sys.argv[2:]:
+    result = gate.assess(path)
+    out[path] = [result.status.value, list(result.image_size),
+                 (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024]
+print(json.dumps(out))
+"""
+
+
+def test_a_50_megapixel_photo_stays_within_a_few_hundred_mib(tmp_path):
+    """Issue 17's memory bound: a 50-megapixel JPEG, with a face and without one (the
+    fallback and looking again searched too), peaks at most 400 MiB above the runtime."""
+    import json
+    import subprocess
+    import sys
+
+    face = np.asarray(Image.open(FIXTURES / "colin_powell_1.jpg").convert("RGB").resize((5773, 5773), Image.BILINEAR))
+    Image.fromarray(np.pad(face, ((0, 0), (1443, 1444), (0, 0)), mode="reflect")).save(tmp_path / "face.jpg", quality=90)
+    del face
+    Image.open(FIXTURES / "no_face.jpg").convert("RGB").resize((8660, 5773), Image.BILINEAR).save(
+        tmp_path / "none.jpg", quality=90)
+    paths = [str(tmp_path / "face.jpg"), str(tmp_path / "none.jpg")]
+    out = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(FIXTURES / "colin_powell_2.jpg"), *paths],
+                         capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report[paths[0]][:2] == ["accepted", [8660, 5773]]
+    assert report[paths[1]][:2] == ["no_face", [8660, 5773]]
+    assert max(r[2] for r in report.values()) < 400, report
