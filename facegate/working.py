@@ -92,10 +92,11 @@ class WorkingResolution:
                base: float) -> Look | None:
         """The look at a photo of ``size`` after ``first`` found ``primary`` (``accepted``:
         sure enough for the gate), or None when the first look is enough."""
+        pixels = size[0] * size[1]
+        fewest = 1 << max(0, math.ceil(math.log2(math.sqrt(pixels / self.max_pixels)))) if pixels > self.max_pixels else 1
+        fewest = min(fewest, self.max_reduction)  # the least reduction memory allows
         if primary is None or not accepted:
-            pixels = size[0] * size[1]
-            fewest = 1 << max(0, math.ceil(math.log2(math.sqrt(pixels / self.max_pixels)))) if pixels > self.max_pixels else 1
-            reduction = min(fewest, self.max_reduction)
+            reduction = fewest
             smallest = 0.8 * FACE_PER_EYE_DISTANCE * self.min_eye_distance
             if reduction == 1 and smallest <= base:
                 return Look(1, None)  # the detector's own passes at full resolution
@@ -106,7 +107,7 @@ class WorkingResolution:
         # faces that could change the decision: a rival primary (80% of its side) or a
         # sizeable second face; 10% below, as boxes vary
         floor = _on_pyramid(max(base, 0.9 * min(0.8, self.secondary_face_ratio) * primary.side), base)
-        reduction = self._reduction(floor, primary.eye_distance)
+        reduction = max(fewest, self._reduction(floor, primary.eye_distance))
         if floor >= first.min_face_size:  # every face that matters was searched for
             return None if reduction >= first.reduction else Look(reduction, first.min_face_size, detect=False)
         return Look(min(reduction, first.reduction), floor)

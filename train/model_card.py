@@ -29,6 +29,10 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "(defined below), clipped to 0-100. Higher is better. Input: the face aligned by a 5-point",
         f"similarity transform onto a {spec.input_size}x{spec.input_size} template with margin {spec.margin},",
         "RGB, ImageNet mean/std normalisation (`ScorerSpec.crop` and `facegate.models.to_tensor`).",
+        "Detector settings that go with these weights (`spec.json`): "
+        + "; ".join(f"{name}: " + ", ".join(f"`{k}={v}`" for k, v in spec.detector_settings(name).items())
+                    for name in sorted(spec.detectors)) + ".",
+        *[f"- {note}" for note in m.get("notes_after_release", [])],
         "",
         "| member | parameters | multiply-accumulates per face |",
         "|---|---|---|",
