@@ -177,7 +177,8 @@ class _ReducedIntegral:
         self.k = float(k)
         self.origin = (float(origin[0]), float(origin[1]))
         self.rgb = np.ascontiguousarray(rgb)
-        self.table = cv2.integral(self.rgb, sdepth=cv2.CV_64F)  # (h+1, w+1, 3)
+        exact = cv2.CV_32S if rgb.shape[0] * rgb.shape[1] * 255 < 2**31 else cv2.CV_64F
+        self.table = cv2.integral(self.rgb, sdepth=exact)  # (h+1, w+1, 3), read as float64
         self.h, self.w = rgb.shape[:2]
 
     def _coords(self, full, axis: int):
@@ -216,26 +217,32 @@ class _ReducedIntegral:
         r0, r1 = _windows(y - 1, ey - y + 1, size)  # (K, size), full-resolution rows
         c0, c1 = _windows(x - 1, ex - x + 1, size)
         sums = np.empty((len(r0), size, size, 3), dtype=np.float32)
+        ra, rb, top, bottom = self._edges(r0, r1, 0)
+        ca, cb, left, right = self._edges(c0, c1, 1)
         for k in range(len(r0)):  # each crop from the reduced pixels under it, separably
-            rows, top = self._overlaps(r0[k], r1[k], 0)
-            cols, left = self._overlaps(c0[k], c1[k], 1)
-            patch = self.rgb[top:top + rows.shape[1], left:left + cols.shape[1]].astype(np.float32)
+            rows = _cover(ra[k], rb[k], top[k], bottom[k])
+            cols = _cover(ca[k], cb[k], left[k], right[k])
+            patch = self.rgb[top[k]:bottom[k], left[k]:right[k]].astype(np.float32)
             down = (rows @ patch.reshape(patch.shape[0], -1)).reshape(size, patch.shape[1], 3)
             sums[k] = np.matmul(cols[None], down)  # (size, size, 3)
         return self._mean(sums, r0, r1, c0, c1)
 
-    def _overlaps(self, start, stop, axis: int):
-        """How much of each reduced pixel every window ``[start, stop)`` (full-resolution
-        edges) covers, ``(windows, pixels)``, and the first pixel's index: the window sums of
-        a piecewise-constant image, exactly as the bilinear integral gives them."""
+    def _edges(self, start, stop, axis: int):
+        """Windows ``[start, stop)`` (full-resolution edges, (K, size)) in reduced pixels, and
+        the pixel range each crop's windows span."""
         size = self.h if axis == 0 else self.w
         a = np.clip((np.asarray(start, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
         b = np.clip((np.asarray(stop, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
-        first = int(np.floor(a.min()))
-        last = max(first + 1, int(np.ceil(b.max())))
-        pixel = np.arange(first, last, dtype=np.float64)
-        cover = np.minimum(b[:, None], pixel + 1.0) - np.maximum(a[:, None], pixel)
-        return np.maximum(cover, 0.0).astype(np.float32), first
+        first = np.floor(a.min(axis=1)).astype(np.int64)
+        return a, b, first, np.maximum(first + 1, np.ceil(b.max(axis=1)).astype(np.int64))
+
+
+def _cover(a: np.ndarray, b: np.ndarray, first: int, last: int) -> np.ndarray:
+    """How much of each pixel ``first..last-1`` every window ``[a, b)`` covers, (windows,
+    pixels): a piecewise-constant image's window sums, exactly as its bilinear integral."""
+    pixel = np.arange(first, last, dtype=np.float64)
+    cover = np.minimum(b[:, None], pixel + 1.0) - np.maximum(a[:, None], pixel)
+    return np.maximum(cover, 0.0).astype(np.float32)
 
 
 # -- box arithmetic (facenet_pytorch/models/utils/detect_face.py, in float32) -----------------

@@ -26,9 +26,11 @@ def test_identity_folders_give_genuine_pairs(enrollment):
 
 def test_evaluate_reports_every_method(enrollment, shared, tmp_path):
     report = tmp_path / "report.json"
+    # over half the comparisons: the captures with no face go first for every method and fill
+    # the first 20% of these 21 genuine pairs, where no method can differ from another
     run = CliRunner().invoke(main, ["evaluate", str(enrollment), "--recognizer",
                                     str(shared / "models" / "mobilefacenet_casia.ckpt"), "--fnmr", "0.3",
-                                    "--report", str(report)])
+                                    "--discard-limit", "0.5", "--report", str(report)])
     assert run.exit_code == 0, run.output
     data = json.loads(report.read_text())
     methods = {r["method"] for r in data["rows"]}
@@ -38,7 +40,7 @@ def test_evaluate_reports_every_method(enrollment, shared, tmp_path):
     assert rows["perfect (reference)"]["pauc"] <= min(r["pauc"] for r in data["rows"]) + 1e-12
     random_row = next(r for r in data["rows"] if r["method"].startswith("random"))
     # the hard-degraded photos are the ones that fail to match, and the ensemble sets them aside first
-    assert rows["ensemble (full)"]["pauc"] < random_row["pauc"]
+    assert rows["ensemble (full)"]["pauc"] < 0.9 * random_row["pauc"]
     assert all(np.isfinite(r["pauc"]) for r in data["rows"])
     assert "corrupt.jpg" in run.output or data["captures"] == PEOPLE * 3 + 1
 

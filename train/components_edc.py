@@ -298,7 +298,7 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
         f"{n}: {reports[n]['captures']} captures ({reports[n]['no_face']} without a face), "
         f"{reports[n]['genuine_comparisons']:,} genuine and {reports[n]['impostor_comparisons']:,} impostor "
         f"comparisons, threshold {reports[n]['threshold']:.4f}" for n in names) + ". The degraded CelebA copies "
-        "are hard (starting FNMR near 0.6): the degradations' parameters are in pixels of 250 px LFW photos, "
+        "are hard (see the last row, no discarding): the degradations' parameters are in pixels of 250 px LFW photos, "
         "and many CelebA faces are much smaller.", ""]
     lines += ["## What the profiles reject on natural photos", "",
               "Every fifth photo of the LFW folds 1-5 people (up to 600) and every photo of the CelebA evaluation "
