@@ -151,20 +151,20 @@ class CaptureStage:
         photo, a second one finer only when the decision needs it."""
         first = working.first(loaded.size, base)
         coarse = loaded
-        try:
+        refine = getattr(self.detector, "refine", None)
+        try:  # landmarks are refined once, on the pixels the crop comes from
             faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
-                                               min_face_size=first.min_face_size))
+                                               min_face_size=first.min_face_size, refine=False))
             primary = choose_primary(faces, loaded.size[::-1])
             accepted = primary is not None and primary.probability >= self.min_face_probability
             second = working.second(loaded.size, first, primary, accepted, base)
-            if second is not None:
-                if second.reduction != first.reduction:
-                    loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction)
-                if second.detect:
-                    faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
-                                                       min_face_size=second.min_face_size))
-                elif hasattr(self.detector, "refine"):  # the same faces, landmarks from finer pixels
-                    faces = tuple(self.detector.refine(loaded.rgb, faces, loaded.reduction))
+            if second is not None and second.reduction != first.reduction:
+                loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction)
+            if second is not None and second.detect:
+                faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
+                                                   min_face_size=second.min_face_size))
+            elif refine is not None:  # the faces of the first look, on the pixels kept
+                faces = tuple(refine(loaded.rgb, faces, loaded.reduction))
             found_by = None
             if self.look_again:
                 first_face = choose_primary(faces, loaded.size[::-1])

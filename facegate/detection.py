@@ -94,7 +94,8 @@ class _TwoPassMTCNN(ABC):
     """
 
     name = "mtcnn"
-    #: detect() takes ``reduction`` and ``min_face_size`` (the capture stage's working resolution).
+    #: detect() takes ``reduction``, ``min_face_size`` and ``refine`` (the capture stage's
+    #: working resolution).
     reduces = True
 
     def __init__(self, *, min_face_size: int = 20, first_pass_min_face_size: int | None = 40,
@@ -109,10 +110,10 @@ class _TwoPassMTCNN(ABC):
         self.min_image_side = max(12, self.min_face_size)
 
     @abstractmethod
-    def _run(self, rgb: np.ndarray, min_face_size: float,
-             reduction: Reduction | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, rgb: np.ndarray, min_face_size: float, reduction: Reduction | None,
+             refine: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One pass: ``(N, 4)`` boxes, ``(N,)`` probabilities, ``(N, 5, 2)`` landmarks, in
-        the full image's coordinates (refined when ``refine_landmarks``)."""
+        the full image's coordinates (refined when ``refine``)."""
 
     @abstractmethod
     def _onnx(self):
@@ -133,21 +134,24 @@ class _TwoPassMTCNN(ABC):
         return [Face(f.box, f.probability, p) for f, p in zip(faces, points)]
 
     def detect(self, rgb: np.ndarray, *, reduction: Reduction | None = None,
-               min_face_size: float | None = None) -> list[Face]:
+               min_face_size: float | None = None, refine: bool = True) -> list[Face]:
         """Every face; with ``reduction``, ``rgb`` is the full image reduced (see
         :class:`facegate.images.Reduction`) and faces come in full-image coordinates; with
-        ``min_face_size``, one pass down to that face side instead of the two passes."""
+        ``min_face_size``, one pass down to that face side instead of the two passes;
+        ``refine=False``: landmarks not refined yet (the caller refines the faces it keeps,
+        on the pixels it keeps, with :meth:`refine`)."""
         width, height = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
         side = min(width, height)
         if side < self.min_image_side:
             return []
+        refine = refine and self.refine_landmarks
         if min_face_size is not None:
-            return faces_from_arrays(*self._run(rgb, max(float(min_face_size), self.min_face_size), reduction))
+            return faces_from_arrays(*self._run(rgb, max(float(min_face_size), self.min_face_size), reduction, refine))
         found = None
         if self.first_pass_min_face_size is not None and side >= self.first_pass_min_face_size:
-            found = self._run(rgb, self.first_pass_min_face_size, reduction)
+            found = self._run(rgb, self.first_pass_min_face_size, reduction, refine)
         if found is None or not len(found[0]):
-            found = self._run(rgb, self.min_face_size, reduction)
+            found = self._run(rgb, self.min_face_size, reduction, refine)
         return faces_from_arrays(*found)
 
 
@@ -177,10 +181,10 @@ class MTCNNDetector(_TwoPassMTCNN):
     def _onnx(self):
         return self._mtcnn
 
-    def _run(self, rgb, min_face_size, reduction):
+    def _run(self, rgb, min_face_size, reduction, refine):
         if reduction is None:
-            return self._mtcnn.detect(rgb, min_face_size=min_face_size, refine=self.refine_landmarks)
-        return self._mtcnn.detect(rgb, min_face_size=min_face_size, refine=self.refine_landmarks,
+            return self._mtcnn.detect(rgb, min_face_size=min_face_size, refine=refine)
+        return self._mtcnn.detect(rgb, min_face_size=min_face_size, refine=refine,
                                   reduction=reduction.factor, origin=reduction.origin, full_size=reduction.size)
 
 
@@ -211,7 +215,7 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
         self._mtcnn.to(memory_format=torch.channels_last)
         self._refiner = None
 
-    def _run(self, rgb, min_face_size, reduction):
+    def _run(self, rgb, min_face_size, reduction, refine):
         import copy
 
         if reduction is not None:
@@ -224,7 +228,7 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
             boxes, probs, points = mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
-        if self.refine_landmarks:  # the same refinement as the ONNX detector's, on its O-Net graph
+        if refine:  # the same refinement as the ONNX detector's, on its O-Net graph
             points = self._onnx().refine_landmarks(rgb, boxes)
         return boxes, probs, points
 
@@ -282,10 +286,11 @@ class YuNetDetector:
         self._local = threading.local()  # a cv2 detector's input size is state: one per thread
 
     def detect(self, rgb: np.ndarray, *, reduction: Reduction | None = None,
-               min_face_size: float | None = None) -> list[Face]:
+               min_face_size: float | None = None, refine: bool = True) -> list[Face]:
         """Every face; with ``reduction``, ``rgb`` is the full image reduced and faces come in
-        full-image coordinates (YuNet sees the reduced image as it is). ``min_face_size``
-        is accepted for the capture stage and not needed: YuNet's cost does not depend on it."""
+        full-image coordinates (YuNet sees the reduced image as it is). ``min_face_size`` and
+        ``refine`` are accepted for the capture stage and not needed: YuNet's cost does not
+        depend on the face size, and it has no refinement."""
         faces = self._detect(rgb)
         return faces if reduction is None else [in_full_image(f, reduction) for f in faces]
 

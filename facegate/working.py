@@ -6,11 +6,13 @@ capture stage therefore looks twice at a photo above :attr:`WorkingResolution.ab
 
 1. a *first look* at the JPEG decoded 2 or 4 times smaller (its DCT scaled: a fraction of a
    full decode's time and memory), for faces of at least a tenth of the photo's short side;
-2. a *second look*, only when the first one is not enough: finer, when the primary face has
-   fewer than :attr:`eye_distance` pixels between the eyes at that reduction, or when a face
-   that could change the decision (a second face of ``secondary_face_ratio`` of the
-   primary's size, a rival primary at 80%) may be smaller than the first look searched;
-   at full resolution, as before, when no face the gate would accept was found.
+2. a *second look*, only when the first one is not enough: finer pixels for the faces found
+   (landmarks refined, crop and components) when the primary face has fewer than
+   :attr:`eye_distance` pixels between the eyes at that reduction; a finer search when a
+   face that could change the decision (a second face of ``secondary_face_ratio`` of the
+   primary's size, a rival primary at 80%) may be smaller than the first look searched; the
+   detector's own passes, at full resolution up to :attr:`max_pixels`, when no face the
+   gate would accept was found.
 
 MTCNN's pyramid levels and crops are computed on the full image's grid from the reduced
 pixels (:class:`facegate.mtcnn.OnnxMTCNN`), and its face-size floors stay on the full
@@ -68,7 +70,7 @@ class WorkingResolution:
 
     min_eye_distance: float = 16.0
     secondary_face_ratio: float = 0.5
-    eye_distance: float = 100.0
+    eye_distance: float = 64.0
     above_pixels: int = 2_000_000
     first_look: float = 0.1
     max_reduction: int = 4
