@@ -167,31 +167,19 @@ class _ReducedIntegral:
     """Area sums of a full-resolution image's windows, read from a copy reduced ``k`` times
     (a JPEG decoded at 1/k, or block means): full-resolution pixel ``x`` lies at ``(x - origin) / k``.
 
-    The integral of a piecewise-constant image is bilinear inside each pixel, so a window
-    with fractional corners has an exact sum by bilinear interpolation of the integral table:
-    every pyramid level and crop is the full-resolution one computed from the reduced pixels,
-    on the same sampling grid (float64 sums, the net input in float32 as usual).
+    A window with fractional edges in the reduced image covers whole pixels inside and parts
+    of the pixels on its edges; summing each pixel times the share of it covered is the
+    window's exact sum for a piecewise-constant image (what the bilinear integral would give).
+    Every pyramid level and crop is so the full-resolution one, computed from the reduced
+    pixels on the same sampling grid, in float32 (a window holds at most a few hundred pixels).
     """
 
     def __init__(self, rgb: np.ndarray, k: int, origin: tuple[float, float] = (0.0, 0.0)):
         self.k = float(k)
         self.origin = (float(origin[0]), float(origin[1]))
         self.rgb = np.ascontiguousarray(rgb)
-        exact = cv2.CV_32S if rgb.shape[0] * rgb.shape[1] * 255 < 2**31 else cv2.CV_64F
-        self.table = cv2.integral(self.rgb, sdepth=exact)  # (h+1, w+1, 3), read as float64
         self.h, self.w = rgb.shape[:2]
-
-    def _coords(self, full, axis: int):
-        """Full-resolution window edges -> (index, weight) into the integral's rows/columns."""
-        size = self.h if axis == 0 else self.w
-        pos = np.clip((np.asarray(full, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
-        index = np.minimum(np.floor(pos).astype(np.int64), size - 1)
-        return index, (pos - index)[..., None]
-
-    def _rows(self, full_rows):
-        """The integral at full-resolution rows (interpolated)."""
-        i, f = self._coords(full_rows, 0)
-        return self.table[i] * (1.0 - f[..., None]) + self.table[i + 1] * f[..., None]
+        self._pixels = None
 
     def _mean(self, sums, r0, r1, c0, c1):
         """Window sums in reduced pixels -> mean pixels -> the net's input, (..., 3, rows, cols)."""
@@ -199,19 +187,34 @@ class _ReducedIntegral:
         x = (sums * (self.k * self.k / np.maximum(area, 1))[..., None]).astype(_F32)
         return (np.moveaxis(x, -1, -3) - _F32(127.5)) * _F32(0.0078125)
 
+    def _taps(self, start, stop, axis: int):
+        """Windows ``[start, stop)`` (full-resolution edges) as (pixel index, share covered)
+        pairs, one per pixel a window can touch."""
+        size = self.h if axis == 0 else self.w
+        a = np.clip((np.asarray(start, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
+        b = np.clip((np.asarray(stop, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
+        first = np.floor(a)
+        taps = []
+        for t in range(max(1, int(np.ceil(b - first).max()))):
+            pixel = first + t
+            share = np.clip(np.minimum(b, pixel + 1.0) - np.maximum(a, pixel), 0.0, None)
+            taps.append((np.minimum(pixel, size - 1).astype(np.intp), share.astype(_F32)))
+        return taps
+
     def resample_image(self, h: int, w: int, oh: int, ow: int) -> np.ndarray:
         r0, r1, c0, c1, _, _ = _image_windows(h, w, oh, ow)
-        j1, g1 = self._coords(c1, 1)
-        j0, g0 = self._coords(c0, 1)
-        out = np.empty((1, 3, oh, ow), dtype=_F32)
-        step = max(1, _RESAMPLE_CHUNK_BYTES // (self.table.shape[1] * 24 * 4))  # bounded temporaries
-        for start in range(0, oh, step):
-            rows = slice(start, start + step)
-            band = self._rows(r1[rows]) - self._rows(r0[rows])  # (rows, w'+1, 3)
-            sums = band[:, j1] * (1.0 - g1) + band[:, j1 + 1] * g1
-            sums -= band[:, j0] * (1.0 - g0) + band[:, j0 + 1] * g0
-            out[0, :, rows] = self._mean(sums, r0[rows], r1[rows], c0, c1)
-        return out
+        if self._pixels is None:
+            self._pixels = self.rgb.astype(_F32)
+        taps = self._taps(r0, r1, 0)
+        rows = np.multiply(self._pixels[taps[0][0]], taps[0][1][:, None, None])
+        for index, share in taps[1:]:
+            rows += self._pixels[index] * share[:, None, None]
+        across = np.ascontiguousarray(rows.transpose(1, 0, 2))  # (w', oh, 3): columns gathered whole
+        taps = self._taps(c0, c1, 1)
+        sums = np.multiply(across[taps[0][0]], taps[0][1][:, None, None])
+        for index, share in taps[1:]:
+            sums += across[index] * share[:, None, None]
+        return np.ascontiguousarray(self._mean(sums.transpose(1, 0, 2), r0, r1, c0, c1)[None])
 
     def resample_crops(self, y, ey, x, ex, size: int) -> np.ndarray:
         r0, r1 = _windows(y - 1, ey - y + 1, size)  # (K, size), full-resolution rows
