@@ -114,7 +114,7 @@ def load_image(image: ImageInput, *, color_order: ColorOrder | None = None,
     if isinstance(image, EncodedImage):
         if not image.data:
             raise ImageError(image.name, "empty file (0 bytes)")
-        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name, reduce_to)
+        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name, reduce_to, lambda: image.data)
     raise ConfigError(
         f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array"
     )
@@ -130,7 +130,7 @@ def _load_path(path: Path, reduce_to=None) -> LoadedImage:
         raise ImageError(name, "is a directory, not an image")
     if size == 0:
         raise ImageError(name, "empty file (0 bytes)")
-    return _decode(lambda: Image.open(path), name, reduce_to)
+    return _decode(lambda: Image.open(path), name, reduce_to, path.read_bytes)
 
 
 #: EXIF orientations that swap width and height, and those that mirror x or y of the stored
@@ -140,9 +140,10 @@ _MIRRORS_X = {2, 3, 7, 8}
 _MIRRORS_Y = {3, 4, 6, 7}
 
 
-def _decode(open_image, name: str, reduce_to=None) -> LoadedImage:
+def _decode(open_image, name: str, reduce_to=None, read_bytes=None) -> LoadedImage:
     """Open with PIL (``open_image()``), refuse decompression bombs, decode to RGB (at a
-    reduced size when ``reduce_to`` asks for one)."""
+    reduced size when ``reduce_to`` asks for one; a JPEG's bytes, ``read_bytes()``, then go
+    to OpenCV's scaled decoder)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -161,12 +162,14 @@ def _decode(open_image, name: str, reduce_to=None) -> LoadedImage:
                 factor = _factor(reduce_to(size))
                 if factor == 1 or pil.format != "JPEG" or getattr(pil, "n_frames", 1) > 1:
                     return _reduced(_from_pil(pil, name), lambda _: factor)
-                # (Pillow scales by the largest power of two within both whole-number ratios)
-                drafted = pil.draft("RGB", (max(1, stored[0] // factor), max(1, stored[1] // factor)))
-                scale = round(stored[0] / drafted[1][2]) if drafted else 1
-                loaded = _from_pil(pil, name)
-                if scale != factor:  # the rest by block means
-                    loaded = LoadedImage(reduce_image(loaded.rgb, factor // scale), loaded.notes)
+                loaded = _scaled_jpeg(read_bytes, factor, stored, orientation) if pil.mode in ("RGB", "L") else None
+                if loaded is None:
+                    # (Pillow scales by the largest power of two within both whole-number ratios)
+                    drafted = pil.draft("RGB", (max(1, stored[0] // factor), max(1, stored[1] // factor)))
+                    scale = round(stored[0] / drafted[1][2]) if drafted else 1
+                    loaded = _from_pil(pil, name)
+                    if scale != factor:  # the rest by block means
+                        loaded = LoadedImage(reduce_image(loaded.rgb, factor // scale), loaded.notes)
                 # a mirrored axis whose length factor does not divide starts part of a pixel in
                 ox = stored[0] - factor * -(-stored[0] // factor) if orientation in _MIRRORS_X else 0
                 oy = stored[1] - factor * -(-stored[1] // factor) if orientation in _MIRRORS_Y else 0
@@ -213,6 +216,37 @@ def _from_pil(pil: Image.Image, name: str) -> LoadedImage:
         raise ImageError(name, f"cannot decode image ({exc})") from None
     _check_size(arr, name)
     return LoadedImage(np.ascontiguousarray(arr), tuple(notes))
+
+
+#: EXIF orientation -> the numpy steps of ``ImageOps.exif_transpose`` (tests check they agree).
+_ORIENT = {
+    2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1), 7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _scaled_jpeg(read_bytes, factor: int, stored: tuple[int, int], orientation: int) -> LoadedImage | None:
+    """A JPEG decoded ``factor`` times smaller by OpenCV (libjpeg-turbo's scaled IDCT, the
+    same pixels as Pillow's draft mode, about twice as fast at 1/2), oriented as its EXIF
+    says; None where OpenCV cannot, for Pillow to do it."""
+    import cv2
+
+    if read_bytes is None or factor not in (2, 4, 8):
+        return None
+    flag = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}[factor]
+    try:
+        bgr = cv2.imdecode(np.frombuffer(read_bytes(), np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    except (cv2.error, OSError):
+        return None
+    if bgr is None or bgr.ndim != 3 or bgr.shape[:2] != (-(-stored[1] // factor), -(-stored[0] // factor)):
+        return None
+    rgb = bgr[..., ::-1]
+    notes = ()
+    if orientation in _ORIENT:
+        rgb = _ORIENT[orientation](rgb)
+        notes = (f"EXIF orientation {orientation} applied",)
+    return LoadedImage(np.ascontiguousarray(rgb), notes)
 
 
 def _factor(value) -> int:

@@ -168,10 +168,11 @@ class _ReducedIntegral:
     (a JPEG decoded at 1/k, or block means): full-resolution pixel ``x`` lies at ``(x - origin) / k``.
 
     A window with fractional edges in the reduced image covers whole pixels inside and parts
-    of the pixels on its edges; summing each pixel times the share of it covered is the
-    window's exact sum for a piecewise-constant image (what the bilinear integral would give).
-    Every pyramid level and crop is so the full-resolution one, computed from the reduced
-    pixels on the same sampling grid, in float32 (a window holds at most a few hundred pixels).
+    of the pixels on its edges: its exact sum for a piecewise-constant image is the bilinear
+    interpolation of the integral image at its corners (pyramid levels), or each pixel times
+    the share of it covered (crops, from the pixels under the crop only). Every pyramid level
+    and crop is so the full-resolution one, computed from the reduced pixels on the same
+    sampling grid.
     """
 
     def __init__(self, rgb: np.ndarray, k: int, origin: tuple[float, float] = (0.0, 0.0)):
@@ -179,7 +180,7 @@ class _ReducedIntegral:
         self.origin = (float(origin[0]), float(origin[1]))
         self.rgb = np.ascontiguousarray(rgb)
         self.h, self.w = rgb.shape[:2]
-        self._pixels = None
+        self._table = None
 
     def _mean(self, sums, r0, r1, c0, c1):
         """Window sums in reduced pixels -> mean pixels -> the net's input, (..., 3, rows, cols)."""
@@ -187,34 +188,34 @@ class _ReducedIntegral:
         x = (sums * (self.k * self.k / np.maximum(area, 1))[..., None]).astype(_F32)
         return (np.moveaxis(x, -1, -3) - _F32(127.5)) * _F32(0.0078125)
 
-    def _taps(self, start, stop, axis: int):
-        """Windows ``[start, stop)`` (full-resolution edges) as (pixel index, share covered)
-        pairs, one per pixel a window can touch."""
+    def _span(self, start, stop, axis: int):
+        """Windows ``[start, stop)`` (full-resolution edges) in reduced pixels, clipped."""
         size = self.h if axis == 0 else self.w
-        a = np.clip((np.asarray(start, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
-        b = np.clip((np.asarray(stop, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
-        first = np.floor(a)
-        taps = []
-        for t in range(max(1, int(np.ceil(b - first).max()))):
-            pixel = first + t
-            share = np.clip(np.minimum(b, pixel + 1.0) - np.maximum(a, pixel), 0.0, None)
-            taps.append((np.minimum(pixel, size - 1).astype(np.intp), share.astype(_F32)))
-        return taps
+        shift = self.origin[1 - axis]
+        return tuple(np.clip((np.asarray(v, dtype=np.float64) - shift) / self.k, 0.0, size) for v in (start, stop))
 
     def resample_image(self, h: int, w: int, oh: int, ow: int) -> np.ndarray:
         r0, r1, c0, c1, _, _ = _image_windows(h, w, oh, ow)
-        if self._pixels is None:
-            self._pixels = self.rgb.astype(_F32)
-        taps = self._taps(r0, r1, 0)
-        rows = np.multiply(self._pixels[taps[0][0]], taps[0][1][:, None, None])
-        for index, share in taps[1:]:
-            rows += self._pixels[index] * share[:, None, None]
-        across = np.ascontiguousarray(rows.transpose(1, 0, 2))  # (w', oh, 3): columns gathered whole
-        taps = self._taps(c0, c1, 1)
-        sums = np.multiply(across[taps[0][0]], taps[0][1][:, None, None])
-        for index, share in taps[1:]:
-            sums += across[index] * share[:, None, None]
-        return np.ascontiguousarray(self._mean(sums.transpose(1, 0, 2), r0, r1, c0, c1)[None])
+        if self._table is None:  # the integral image, once (exact in int32 below 8.4 megapixels)
+            exact = cv2.CV_32S if self.h * self.w * 255 < 2**31 else cv2.CV_64F
+            self._table = cv2.integral(self.rgb, sdepth=exact)
+        (ra, rb), (ca, cb) = self._span(r0, r1, 0), self._span(c0, c1, 1)
+        cols = [_lerp_index(v, self.w) for v in (ca, cb)]
+
+        def edge(pos):  # the integral along a row of window edges, at every column edge
+            i, f = _lerp_index(pos, self.h)
+            upper, lower = self._table[i], self._table[i + 1]  # whole rows: contiguous copies
+            out = []
+            for j, g in cols:
+                g = g[None, :, None]
+                top = upper[:, j] * (1.0 - g) + upper[:, j + 1] * g
+                bottom = lower[:, j] * (1.0 - g) + lower[:, j + 1] * g
+                out.append(top * (1.0 - f[:, None, None]) + bottom * f[:, None, None])
+            return out  # at (column starts, column ends)
+
+        (a0, a1), (b0, b1) = edge(ra), edge(rb)
+        sums = b1 - a1 - b0 + a0
+        return np.ascontiguousarray(self._mean(sums, r0, r1, c0, c1)[None])
 
     def resample_crops(self, y, ey, x, ex, size: int) -> np.ndarray:
         r0, r1 = _windows(y - 1, ey - y + 1, size)  # (K, size), full-resolution rows
@@ -238,6 +239,13 @@ class _ReducedIntegral:
         b = np.clip((np.asarray(stop, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
         first = np.floor(a.min(axis=1)).astype(np.int64)
         return a, b, first, np.maximum(first + 1, np.ceil(b.max(axis=1)).astype(np.int64))
+
+
+def _lerp_index(pos: np.ndarray, size: int):
+    """Positions in [0, size] -> (whole index below, fraction above it), the index at most
+    ``size - 1`` so that ``index + 1`` stays inside an integral table of ``size + 1``."""
+    index = np.minimum(np.floor(pos).astype(np.intp), size - 1)
+    return index, pos - index
 
 
 def _cover(a: np.ndarray, b: np.ndarray, first: int, last: int) -> np.ndarray:

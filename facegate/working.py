@@ -5,7 +5,7 @@ the quality models see 32, and MTCNN's landmarks come from a 48 px view of the f
 capture stage therefore looks twice at a photo above :attr:`WorkingResolution.above_pixels`:
 
 1. a *first look* at the JPEG decoded 2 or 4 times smaller (its DCT scaled: a fraction of a
-   full decode's time and memory), for faces of at least a tenth of the photo's short side;
+   full decode's time and memory), for faces of at least 15% of the photo's short side;
 2. a *second look*, only when the first one is not enough: finer pixels for the faces found
    (landmarks refined, crop and components) when the primary face has fewer than
    :attr:`eye_distance` pixels between the eyes at that reduction; a finer search when a
@@ -70,9 +70,9 @@ class WorkingResolution:
 
     min_eye_distance: float = 16.0
     secondary_face_ratio: float = 0.5
-    eye_distance: float = 64.0
+    eye_distance: float = 48.0
     above_pixels: int = 2_000_000
-    first_look: float = 0.1
+    first_look: float = 0.15
     max_reduction: int = 4
     max_pixels: int = 4_000_000
 

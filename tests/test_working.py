@@ -93,7 +93,7 @@ def test_working_plan_follows_the_policy():
     plan = WorkingResolution()
     assert plan.first((250, 250), 40) is None  # small photos: full resolution, as always
     first = plan.first((4000, 3000), 40)
-    assert first.reduction == 4 and 300 * 0.709 < first.min_face_size <= 300  # a tenth of the short side, on the pyramid
+    assert first.reduction == 4 and 450 * 0.709 < first.min_face_size <= 450  # 15% of the short side, on the pyramid
     # nothing sure enough found: the detector's own passes, at full resolution up to 4
     # megapixels, reduced (bounded memory) beyond
     assert plan.second((2000, 1500), first, None, False, 40) == Look(1, None)
@@ -228,3 +228,23 @@ def test_a_50_megapixel_photo_stays_within_a_few_hundred_mib(tmp_path):
     assert report[paths[0]][:2] == ["accepted", [8660, 5773]]
     assert report[paths[1]][:2] == ["no_face", [8660, 5773]]
     assert max(r[2] for r in report.values()) < 400, report
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("factor", [2, 4])
+def test_reduced_jpeg_is_pillows_draft_decoding_oriented(orientation, factor):
+    """The reduced decoding (OpenCV's scaled IDCT) gives Pillow's draft-mode pixels, turned
+    as Pillow's exif_transpose turns them, with the same note; also for grey JPEGs."""
+    from PIL import ImageOps
+
+    rng = np.random.default_rng(orientation)
+    rgb = np.asarray(Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)).resize((203, 301)))
+    for image in (rgb, rgb[..., 0]):
+        data = EncodedImage("x.jpg", _jpeg(np.ascontiguousarray(image), orientation))
+        reduced = load_image(data, reduce_to=lambda size: factor)
+        pil = Image.open(io.BytesIO(data.data))
+        pil.draft("RGB", (pil.width // factor, pil.height // factor))
+        expected = np.asarray(ImageOps.exif_transpose(pil).convert("RGB"))
+        assert reduced.reduction.factor == factor
+        assert np.array_equal(reduced.rgb, expected)
+        assert reduced.notes == (() if orientation == 1 else (f"EXIF orientation {orientation} applied",))
