@@ -34,7 +34,7 @@ SPEC_VERSION = 2
 #: ``min_face_probability`` is the policy's cut-off for that detector's confidence.
 DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "mtcnn": {"min_face_size": 20, "first_pass_min_face_size": 40, "thresholds": [0.6, 0.7, 0.7],
-              "min_face_probability": 0.9},
+              "min_face_probability": 0.9, "refine_landmarks": True},
     "yunet": {"score_threshold": 0.7, "nms_threshold": 0.3, "min_face_probability": 0.8},
 }
 
