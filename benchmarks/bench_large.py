@@ -8,9 +8,10 @@ Each timed set runs in a fresh process (so peak memory is that set's own): a def
 3-14 megapixels) or the first ``--lfw`` LFW photos (250x250), after one warm-up photo. The
 large photos run twice: at the working resolution (the default, :mod:`facegate.working`) and
 at full resolution (``Gate(working=False)``). Reports the median and largest seconds per
-photo and the process's peak resident memory, and compares the two on every large photo:
-decision, reasons, the faces the decision counts, landmarks (share of the eye distance) and
-score (issue 17).
+photo and the process's peak resident memory; the time ratio again with both sets in one
+process, a photo of each in turn (``paired``); and compares working and full resolution on
+every large photo: decision, reasons, the faces the decision counts, landmarks (share of the
+eye distance) and score (issue 17).
 """
 
 from __future__ import annotations
@@ -42,6 +43,35 @@ print(json.dumps({"photos": len(paths), "megapixels": [round(min(pixels) / 1e6, 
                   "photos_per_s": round(len(times) / sum(times), 2),
                   "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
 """
+
+
+_PAIRED = r"""
+import json, statistics, sys, time
+from facegate import Gate
+lfw, large = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+gate = Gate(threads=2)
+gate.assess(lfw[0]); gate.assess(large[0])
+rounds = []
+for _ in range(int(sys.argv[3])):
+    times = {"lfw": [], "large": []}
+    for i in range(max(len(lfw), len(large))):  # interleaved: both sets see the same machine
+        for name, paths in (("lfw", lfw), ("large", large)):
+            if i < len(paths):
+                t0 = time.perf_counter(); gate.assess(paths[i]); times[name].append(time.perf_counter() - t0)
+    lfw_s, large_s = statistics.median(times["lfw"]), statistics.median(times["large"])
+    rounds.append({"lfw_median_s": round(lfw_s, 4), "large_median_s": round(large_s, 4),
+                   "ratio": round(large_s / lfw_s, 2)})
+print(json.dumps({"rounds": rounds, "ratio_median": statistics.median(r["ratio"] for r in rounds)}))
+"""
+
+
+def _paired(lfw: list[str], large: list[str], rounds: int = 4) -> dict:
+    """Both sets in one process, a photo of each in turn, ``rounds`` times: the time ratio
+    with the machine's drift between separate runs taken out (LFW photos that follow a large
+    one start with colder caches, which leans the other way)."""
+    out = subprocess.run([sys.executable, "-c", _PAIRED, json.dumps(lfw), json.dumps(large), str(rounds)],
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _run(paths: list[str], **options) -> dict:
@@ -81,6 +111,7 @@ def main(argv=None):
     large = sorted(str(p) for p in (args.shared / "data" / "large-photos").glob("*.jpg"))
     report = {"lfw": _run(lfw), "large-photos": _run(large), "large-photos full resolution": _run(large, working=False)}
     report["time_ratio_median"] = round(report["large-photos"]["median_s"] / report["lfw"]["median_s"], 1)
+    report["paired"] = _paired(lfw, large)
     rows = agreement(large)
     with_face = [r for r in rows if "score_diff" in r]
     report["agreement"] = {
