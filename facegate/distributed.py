@@ -73,7 +73,9 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
         source: file paths, or a Ray Dataset with a ``source`` column (paths the workers
             can read) or ``source`` and ``bytes`` columns (e.g. from
             ``ray.data.read_binary_files(..., include_paths=True)``, renamed).
-        workers: actors (default: as many as the cluster's CPUs allow).
+        workers: actors (default: as many as the cluster's CPUs allow; for a Dataset, one
+            CPU fewer, as its read tasks need one: actors holding every CPU starve them, and
+            the run waits for ever).
         threads_per_worker: CPUs each actor reserves and its Gate uses.
         gpus_per_worker: GPUs each actor reserves (with ``backend="torch", device="cuda"``).
         batch_size: files per call of an actor (and per forward pass).
@@ -81,12 +83,14 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
             ``weights``, ``views``, ``detector``, ``backend``, ``device``).
     """
     ray = _ray()
-    if isinstance(source, ray.data.Dataset):
+    reads = isinstance(source, ray.data.Dataset)  # may still hold read tasks, which need a CPU
+    if reads:
         dataset = source
     else:
         dataset = ray.data.from_items([{"source": str(p)} for p in source])
     options = {**gate_options, "threads": threads_per_worker, "batch_size": batch_size}
-    actors = workers or max(1, int(ray.available_resources().get("CPU", 1) // threads_per_worker))
+    cpus = ray.available_resources().get("CPU", 1) - (1 if reads else 0)
+    actors = workers or max(1, int(cpus // threads_per_worker))
     return dataset.map_batches(_GateWorker, fn_constructor_kwargs={"gate_options": options}, batch_size=batch_size,
                                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads_per_worker,
                                num_gpus=gpus_per_worker, batch_format="numpy")

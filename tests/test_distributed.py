@@ -65,6 +65,40 @@ def test_ray_gives_the_local_decisions(local_ray, folder):
     assert {r["status"] for r in rows} >= {"accepted", "unreadable"}
 
 
+def test_object_store_path_bytes_to_parquet(local_ray, folder, tmp_path):
+    """The cluster path of docs/scale-out.md, on a local folder standing in for a bucket:
+    Ray reads the files as bytes, the workers decode them with facegate's own loader, Ray
+    writes Parquet; every file comes back once, decided as on one machine. The default
+    worker count leaves a CPU for Ray's read tasks (two actors on these two CPUs starve
+    them and the run never ends)."""
+    import pyarrow.parquet as pq
+
+    from facegate.distributed import RESULT_COLUMNS, gate_dataset
+
+    photos = sorted(p for p in find_images(folder) if p.parent.name != "bad")[:30]
+    broken = tmp_path / "in" / "broken.jpg"
+    broken.parent.mkdir()
+    broken.write_bytes(photos[0].read_bytes()[:200])  # a truncated JPEG, readable as bytes
+    files = [str(p) for p in photos] + [str(broken)]
+    dataset = ray.data.read_binary_files(files, include_paths=True).rename_columns({"path": "source"})
+    out = tmp_path / "results"
+    gate_dataset(dataset, views="none").write_parquet(str(out))
+    table = pq.read_table(str(out))
+    assert set(RESULT_COLUMNS) <= set(table.column_names)
+    rows = {Path(r["source"]).parent.name + "/" + Path(r["source"]).name: r for r in table.to_pylist()}
+    assert len(rows) == table.num_rows == len(files)  # none lost, none doubled
+    local = Gate(views="none", threads=1)
+    for path in files:
+        expected = local.assess(path)
+        row = rows[Path(path).parent.name + "/" + Path(path).name]
+        record = json.loads(row["record"])
+        assert row["status"] == record["status"] == expected.status.value, path
+        assert record["reasons"] == list(expected.reasons)
+        if expected.score is not None:
+            assert row["score"] == pytest.approx(expected.score, abs=0.01)
+    assert rows["in/broken.jpg"]["status"] == "unreadable"
+
+
 def test_filter_on_ray_resumes_without_losing_or_doubling_records(local_ray, folder, tmp_path):
     args = ["filter", str(folder), "--accepted", str(tmp_path / "acc"), "--rejected", str(tmp_path / "rej"),
             "--engine", "ray", "--workers", "2", "--views", "none"]
