@@ -107,7 +107,7 @@ def shrink_for_warp(rgb: np.ndarray, matrix: np.ndarray, out_size: tuple[int, in
     # itself shrinking by no more than about half
     k = max(2, int(round(1.0 / (1.5 * scale))))
     if reduction == 1:
-        x1, y1 = (start + max(k, _multiple(end - start, k, limit - start)) for start, end, limit in ((x0, x1, w), (y0, y1, h)))
+        x1, y1 = (start + max(k, multiple_within(end - start, k, limit - start)) for start, end, limit in ((x0, x1, w), (y0, y1, h)))
         region = rgb[y0:y1, x0:x1]
         small = cv2.resize(region, (region.shape[1] // k, region.shape[0] // k), interpolation=cv2.INTER_AREA)
     else:
@@ -124,7 +124,7 @@ def shrink_for_warp(rgb: np.ndarray, matrix: np.ndarray, out_size: tuple[int, in
     return small, matrix
 
 
-def _multiple(length: int, k: int, room: int) -> int:
+def multiple_within(length: int, k: int, room: int) -> int:
     """``length`` rounded up to a multiple of ``k``, or down where the image ends first."""
     up = -(-length // k) * k
     return up if up <= room else room // k * k

@@ -39,6 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .alignment import multiple_within
 from .errors import ConfigError
 from .runtime import load_onnx
 
@@ -234,9 +235,7 @@ class _ReducedIntegral:
     def _edges(self, start, stop, axis: int):
         """Windows ``[start, stop)`` (full-resolution edges, (K, size)) in reduced pixels, and
         the pixel range each crop's windows span."""
-        size = self.h if axis == 0 else self.w
-        a = np.clip((np.asarray(start, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
-        b = np.clip((np.asarray(stop, dtype=np.float64) - self.origin[1 - axis]) / self.k, 0.0, size)
+        a, b = self._span(start, stop, axis)
         first = np.floor(a.min(axis=1)).astype(np.int64)
         return a, b, first, np.maximum(first + 1, np.ceil(b.max(axis=1)).astype(np.int64))
 
@@ -512,11 +511,9 @@ class OnnxMTCNN:
             # that still leave every crop pixel at least 4 (the same sums, to rounding; faces
             # under 384 px, every LFW and CelebA face, are read from the pixels themselves)
             extra = 1 << max(0, int(np.log2(max(side.min() / (48 * 4.0 * reduction), 1.0))))
-            if extra > 1:
-                x1 = x0 + extra * ((x1 - x0) // extra) if x0 + extra * -(-(x1 - x0) // extra) > w \
-                    else x0 + extra * -(-(x1 - x0) // extra)
-                y1 = y0 + extra * ((y1 - y0) // extra) if y0 + extra * -(-(y1 - y0) // extra) > h \
-                    else y0 + extra * -(-(y1 - y0) // extra)
+            if extra > 1:  # whole blocks
+                x1 = x0 + max(extra, multiple_within(x1 - x0, extra, w - x0))
+                y1 = y0 + max(extra, multiple_within(y1 - y0, extra, h - y0))
             if extra > 1 or (x0, y0, x1, y1) != (0, 0, w, h):
                 region = np.ascontiguousarray(rgb[y0:y1, x0:x1])
                 if reduction == 1 and extra == 1:  # the region as an image of its own, boxes shifted onto it
