@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _train(csv_path: Path, out: Path, processes: int, stages: str) -> subprocess.CompletedProcess:
     args = ["--csv", str(csv_path), "--arch", "mobilenet_v3_small", "--out", str(out), "--stages", stages,
-            "--batch-size", "7", "--threads", "1", "--rank-weight", "0.5", "--seed", "3"]
+            "--batch-size", "7", "--threads", "1", "--rank-weight", "0.5", "--monotone-weight", "0.5",
+            "--seed", "3"]
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}"]
                 if processes > 1 else [sys.executable])
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}

@@ -16,7 +16,8 @@ from facegate.models import load_member
 
 def make_dataset(tmp_path, fixtures):
     """Face crops from the fixture photos, sharp (label 0.9) and blurred at growing
-    strength (labels falling with blur), as a path,score,identity CSV."""
+    strength (labels falling with blur), as a path,score,identity,source,degradation CSV (the
+    sharp crop of each photo is the reference of the pairwise and monotone terms)."""
     from facegate.detection import MTCNNDetector, choose_primary
 
     spec = ScorerSpec(input_size=48)
@@ -31,10 +32,11 @@ def make_dataset(tmp_path, fixtures):
             from PIL import Image
 
             Image.fromarray(spec.crop(img, face.landmarks, 48)).save(path)
-            rows.append({"path": path.name, "score": 0.9 - 0.15 * sigma, "identity": f"person{n}"})
+            rows.append({"path": path.name, "score": 0.9 - 0.15 * sigma, "identity": f"person{n}",
+                         "source": name, "degradation": "none" if sigma == 0 else "blur"})
     csv_path = tmp_path / "labels.csv"
     with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "score", "identity"])
+        writer = csv.DictWriter(fh, fieldnames=["path", "score", "identity", "source", "degradation"])
         writer.writeheader()
         writer.writerows(rows)
     return csv_path
@@ -65,9 +67,8 @@ def test_tiny_progressive_training_lowers_the_loss(tmp_path, fixtures):
     assert [h["size"] for h in result["history"]] == [32] * 3 + [48] * 12
     assert result["history"][0]["samples"] < result["history"][-1]["samples"]  # data grows per stage
     trained = load_member(tmp_path / "out" / "mobilenet_v3_small.pt")
-    # the last-stage loss on the training side is lower than the untrained model's
-    losses = [h["loss"] for h in result["history"]]
-    assert np.mean(losses[-3:]) < losses[0]
+    # (the epoch losses of a batch of eight are mostly the noise of its correlation term:
+    # the loss is measured on the whole training side instead)
     train_idx, _ = split(samples, 0.34, 0)
     after = loss_fn(torch.from_numpy(predict(trained, crops[train_idx], spec)), target[train_idx]).item()
     before_train = loss_fn(torch.from_numpy(predict(untrained, crops[train_idx], spec)), target[train_idx]).item()
@@ -135,3 +136,32 @@ def test_fine_tuning_with_worse_copies_records_order_accuracy(tmp_path, fixtures
     assert all(0.0 <= h["order"] <= 1.0 for h in result["history"])
     assert all(np.isfinite(h["loss"]) for h in result["history"])
     assert "order" in result["best"]
+
+
+def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtures):
+    """Stopped after 3 of 5 epochs (mid-stage, and with the monotone term drawing random
+    copies) and run again with the same settings: the same history and weights as one run."""
+    csv_path = make_dataset(tmp_path, fixtures)
+    torch.set_num_threads(1)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(32, 0.5, 2), Stage(48, 1.0, 3)],
+                    batch_size=6, lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, seed=2,
+                    monotone_weight=0.5, margin=0.0)
+    whole = fit(FitConfig(out=tmp_path / "whole", **settings), log=lambda *_: None)
+    first = fit(FitConfig(out=tmp_path / "parts", stop_after_epochs=3, **settings), log=lambda *_: None)
+    assert first["stopped"] and len(first["history"]) == 3
+    assert (tmp_path / "parts" / "mobilenet_v3_small.resume.pt").is_file()
+    told = []
+    rest = fit(FitConfig(out=tmp_path / "parts", **settings), log=told.append)
+    assert any("resuming after stage 2 epoch 1" in line for line in told)
+    assert [h["loss"] for h in rest["history"]] == [h["loss"] for h in whole["history"]]
+    a, b = (torch.load(tmp_path / d / "mobilenet_v3_small.pt", weights_only=True)["state_dict"]
+            for d in ("whole", "parts"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (tmp_path / "parts" / "mobilenet_v3_small.resume.pt").exists()  # finished
+    # other settings do not silently resume someone else's run
+    fit(FitConfig(out=tmp_path / "other", stop_after_epochs=1, **settings), log=lambda *_: None)
+    changed = {**settings, "lr_head": 1e-3}
+    import pytest
+
+    with pytest.raises(ValueError, match="other settings"):
+        fit(FitConfig(out=tmp_path / "other", **changed), log=lambda *_: None)

@@ -34,20 +34,21 @@ class Sample:
     reference: bool = False
 
 
-def read_csv(path: str | Path) -> list[Sample]:
+def read_csv(path: str | Path, target: str = "score") -> list[Sample]:
+    """Samples of a CSV; ``target`` names the column trained on."""
     path = Path(path)
     samples = []
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "score"} <= set(reader.fieldnames):
-            raise ValueError(f"{path}: needs a header with at least 'path' and 'score' columns")
+        if not reader.fieldnames or not {"path", target} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: needs a header with at least 'path' and {target!r} columns")
         for line, row in enumerate(reader, 2):
             try:
-                score = float(row["score"])
+                score = float(row[target])
             except ValueError:
-                raise ValueError(f"{path}:{line}: score {row['score']!r} is not a number") from None
+                raise ValueError(f"{path}:{line}: {target} {row[target]!r} is not a number") from None
             if not np.isfinite(score):
-                raise ValueError(f"{path}:{line}: score is not finite")
+                raise ValueError(f"{path}:{line}: {target} is not finite")
             image = Path(row["path"])
             group = row.get("group") or row.get("source") or None
             reference = row.get("reference") == "1" or row.get("degradation") == "none"

@@ -15,7 +15,7 @@ import numpy as np
 
 from facegate.images import apply_gamma as gamma
 
-__all__ = ["DEGRADATIONS", "degrade", "gaussian_blur", "gamma", "downscale"]
+__all__ = ["DEGRADATIONS", "TRAINING_ONLY", "degrade", "downscale", "gamma", "gaussian_blur", "jpeg", "rotate"]
 
 
 def gaussian_blur(rgb: np.ndarray, sigma: float) -> np.ndarray:
@@ -57,10 +57,27 @@ def _noise(rgb, s, rng, landmarks):
     return np.clip(rgb + luma + chroma, 0, 255).astype(np.uint8), 1.0
 
 
+def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """``rgb`` encoded as a JPEG at ``quality`` and decoded again."""
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
+
+
 def _jpeg(rgb, s, rng, landmarks):
-    quality = int(round(40 - 37 * s))
-    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy(), 1.0
+    return jpeg(rgb, round(40 - 37 * s)), 1.0
+
+
+def _jpeg_extreme(rgb, s, rng, landmarks):
+    return jpeg(rgb, round(5 - 4 * s)), 1.0
+
+
+def rotate(rgb: np.ndarray, landmarks: np.ndarray, turns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The photo turned ``turns`` quarter turns counter-clockwise (``np.rot90``), and its
+    landmarks moved with it."""
+    h, w = rgb.shape[:2]
+    x, y = landmarks[:, 0], landmarks[:, 1]
+    moved = {1: (y, w - 1 - x), 2: (w - 1 - x, h - 1 - y), 3: (h - 1 - y, x)}[turns % 4]
+    return np.ascontiguousarray(np.rot90(rgb, turns)), np.stack(moved, 1)
 
 
 def _under(rgb, s, rng, landmarks):
@@ -120,9 +137,21 @@ DEGRADATIONS: dict[str, Degradation] = {
 }
 
 
+#: Kinds made for training only (the evaluation sets draw from :data:`DEGRADATIONS`, so
+#: their seeded draws stay as they were): a photo turned 90, 180 or 270 degrees (a face
+#: upside down or sideways is not recognised, yet MTCNN can place upright-looking landmarks
+#: on it), and JPEG quality 1-5.
+TRAINING_ONLY = ("rotation", "jpeg_extreme")
+
+
 def degrade(
     rgb: np.ndarray, landmarks: np.ndarray, kind: str, severity: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Apply one degradation; returns the new image and the landmarks moved with it."""
+    """Apply one degradation (a name in :data:`DEGRADATIONS` or :data:`TRAINING_ONLY`);
+    returns the new image and the landmarks moved with it."""
+    if kind == "rotation":  # severity picks the turn: 90, 180 or 270 degrees
+        return rotate(rgb, landmarks, 1 + min(2, int(severity * 3)))
+    if kind == "jpeg_extreme":
+        return _jpeg_extreme(rgb, severity, rng, landmarks)[0], landmarks
     out, scale = DEGRADATIONS[kind](rgb, float(severity), rng, landmarks)
     return out, landmarks * scale

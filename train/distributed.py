@@ -3,6 +3,7 @@ computing a shard of every batch, with the results of one process up to float no
 
     torchrun --nproc-per-node 2 -m train.fit --csv labels.csv --arch mobilenet_v3_small --out runs/m
     torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HEAD:29500 -m train.fit ...
+    torchrun --nproc-per-node 4 -m train.fit ... --device cuda     # one GPU per process, NCCL
 
 Why it matches one process: every rank sees the same batches in the same order (same
 seed) and the same augmentation (applied to the whole batch, then sharded); batch norm
@@ -42,16 +43,23 @@ class Distributed:
             dist.barrier()
 
 
-def setup() -> Distributed:
+def setup(device: str = "cpu") -> Distributed:
     """Join the process group torchrun describes in the environment; a plain
-    ``python -m train.fit`` is a world of one. ``train.fit`` trains on the CPU, so the
-    group uses gloo (NCCL needs the model on GPUs, which ``train.fit`` does not do yet)."""
+    ``python -m train.fit`` is a world of one. ``device``: ``"cpu"`` (gloo), ``"cuda"``
+    (one GPU per process, ``LOCAL_RANK``'s, NCCL) or ``"auto"`` (cuda when there is one)."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda: torch sees no GPU here")
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
     if world <= 1:
-        return Distributed()
+        return Distributed(device=device)
     if not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return Distributed(int(os.environ["RANK"]), world, "cpu")
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return Distributed(int(os.environ["RANK"]), world, device)
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):

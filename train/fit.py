@@ -78,6 +78,10 @@ class FitConfig:
     monotone_mix: str | None = None
     monotone_eyes: tuple[float, float] = (8.0, 28.0)
     select: str = "srcc"
+    target: str = "score"
+    margin: float = 0.2
+    device: str = "cpu"
+    stop_after_epochs: int | None = None
 
 
 def correlations(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -92,21 +96,21 @@ def correlations(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
 def predict(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, views="none", batch_size: int = 256) -> np.ndarray:
     """``(N, S, S, 3)`` uint8 crops -> ``(N,)`` raw predictions averaged over ``views``."""
     ensemble = QualityEnsemble([net.eval()], views)  # the view averaging inference uses
+    device = next(net.parameters()).device
     out = []
     with torch.inference_mode():
         for start in range(0, len(crops), batch_size):
-            out.append(ensemble(to_tensor(spec, crops[start : start + batch_size])).numpy())
+            out.append(ensemble(to_tensor(spec, crops[start : start + batch_size]).to(device)).cpu().numpy())
     return np.concatenate(out)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Flips (each test-time view must be in distribution) and a small shift; nothing that
-    changes quality."""
+    """A mirror image (the test-time view) and a small shift; nothing that changes quality.
+    No vertical flip: an upside-down face is not a view of the same capture to a
+    recognizer, it is a capture that fails."""
     b = x.shape[0]
     hflip = torch.rand(b, generator=gen) < 0.5
-    vflip = torch.rand(b, generator=gen) < 0.5
     x = torch.where(hflip.view(b, 1, 1, 1), x.flip(3), x)
-    x = torch.where(vflip.view(b, 1, 1, 1), x.flip(2), x)
     pad = max(1, x.shape[-1] // 28)
     dy, dx = torch.randint(-pad, pad + 1, (2,), generator=gen).tolist()
     return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
@@ -207,30 +211,62 @@ def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> No
     torch.save({"arch": net.arch, "input_size": spec.input_size, "state_dict": net.state_dict(), **meta}, path)
 
 
-def fit(cfg: FitConfig, log=print) -> dict:
-    """Train one member; returns the history and the best validation metrics. Under
-    ``torchrun`` every process trains a shard of each batch (:mod:`train.distributed`)
-    and only rank 0 logs and writes files."""
-    from .distributed import ShardedDropout, SyncBatchNorm2d, gather, setup
+def _fingerprint(cfg: FitConfig) -> dict:
+    """What a resumed run must share with the run it resumes (threads and the stop may differ)."""
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ("threads", "stop_after_epochs", "device")}
+    return json.loads(json.dumps(keep, default=str))
 
-    d = setup()
-    if d.active and cfg.monotone_weight > 0:
-        raise ValueError("--monotone-weight is not supported under torchrun yet; train it in one process")
+
+def _resume_state(path: Path, cfg: FitConfig, log) -> dict | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != _fingerprint(cfg):
+        raise ValueError(f"{path}: a run with other settings left this; remove it, or resume with the same "
+                         f"settings (its settings: {json.dumps(state.get('fingerprint'))})")
+    log(f"resuming after stage {state['stage']} epoch {state['epoch']} ({path})")
+    return state
+
+
+def forward_sharded(module: torch.nn.Module, net: QualityNet, x: torch.Tensor, d) -> torch.Tensor:
+    """Predictions for the whole batch ``x``, in its order; under torchrun each rank computes
+    its shard of rows (dropout masks drawn for the whole batch) and the shards are gathered."""
+    from .distributed import ShardedDropout, gather
+
+    if not d.active:
+        return module(x)
+    rows = np.arange(len(x))
+    ShardedDropout.shard(net, rows[d.rank :: d.world], len(x))
+    pred = gather(module(x[rows[d.rank :: d.world]]), d)
+    order = np.concatenate([rows[r :: d.world] for r in range(d.world)])
+    return pred[torch.from_numpy(np.argsort(order)).to(pred.device)]
+
+
+def fit(cfg: FitConfig, log=print) -> dict:
+    """Train one member; returns the history and the best validation metrics.
+
+    Every epoch leaves ``<arch>.resume.pt`` (weights, optimiser, schedule and random states):
+    the same command after an interruption carries on from the last finished epoch, with the
+    result of an uninterrupted run. Under ``torchrun`` every process trains a shard of each
+    batch (:mod:`train.distributed`) and only rank 0 logs and writes files."""
+    from .distributed import ShardedDropout, SyncBatchNorm2d, setup
+
+    d = setup(cfg.device)
     if not d.main:
         log = _silent  # the same run, told once
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    spec = ScorerSpec(input_size=max(s.size for s in cfg.stages))
-    samples = read_csv(cfg.csv)
+    spec = ScorerSpec(input_size=max(s.size for s in cfg.stages), margin=cfg.margin)
+    samples = read_csv(cfg.csv, target=cfg.target)
     crops, kept = load_crops(samples, spec, cfg.images)
     samples = [samples[i] for i in kept]
     train_idx, val_idx = split(samples, cfg.val_fraction, cfg.seed)
     scores = np.array([s.score for s in samples], dtype=np.float32)
     groups = [s.group for s in samples]
     reference = np.array([s.reference for s in samples])
-    log(f"{cfg.arch}: {len(train_idx)} training and {len(val_idx)} validation samples")
+    log(f"{cfg.arch}: {len(train_idx)} training and {len(val_idx)} validation samples on {d.device}")
     growth_order = np.random.default_rng(cfg.seed).permutation(train_idx)
 
     net = build_member(cfg.arch)
@@ -238,6 +274,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
         load_backbone_weights(net, str(cfg.pretrained_backbone))
     if cfg.init:
         net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["state_dict"])
+    net.to(d.device)
     model = net
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -252,8 +289,19 @@ def fit(cfg: FitConfig, log=print) -> dict:
               "eyes_px": tuple(cfg.monotone_eyes)}
     history, best = [], {"srcc": -math.inf}
     best_path = cfg.out / f"{cfg.arch}.pt"
+    resume_path = cfg.out / f"{cfg.arch}.resume.pt"
+    state = _resume_state(resume_path, cfg, log)
+    if state is not None:
+        history, best = state["history"], state["best"]
+    epochs_run = 0
+
+    def on_device(t: torch.Tensor) -> torch.Tensor:
+        return t.to(d.device, non_blocking=True)
 
     for stage_no, stage in enumerate(cfg.stages, 1):
+        if state is not None and (stage_no < state["stage"] or
+                                  (stage_no == state["stage"] and state["epoch"] >= stage.epochs)):
+            continue  # finished before the interruption
         stage_spec = spec.with_(input_size=stage.size)
         used = np.sort(growth_order[: max(1, math.ceil(stage.fraction * len(growth_order)))])
         x_train = resize_all(crops[used], stage.size)
@@ -262,7 +310,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
         x_val_refs = resize_all(crops[val_refs], stage.size) if len(val_refs) else None
         d.barrier()  # rank 0 has written the previous stage's best
         if stage_no > 1 and best_path.exists():
-            net.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
+            net.load_state_dict(torch.load(best_path, map_location=d.device, weights_only=True)["state_dict"])
         optimizer = torch.optim.Adam(
             [
                 {"params": list(net.head_parameters()), "lr": cfg.lr_head},
@@ -271,8 +319,21 @@ def fit(cfg: FitConfig, log=print) -> dict:
             weight_decay=cfg.weight_decay,
         )
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
-        stage_best = -math.inf
-        for epoch in range(1, stage.epochs + 1):
+        stage_best, first_epoch = -math.inf, 1
+        if state is not None and stage_no == state["stage"]:
+            net.load_state_dict(state["net"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            stage_best, first_epoch = state["stage_best"], state["epoch"] + 1
+        if state is not None and stage_no >= state["stage"]:
+            gen.set_state(state["generator"])
+            rng.bit_generator.state = json.loads(state["numpy_rng"])
+            torch.set_rng_state(state["torch_rng"])
+            state = None
+        for epoch in range(first_epoch, stage.epochs + 1):
+            if cfg.stop_after_epochs is not None and epochs_run >= cfg.stop_after_epochs:
+                log(f"stopped after {epochs_run} epochs as asked; run the same command to carry on")
+                return {"stopped": True, "history": history, "best": best}
             t0 = time.time()
             net.train()
             if cfg.rank_weight > 0:
@@ -284,34 +345,30 @@ def fit(cfg: FitConfig, log=print) -> dict:
             for batch in batches:
                 if len(batch) < 2:
                     continue
-                x = _augment(to_tensor(stage_spec, x_train[batch]), gen)
-                if d.active:  # this rank's shard; predictions of the whole batch, in rank order
-                    rows = np.arange(len(batch))
-                    ShardedDropout.shard(net, rows[d.rank :: d.world], len(batch))
-                    pred = gather(model(x[rows[d.rank :: d.world]]), d)
-                    batch = batch[np.concatenate([rows[r :: d.world] for r in range(d.world)])]
-                else:
-                    pred = model(x)
-                loss = loss_fn(pred, y_train[batch])
+                x = on_device(_augment(to_tensor(stage_spec, x_train[batch]), gen))
+                pred = forward_sharded(model, net, x, d)
+                loss = loss_fn(pred, on_device(y_train[batch]))
                 if cfg.rank_weight > 0:
                     a, b = rank_pairs([groups[used[i]] for i in batch], reference[used[batch]])
                     if len(a):
                         # a degraded copy must score below the photo it was made from
                         loss = loss + cfg.rank_weight * ranking_hinge(pred[a], pred[b], cfg.rank_margin)
                 if cfg.monotone_weight > 0:
-                    # and so must a worse copy made now (darker, smaller, blurrier, noisier)
+                    # and so must a worse copy made now (darker, smaller, blurrier, noisier);
+                    # through the plain module: one forward through the wrapper per step
                     refs = batch[reference[used[batch]]]
                     if len(refs):
                         clean = to_tensor(stage_spec, x_train[refs])
                         worse = to_tensor(stage_spec, worse_copies(x_train[refs], spec.margin, rng, **copies))
-                        both = _augment(torch.cat([clean, worse]), gen)
-                        p = net(both).view(2, len(refs))
+                        both = on_device(_augment(torch.cat([clean, worse]), gen))
+                        p = forward_sharded(net, net, both, d).view(2, len(refs))
                         loss = loss + cfg.monotone_weight * ranking_hinge(p[0], p[1], cfg.rank_margin)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 losses.append(loss.item())
             scheduler.step()
+            epochs_run += 1
             metrics = correlations(predict(net, x_val, stage_spec), scores[val_idx])
             if x_val_refs is not None and (cfg.monotone_weight > 0 or cfg.select != "srcc"):
                 metrics["order"] = order_accuracy(net, x_val_refs, stage_spec, cfg.seed + 1, **copies)
@@ -329,11 +386,20 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     save_checkpoint(net, best_path, stage_spec, stage=stage_no, epoch=epoch, metrics=metrics)
                 if stage_no == len(cfg.stages):
                     best = {**metrics, "stage": stage_no, "epoch": epoch}
+            if d.main:  # written whole, then moved: a kill mid-write leaves the previous one
+                partial = resume_path.with_suffix(".partial")
+                torch.save({"fingerprint": _fingerprint(cfg), "stage": stage_no, "epoch": epoch,
+                            "net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
+                            "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
+                            "stage_best": stage_best, "best": best, "history": history}, partial)
+                partial.replace(resume_path)
     cfg_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     result = {"config": cfg_json, "history": history, "best": best, "val_identities": sorted(
         {samples[i].identity or "" for i in val_idx})}
     if d.main:
         (cfg.out / f"{cfg.arch}.history.json").write_text(json.dumps(result, indent=1))
+        resume_path.unlink(missing_ok=True)  # finished: the history says so
     d.barrier()
     return result
 
@@ -372,6 +438,13 @@ def main(argv=None):
                         help="range of px between the eyes for on-the-fly low-resolution copies")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
+    parser.add_argument("--target", default="score", help="CSV column trained on (default: score)")
+    parser.add_argument("--margin", type=float, default=0.2,
+                        help="crop framing of the spec (0: the ArcFace template; 0.2: shrunk by 20%% for context)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu",
+                        help="where to train; under torchrun, cuda uses one GPU per process (NCCL)")
+    parser.add_argument("--stop-after-epochs", type=int, default=None,
+                        help="stop after this many epochs (the same command carries on later)")
     fit(FitConfig(**vars(parser.parse_args(argv))))
 
 

@@ -1,16 +1,31 @@
 """Recognition-utility labels for training the quality models (in the spirit of FROQ,
 arXiv 2509.17689: quality is what a real recognizer can do with the capture).
 
-For every photo of a training person with two or more photos we make captures: the photo
-as it is, and copies degraded at random severities (``train/degradations.py``). The label
-of a capture ``c`` of person ``i`` is
+Who: the LFW training people (folds 1-5 held out) and the CelebA training identities
+(numbers not divisible by 5), as identities ``lfw/<name>`` and ``celeba/<number>``.
 
-    z(c) = (mean_r cos(e_c, e_r) - mean_k cos(e_c, e_k)) / std_k cos(e_c, e_k)
+Captures: every photo of a person with a good reference besides it, as it is, and
+``variants`` copies degraded at random (``train/degradations.py``, including the
+training-only turned photos and JPEG quality 1-5). Every capture goes through facegate's
+capture stage as inference does (detection, look-again, alignment onto the spec's crop):
+a copy in which no face is found is no training sample, the gate rejects it anyway.
 
-with ``r`` the *other* clean photos of ``i`` and ``k`` the clean photos of every other
-training person (about 7,800), embeddings ``e`` from MobileFaceNet (image and mirror,
-256-d). That is the genuine similarity in units of the capture's own impostor spread: how
-far above impostors this capture lands. The training target is ``clip(z / Z_FULL, 0, 1)``.
+Label of a capture ``c`` of identity ``i`` (the recognizer: MobileFaceNet, image and mirror):
+
+    match(c) = mean over good references r of i (not c's own photo) of
+               sigmoid((cos(e_c, e_r) - T) / TAU)
+
+with ``T`` the recognizer's cosine threshold at FMR 1e-3 (impostor pairs of clean training
+photos) and TAU a soft step. It is the chance that a genuine comparison with a good
+reference succeeds, the quantity the score scale fg-utility-v2 is calibrated to. Why
+*good* references: a capture should not be blamed for its partner's flaws, so a reference
+counts when it matches at least half of its identity's other photos itself (it is then a
+photo the recognizer reads well). Why soft: with LFW's two or three photos a person a hard
+0/1 would be a coin flip near the threshold; the step keeps the ordering of near misses.
+
+Also recorded: the mean genuine cosine, the older z (genuine mean in units of the capture's
+impostor spread), the hard match rate and the observer's score, so other targets can be
+chosen at fitting time (``train.fit --target``).
 
 Run: ``python -m train.labels --shared ../shared --out runs/labels``
 """
@@ -29,137 +44,189 @@ import torch
 
 from facegate.capture import CaptureStage
 from facegate.images import load_rgb
+from facegate.observer import ObserverScorer, default_calibration_path
 from facegate.recognition import MobileFaceNetRecognizer
-from facegate.scorer import default_weights_dir
 from facegate.spec import ScorerSpec
 
+from . import celeba, lfw
 from .degradations import DEGRADATIONS, degrade
-from .lfw import training_people
 
-#: z at which the label saturates at 1.0 (a clearly recognisable capture).
-Z_FULL = 10.0
+#: Soft step of the match label, in cosine units (about half the impostor spread).
+TAU = 0.04
+#: False-match rate the label's threshold is set at.
+FMR = 1e-3
+#: A reference is good when it matches at least this share of its identity's other photos.
+GOOD_REFERENCE = 0.5
+#: Share of degraded copies that are a turned photo, and that are JPEG quality 1-5.
+ROTATION_SHARE, JPEG_EXTREME_SHARE = 0.12, 0.06
 
 CSV_FIELDS = [
-    "path", "score", "identity", "source", "degradation", "severity",
-    "genuine", "impostor_mean", "impostor_std", "z",
+    "path", "score", "identity", "source", "degradation", "severity", "match", "match_hard",
+    "genuine", "z", "observer", "references", "found_by",
 ]
 
 
-def utility_label(z: np.ndarray) -> np.ndarray:
-    return np.clip(np.asarray(z, dtype=np.float64) / Z_FULL, 0.0, 1.0)
+def training_spec(input_size: int = 128, margin: float = 0.0) -> ScorerSpec:
+    """The spec new weights are trained with: the ArcFace five-point framing at 128 px (40.3 px
+    between the eyes), so a crop a recognition pipeline already holds (112 x 112, ArcFace
+    template) is the models' input once resized; detector settings of :data:`DETECTOR_DEFAULTS`."""
+    return ScorerSpec(name="facegate-ensemble.untrained", input_size=input_size, margin=margin)
 
 
-def detect_photos(paths: list[Path], cache: Path, spec: ScorerSpec) -> dict[str, np.ndarray]:
-    """Primary-face landmarks of each photo from the capture stage (the detector settings
-    of ``spec``, as inference uses them), cached as JSON; a cache made with other settings
-    is redone."""
-    stage = CaptureStage(spec)
-    settings = {"detector": stage.detector_name, **stage.detector_settings}
+def training_identities(shared: Path) -> dict[str, list[Path]]:
+    """Every identity that may be trained on, LFW and CelebA, with its photos."""
+    people = {f"lfw/{name}": photos for name, photos in lfw.training_people(shared).items()}
+    people.update({f"celeba/{name}": photos for name, photos in celeba.identities(shared, evaluation=False).items()})
+    return people
+
+
+def detect_photos(paths: list[Path], cache: Path, stage: CaptureStage) -> dict[str, np.ndarray]:
+    """Primary-face landmarks of each photo from the capture stage (as inference finds them),
+    cached as JSON; a cache made with other detector settings is redone."""
+    settings = {"detector": stage.detector_name, **stage.detector_settings, "look_again": stage.look_again}
     cached = json.loads(cache.read_text()) if cache.exists() else {}
     found: dict[str, list] = cached.get("faces", {}) if cached.get("settings") == settings else {}
     todo = [p for p in paths if str(p) not in found]
-    if todo:
-        t0 = time.time()
-        for n, path in enumerate(todo, 1):
-            primary = stage.analyse(path).primary
-            found[str(path)] = None if primary is None else primary.landmarks.tolist()
-            if n % 1000 == 0:
-                print(f"  detected {n}/{len(todo)} ({n / (time.time() - t0):.0f}/s)", flush=True)
-        cache.write_text(json.dumps({"settings": settings, "faces": found}))
+    t0 = time.time()
+    for n, path in enumerate(todo, 1):
+        primary = stage.analyse(path).primary
+        found[str(path)] = None if primary is None else primary.landmarks.tolist()
+        if n % 1000 == 0 or n == len(todo):
+            print(f"  detected {n}/{len(todo)} ({n / (time.time() - t0):.0f}/s)", flush=True)
+            cache.write_text(json.dumps({"settings": settings, "faces": found}))
     return {k: np.array(v) for k, v in found.items() if v is not None}
 
 
-def make_captures(rgb, landmarks, variants, rng):
-    """Yield (degradation label, severity, image, landmarks) for one photo."""
-    yield "none", 0.0, rgb, landmarks
+def fmr_threshold(emb: np.ndarray, identity: np.ndarray, fmr: float = FMR) -> float:
+    """Cosine threshold at ``fmr`` over every pair of different identities."""
+    values = []
+    for start in range(0, len(emb), 2048):
+        sims = emb[start : start + 2048] @ emb.T
+        rows = np.arange(start, min(start + 2048, len(emb)))[:, None]
+        upper = np.arange(len(emb))[None, :] > rows
+        values.append(sims[upper & (identity[rows[:, 0]][:, None] != identity[None, :])].astype(np.float32))
+    return float(np.quantile(np.concatenate(values), 1.0 - fmr))
+
+
+def good_references(emb: np.ndarray, identity: np.ndarray, threshold: float) -> np.ndarray:
+    """Which clean photos are good references: they match (cosine >= ``threshold``) at least
+    :data:`GOOD_REFERENCE` of their identity's other photos."""
+    good = np.zeros(len(emb), dtype=bool)
+    for name in np.unique(identity):
+        idx = np.flatnonzero(identity == name)
+        if len(idx) < 2:
+            continue
+        matches = emb[idx] @ emb[idx].T >= threshold
+        np.fill_diagonal(matches, False)
+        good[idx] = matches.sum(1) / (len(idx) - 1) >= GOOD_REFERENCE
+    return good
+
+
+def soft_match(cosines: np.ndarray, threshold: float, tau: float = TAU) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-(np.asarray(cosines, dtype=np.float64) - threshold) / tau))
+
+
+def draw_degradation(rng: np.random.Generator) -> list[tuple[str, float]]:
+    """One degraded copy's recipe: a turned photo, extreme JPEG, or one or two of
+    :data:`DEGRADATIONS` at random severities."""
+    u = rng.uniform()
+    if u < ROTATION_SHARE:
+        return [("rotation", float(rng.uniform()))]
+    if u < ROTATION_SHARE + JPEG_EXTREME_SHARE:
+        return [("jpeg_extreme", float(rng.uniform()))]
     kinds = sorted(DEGRADATIONS)
-    for _ in range(variants):
-        count = 1 if rng.uniform() < 0.7 else 2
-        chosen = rng.choice(kinds, size=count, replace=False)
-        severities = rng.uniform(0, 1, size=count)
-        img, lm = rgb, landmarks
-        for kind, severity in zip(chosen, severities):
-            img, lm = degrade(img, lm, str(kind), float(severity), rng)
-        label = "+".join(str(k) for k in chosen)
-        yield label, float(severities.max()), img, lm
+    count = 1 if rng.uniform() < 0.7 else 2
+    return [(str(k), float(rng.uniform())) for k in rng.choice(kinds, size=count, replace=False)]
 
 
-def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: int | None,
+def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: int | None = None,
           checkpoint: Path | None = None, spec: ScorerSpec | None = None) -> Path:
     """Write ``labels.csv`` and its crops into ``out``; crops and detections follow ``spec``
-    (default: the shipped weights' spec, so labels see the faces inference sees)."""
+    (default: :func:`training_spec`), so labels see the faces inference will see."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    spec = spec or ScorerSpec.load(default_weights_dir() / "spec.json")
-    people = training_people(shared)
+    spec = spec or training_spec()
+    stage = CaptureStage(spec, components=False, look_again=True)
+    people = training_identities(shared)
     if limit_people:
         names = sorted(people)
         keep = set(rng.choice(names, size=min(limit_people, len(names)), replace=False))
         people = {n: p for n, p in people.items() if n in keep}
     photos = [p for ps in people.values() for p in ps]
-    print(f"{len(people)} training people, {len(photos)} photos", flush=True)
+    identity_of = {str(p): name for name, ps in people.items() for p in ps}
+    print(f"{len(people)} training identities, {len(photos)} photos", flush=True)
 
-    landmarks = detect_photos(photos, out / "detections.json", spec)
+    landmarks = detect_photos(photos, out / "detections.json", stage)
     print(f"faces found in {len(landmarks)}/{len(photos)} photos", flush=True)
 
     recognizer = MobileFaceNetRecognizer(str(checkpoint or shared / "models" / "mobilefacenet_casia.ckpt"))
+    observer = ObserverScorer(recognizer, default_calibration_path())
     ref_paths = [p for p in photos if str(p) in landmarks]
-    ref_ident = np.array([p.parent.name for p in ref_paths])
+    ref_ident = np.array([identity_of[str(p)] for p in ref_paths])
     ref_index = {str(p): i for i, p in enumerate(ref_paths)}
-    ref_crops = np.stack([recognizer.align(load_rgb(p), landmarks[str(p)]) for p in ref_paths])
-    ref_emb = recognizer.embed_aligned(ref_crops)
-    print(f"embedded {len(ref_emb)} clean reference photos", flush=True)
+    ref_emb = recognizer.embed_aligned(np.stack([recognizer.align(load_rgb(p), landmarks[str(p)]) for p in ref_paths]))
+    threshold = fmr_threshold(ref_emb, ref_ident)
+    good = good_references(ref_emb, ref_ident, threshold)
+    print(f"embedded {len(ref_emb)} clean photos; cosine threshold at FMR {FMR:g}: {threshold:.4f}; "
+          f"{good.sum()} good references", flush=True)
+    (out / "threshold.json").write_text(json.dumps({"fmr": FMR, "cosine": threshold, "tau": TAU,
+                                                    "good_references": int(good.sum())}) + "\n")
 
-    rows = []
-    multi = [n for n, ps in people.items() if sum(str(p) in landmarks for p in ps) >= 2]
+    rows, skipped = [], 0
     t0 = time.time()
-    for n, name in enumerate(multi, 1):
-        for photo in people[name]:
-            if str(photo) not in landmarks:
+    for n, photo in enumerate(ref_paths, 1):
+        name, own = identity_of[str(photo)], ref_index[str(photo)]
+        refs = np.flatnonzero((ref_ident == name) & good)
+        refs = refs[refs != own]
+        if not len(refs):
+            continue
+        rgb = load_rgb(photo)
+        captures = [("none", 0.0, rgb, landmarks[str(photo)], spec.crop(rgb, landmarks[str(photo)]), "")]
+        for k in range(variants):
+            img, lm = rgb, landmarks[str(photo)]
+            recipe = draw_degradation(rng)
+            for kind, severity in recipe:
+                img, lm = degrade(img, lm, kind, severity, rng)
+            found = stage.analyse_rgb(img, source=f"{photo} copy {k}")
+            if found.primary is None:
+                skipped += 1
                 continue
-            rgb = load_rgb(photo)
-            lm0 = landmarks[str(photo)]
-            caps, mfn = [], []
-            for k, (deg, severity, img, lm) in enumerate(make_captures(rgb, lm0, variants, rng)):
-                ied = float(np.linalg.norm(lm[1] - lm[0])) or 1.0
-                jittered = lm + rng.normal(0, 0.02 * ied, lm.shape) if deg != "none" else lm
-                crop = spec.crop(img, jittered)
-                rel = f"crops/{photo.stem}_{k}.png"
-                cv2.imwrite(str(out / rel), crop[..., ::-1])
-                caps.append((rel, deg, severity))
-                mfn.append(recognizer.align(img, lm))
-            emb = recognizer.embed_aligned(np.stack(mfn))
-            sims = emb @ ref_emb.T  # (captures, references)
-            own = ref_index[str(photo)]
-            genuine_mask = (ref_ident == name)
-            genuine_mask[own] = False
-            impostor_mask = ref_ident != name
-            for (rel, deg, severity), s in zip(caps, sims):
-                g = float(s[genuine_mask].mean())
-                imp = s[impostor_mask]
-                mu, sd = float(imp.mean()), float(imp.std()) + 1e-6
-                z = (g - mu) / sd
-                rows.append({
-                    "path": rel, "score": 0.0, "identity": name, "source": photo.name,
-                    "degradation": deg, "severity": round(severity, 4), "genuine": round(g, 5),
-                    "impostor_mean": round(mu, 5), "impostor_std": round(sd, 5), "z": round(z, 4),
-                })
-        if n % 100 == 0:
-            print(f"  labelled {n}/{len(multi)} people, {len(rows)} captures "
-                  f"({len(rows) / (time.time() - t0):.0f}/s)", flush=True)
+            captures.append(("+".join(kind for kind, _ in recipe), max(s for _, s in recipe), img,
+                             found.primary.landmarks, found.crop, found.found_by or ""))
+        aligned = np.stack([recognizer.align(img, lm) for _, _, img, lm, _, _ in captures])
+        emb = recognizer.embed_aligned(aligned)
+        observed = observer.score_aligned(aligned)
+        sims = emb @ ref_emb.T
+        impostor = ref_ident != name
+        for k, ((kind, severity, _, _, crop, found_by), s, obs) in enumerate(zip(captures, sims, observed)):
+            rel = f"crops/{photo.parent.name}_{photo.stem}_{k}.png"
+            cv2.imwrite(str(out / rel), crop[..., ::-1])
+            genuine = s[refs]
+            imp = s[impostor]
+            rows.append({
+                "path": rel, "score": 0.0, "identity": name, "source": str(photo), "degradation": kind,
+                "severity": round(severity, 4), "match": round(float(soft_match(genuine, threshold).mean()), 5),
+                "match_hard": round(float(np.mean(genuine >= threshold)), 5),
+                "genuine": round(float(genuine.mean()), 5),
+                "z": round(float((genuine.mean() - imp.mean()) / (imp.std() + 1e-6)), 4),
+                "observer": round(float(obs), 5), "references": len(refs), "found_by": found_by,
+            })
+        if n % 500 == 0:
+            print(f"  labelled {n}/{len(ref_paths)} photos, {len(rows)} captures "
+                  f"({len(rows) / (time.time() - t0):.1f}/s)", flush=True)
 
-    z = np.array([r["z"] for r in rows])
-    for row, label in zip(rows, utility_label(z)):
-        row["score"] = round(float(label), 5)
+    for row in rows:
+        row["score"] = row["match"]
     csv_path = out / "labels.csv"
     with csv_path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
+    match = np.array([r["match"] for r in rows])
     clean = np.array([r["degradation"] == "none" for r in rows])
-    print(f"wrote {len(rows)} captures to {csv_path}; z clean median {np.median(z[clean]):.2f}, "
-          f"degraded median {np.median(z[~clean]):.2f}; label mean {utility_label(z).mean():.3f}", flush=True)
+    print(f"wrote {len(rows)} captures to {csv_path} ({skipped} degraded copies without a face left out); "
+          f"match clean mean {match[clean].mean():.3f}, degraded mean {match[~clean].mean():.3f}", flush=True)
     return csv_path
 
 
@@ -167,6 +234,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--out", type=Path, default=Path("runs/labels"))
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="crops and detector settings of this weights folder's spec (default: training_spec())")
     parser.add_argument("--variants", type=int, default=2, help="degraded copies per photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit-people", type=int, default=None, help="label a random subset (for trials)")
@@ -174,7 +243,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    build(args.shared, args.out, variants=args.variants, seed=args.seed, limit_people=args.limit_people)
+    spec = ScorerSpec.load(args.weights / "spec.json") if args.weights else None
+    build(args.shared, args.out, variants=args.variants, seed=args.seed, limit_people=args.limit_people, spec=spec)
 
 
 if __name__ == "__main__":
