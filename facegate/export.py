@@ -42,16 +42,26 @@ class _Normalised(nn.Module):
 
 
 class _Deployable(nn.Module):
-    """uint8 NHWC crops -> (utility, score): what ``TorchScorer.score`` does, in one graph."""
+    """uint8 NHWC crops -> (utility, score): what ``TorchScorer.score`` does, in one graph;
+    the spec's score calibration as a sum of clamped linear pieces (the same interpolation
+    as ``ScorerSpec.to_score``, flat outside the knots)."""
 
     def __init__(self, scorer: TorchScorer):
         super().__init__()
         self.ensemble = _Normalised(scorer.ensemble, scorer.spec)
         self.low, self.high = (float(v) for v in scorer.spec.score_range)
+        knots = [(float(x), float(y)) for x, y in scorer.spec.score_calibration]
+        self.pieces = [(x0, x1, (y1 - y0) / (x1 - x0)) for (x0, y0), (x1, y1) in zip(knots, knots[1:]) if x1 > x0]
+        self.start = knots[0][1] if knots else None
 
     def forward(self, crops: torch.Tensor):
         utility = self.ensemble(crops)
-        return utility, torch.clamp(self.low + utility * (self.high - self.low), self.low, self.high)
+        value = utility
+        if self.start is not None:
+            value = torch.full_like(utility, self.start)
+            for x0, x1, slope in self.pieces:
+                value = value + slope * (torch.clamp(utility, x0, x1) - x0)
+        return utility, torch.clamp(self.low + value * (self.high - self.low), self.low, self.high)
 
 
 def _write(model: nn.Module, path: Path, size: int, outputs: list[str], metadata: dict[str, str],

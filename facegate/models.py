@@ -246,7 +246,7 @@ class TorchScorer:
             torch.set_num_threads(threads)
         self.device = torch.device(device)
         nets = [load_member(self.spec.verify(folder, name), name) for name in self.member_names]
-        self.ensemble = QualityEnsemble(nets, views).to(self.device).eval()
+        self.ensemble = QualityEnsemble(nets, resolve_views(views, self.spec)).to(self.device).eval()
         self.views = self.ensemble.views
 
     def score(self, crops: np.ndarray) -> Scores:

@@ -22,7 +22,8 @@ from .spec import ScorerSpec
 __all__ = ["BACKENDS", "VIEWS", "OnnxScorer", "Scorer", "Scores", "create_scorer", "default_weights_dir",
            "resolve_views", "view_batch"]
 
-#: Test-time view sets: identity, then horizontal flip, then vertical flip.
+#: Test-time view sets: identity, then horizontal flip, then vertical flip. With a spec,
+#: ``"full"`` is every view its weights were trained for (:attr:`ScorerSpec.views`).
 VIEWS: dict[str, tuple[str, ...]] = {
     "none": ("identity",),
     "flip": ("identity", "hflip"),
@@ -37,9 +38,12 @@ def default_weights_dir() -> Path:
     return Path(str(resources.files("facegate") / "weights"))
 
 
-def resolve_views(views: str | Sequence[str]) -> tuple[str, ...]:
-    """A view-set name (:data:`VIEWS`) or a sequence of view names -> view names."""
+def resolve_views(views: str | Sequence[str], spec: ScorerSpec | None = None) -> tuple[str, ...]:
+    """A view-set name (:data:`VIEWS`) or a sequence of view names -> view names; ``"full"``
+    means the views ``spec`` says its weights were trained for."""
     if isinstance(views, str):
+        if views == "full" and spec is not None:
+            return tuple(spec.views)
         if views not in VIEWS:
             raise ConfigError(f"unknown view set {views!r}; choose from {sorted(VIEWS)}")
         return VIEWS[views]
@@ -125,7 +129,7 @@ class OnnxScorer:
                  members: Sequence[str] | None = None, threads: int = 1):
         self.weights_dir, self.spec, self.member_names = open_weights(weights, members)
         folder = self.weights_dir
-        self.views = resolve_views(views)
+        self.views = resolve_views(views, self.spec)
         from .runtime import load_onnx
 
         self._sessions = []

@@ -67,6 +67,11 @@ class ScorerSpec:
         default_threshold: accept at or above this score unless a policy says otherwise.
         threshold_rule: how ``default_threshold`` was chosen, in words.
         detectors: settings per detector name (see :data:`DETECTOR_DEFAULTS`).
+        views: the test-time views the weights were trained for (``views="full"`` means
+            these); weights trained without vertical flips must not be shown them.
+        score_calibration: ``(raw, score-fraction)`` knots of a monotone map from the
+            networks' raw output to the scale (linear interpolation, flat outside); empty
+            means the raw output is the scale (fg-utility-v1).
     """
 
     name: str = "facegate-ensemble.untrained"
@@ -83,6 +88,8 @@ class ScorerSpec:
     default_threshold: float = 50.0
     threshold_rule: str = ""
     detectors: dict[str, dict[str, Any]] = field(default_factory=lambda: json.loads(json.dumps(DETECTOR_DEFAULTS)))
+    views: tuple[str, ...] = ("identity", "hflip", "vflip")
+    score_calibration: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):
         if not self.template:
@@ -98,9 +105,13 @@ class ScorerSpec:
         return warp_to_template(rgb, landmarks, template, (size, size), reduction=reduction)
 
     def to_score(self, raw) -> np.ndarray:
-        """Network output (utility on 0-1) -> score on :attr:`score_range`, clipped, never NaN."""
+        """Network output -> score on :attr:`score_range` (through :attr:`score_calibration`
+        when there is one), clipped, never NaN."""
         low, high = self.score_range
         raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0)
+        if self.score_calibration:
+            knots = np.asarray(self.score_calibration, dtype=np.float64)
+            raw = np.interp(raw, knots[:, 0], knots[:, 1])
         return np.clip(low + raw * (high - low), low, high)
 
     def detector_settings(self, name: str) -> dict[str, Any]:
@@ -148,9 +159,11 @@ class ScorerSpec:
         if version not in (1, SPEC_VERSION):
             raise WeightsError(f"{path}: spec version {version}; this facegate reads 1 and {SPEC_VERSION}")
         try:
-            for key in ("members", "mean", "std", "score_range"):
+            for key in ("members", "mean", "std", "score_range", "views"):
                 if key in data:
                     data[key] = tuple(data[key])
+            if "score_calibration" in data:
+                data["score_calibration"] = tuple((float(a), float(b)) for a, b in data["score_calibration"])
             if "template" in data:
                 data["template"] = tuple(tuple(float(v) for v in p) for p in data["template"])
             return cls(**data)

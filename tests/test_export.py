@@ -83,3 +83,28 @@ def test_one_graph_export_matches_torch(tmp_path, real_crops):
     assert np.abs(utility * 100 - expected).max() < 1e-2
     again = CliRunner().invoke(main, ["export", "--out", str(out)])
     assert again.exit_code == 2  # never overwrites
+
+
+def test_a_calibrated_scale_and_the_specs_views_hold_in_every_backend_and_export(tmp_path, real_crops):
+    """A spec with a score calibration (monotone knots) and views without the vertical flip:
+    onnx and torch backends and the one-graph export give the same calibrated scores, and
+    "full" means the spec's views."""
+    from facegate.export import export_onnx
+    from facegate.models import TorchScorer
+
+    other = tmp_path / "weights"
+    shutil.copytree(default_weights_dir(), other)
+    spec = ScorerSpec.load(other / "spec.json")
+    knots = ((0.1, 0.0), (0.3, 0.2), (0.5, 0.7), (0.7, 0.95))
+    spec.with_(views=("identity", "hflip"), score_calibration=knots).save(other / "spec.json")
+    onnx_, torch_ = create_scorer(other), create_scorer(other, backend="torch")
+    assert onnx_.views == ("identity", "hflip") and torch_.ensemble.views == ("identity", "hflip")
+    flip = create_scorer(default_weights_dir(), views="flip").score(real_crops)
+    raw = np.mean([flip.members[m] for m in flip.members], 0) / 100  # the same views, uncalibrated
+    expected = 100 * np.interp(raw, *zip(*knots))
+    a, b = onnx_.score(real_crops).ensemble, torch_.score(real_crops).ensemble
+    assert np.ptp(expected) > 5
+    assert np.abs(a - expected).max() < 0.05 and np.abs(b - expected).max() < 0.05
+    _, score = ort.InferenceSession(str(export_onnx(TorchScorer(other), tmp_path / "one.onnx"))).run(
+        None, {"crops": real_crops})
+    assert np.abs(score - expected).max() < 0.05

@@ -30,14 +30,13 @@ import numpy as np
 
 from facegate.components import COMPONENTS
 from facegate.policy import PROFILES
-from facegate.evaluation import PERFECT, RANDOM, MeasuredCaptures, Method, edc_report, measure_captures
-from facegate.evaluation.measure import CENTRED_LANDMARKS, COMPONENT
-from facegate.folder import find_images
+from facegate.evaluation import PERFECT, RANDOM, Method, edc_report
+from facegate.evaluation.measure import COMPONENT
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
 
-from . import edc
-from .degradations import DEGRADATIONS, degrade, gamma
+from . import celeba, edc
+from .degradations import gamma
 
 ENSEMBLE = Method("ensemble", "none")
 #: Every capture with a face ties, every capture without one comes first: the part of any
@@ -47,52 +46,6 @@ FACES_FOUND = Method("a face was found (nothing else)")
 #: predicting recognition failure.
 PREDICTS = 0.10
 METHODS = dict(views=("none",), baselines=False, components=True)
-
-
-def celeba_sets(shared: Path, work: Path, recognizer, seed: int = 0) -> dict:
-    """The CelebA evaluation identities, natural and degraded (cached in ``work``)."""
-    root = shared / "data" / "celeba-subset"
-    paths = [str(p) for p in find_images(root) if int(p.parent.name) % 5 == 0]
-    ident = np.array([Path(p).parent.name for p in paths])
-    cache = work / "celeba_natural.npz"
-    if cache.exists():
-        natural = MeasuredCaptures.load(cache)
-    else:
-        natural = measure_captures(paths, ident, recognizer=recognizer, progress=edc._progress(len(paths), "celeba"),
-                                   **METHODS)
-        natural.save(cache)
-    n = len(paths)
-    same = ident[:, None] == ident[None, :]
-    genuine = np.argwhere(np.triu(same, 1))
-    cache = work / "celeba_degraded.npz"
-    rng = np.random.default_rng(seed)
-    kinds = sorted(DEGRADATIONS)
-    records = [(kinds[rng.integers(len(kinds))], float(rng.uniform())) for _ in paths]
-    if cache.exists():
-        copies = MeasuredCaptures.load(cache)
-    else:
-        images = []
-        for k, (path, (kind, severity)) in enumerate(zip(paths, records)):
-            rgb = load_rgb(path)
-            lm = natural.landmarks[k]
-            if np.isnan(lm).any():  # no face in the clean photo: degrade around a centred face
-                lm = CENTRED_LANDMARKS * np.array(rgb.shape[1::-1])
-            out, _ = degrade(rgb, lm, kind, severity, np.random.default_rng([seed, k]))
-            images.append(out)
-        copies = measure_captures(images, ident, recognizer=recognizer,
-                                  progress=edc._progress(len(images), "celeba degraded"), **METHODS)
-        copies.names = [f"{p} [{kind} {severity:.2f}]" for p, (kind, severity) in zip(paths, records)]
-        copies.save(cache)
-    both = natural.concat(copies)
-    cross = np.argwhere(same & ~np.eye(n, dtype=bool))  # clean i against the copy of j, same person, i != j
-    degraded_pairs = np.stack([cross[:, 0], n + cross[:, 1]], 1)
-    # the comparison threshold comes from impostors between captures with a face: a photo
-    # with no face is embedded at the average landmarks, and two such embeddings of
-    # background look alike (cosine above 0.9), which would set the FMR 1e-3 threshold by
-    # themselves when both sides have some (here 10 clean photos and 104 copies)
-    clean, copy = np.flatnonzero(natural.found), n + np.flatnonzero(copies.found)
-    return {"celeba natural": (natural, genuine, {"rows": clean, "cols": clean}),
-            "celeba degraded": (both, degraded_pairs, {"rows": clean, "cols": copy})}
 
 
 def _shift(rgb: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -172,7 +125,7 @@ def profile_rejections(shared: Path, lfw_photos: int = 600) -> dict:
     lfw = shared / "data" / "lfw-deepfunneled"
     people = sorted(evaluation_people(shared))
     sets = {"LFW": [p for person in people for p in sorted((lfw / person).glob("*.jpg"))][:: 5][:lfw_photos],
-            "CelebA": [p for p in find_images(shared / "data" / "celeba-subset") if int(p.parent.name) % 5 == 0]}
+            "CelebA": [p for photos in celeba.identities(shared, evaluation=True).values() for p in photos]}
     stage = CaptureStage()
     out = {}
     for name, paths in sets.items():
@@ -350,7 +303,7 @@ def main(argv=None):
     sets, _ = edc.measure(args.shared, args.work, per_fold=args.per_fold, observer=False, **METHODS)
     sets = {f"LFW {k}": v for k, v in sets.items()}
     recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
-    sets.update(celeba_sets(args.shared, args.work, recognizer))
+    sets.update(edc.celeba_sets(args.shared, args.work, recognizer, **METHODS))
     for measured, _, _ in sets.values():
         measured.quality[FACES_FOUND] = np.where(measured.found, 0.0, -np.inf)
     reports = {name: edc_report(m, pairs, fmr=1e-3, impostor_rows=p.get("rows"), impostor_cols=p.get("cols"))

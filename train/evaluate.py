@@ -6,8 +6,9 @@ ablation of arXiv 2509.10114, Table 2, on our data).
 
 ``sensitivity``: on photos of people from LFW folds 1-5 (never trained on), the share
 whose score drops when the photo is blurred (Gaussian sigma 3), darkened (gamma 3) or
-downscaled to 24 px between the eyes, each scored through the whole gate (detect, align,
-score). ``--people validation`` measures the same on the validation people of the
+downscaled to 24 px between the eyes, and the share the gate rejects when it is turned 90
+or 180 degrees or re-encoded at JPEG quality 5 or 1, each through the whole gate (detect,
+align, score, decide). ``--people validation`` measures the same on the validation people of the
 training split instead: what training choices are made on, so folds 1-5 stay a test.
 
 Run: ``python -m train.evaluate sensitivity --shared ../shared --photos 100``
@@ -27,7 +28,8 @@ from facegate.models import load_member
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
-from .degradations import downscale, gamma, gaussian_blur
+from .celeba import celeba_root
+from .degradations import downscale, gamma, gaussian_blur, jpeg
 from .fit import correlations, predict
 from .lfw import evaluation_people
 
@@ -53,11 +55,26 @@ def ablation(csv: Path, weights: Path, val_fraction: float = 0.2, seed: int = 0)
     return rows
 
 
+#: Degradations whose score must drop (the share that does is reported).
 DEGRADED = {
     "blur (Gaussian sigma 3)": lambda rgb, face: gaussian_blur(rgb, 3.0),
     "dark (gamma 3)": lambda rgb, face: gamma(rgb, 3.0),
     "low resolution (24 px between the eyes)": lambda rgb, face: downscale(rgb, 24.0 / face.eye_distance),
 }
+#: Captures a recognizer fails on that the gate must reject (the share rejected is reported).
+UNUSABLE = {
+    "turned 90 degrees": lambda rgb, face: np.ascontiguousarray(np.rot90(rgb, 1)),
+    "turned 180 degrees": lambda rgb, face: np.ascontiguousarray(rgb[::-1, ::-1]),
+    "JPEG quality 5": lambda rgb, face: jpeg(rgb, 5),
+    "JPEG quality 1": lambda rgb, face: jpeg(rgb, 1),
+}
+
+
+def photos_of(shared: Path, identity: str) -> list[Path]:
+    """The photos of an identity: an LFW name, ``lfw/<name>`` or ``celeba/<number>``."""
+    if identity.startswith("celeba/"):
+        return sorted((celeba_root(shared) / identity.removeprefix("celeba/")).glob("*.jpg"))
+    return sorted((shared / "data" / "lfw-deepfunneled" / identity.removeprefix("lfw/")).glob("*.jpg"))
 
 
 def validation_people(csv: Path, val_fraction: float = 0.2, seed: int = 0) -> set[str]:
@@ -68,24 +85,25 @@ def validation_people(csv: Path, val_fraction: float = 0.2, seed: int = 0) -> se
 
 def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | None = None,
                 threads: int | None = None, people: set[str] | None = None) -> dict:
-    """Per degradation, how many photos score lower after it; ``people`` defaults to those of
-    LFW folds 1-5, never trained on."""
+    """Per degradation, how many photos score lower after it, and how many the gate rejects;
+    ``people`` (names as :func:`photos_of` takes them) defaults to those of LFW folds 1-5,
+    never trained on."""
     people = sorted(people or evaluation_people(shared))
-    lfw = shared / "data" / "lfw-deepfunneled"
     rng = np.random.default_rng(seed)
     gate = Gate(weights=weights, threads=threads)
-    chosen, results = [], {name: [] for name in DEGRADED}
+    kinds = {**DEGRADED, **UNUSABLE}
+    chosen, results = [], {name: [] for name in kinds}
     for person in rng.permutation(people):
         if len(chosen) == photos:
             break
-        files = sorted((lfw / person).glob("*.jpg"))
+        files = photos_of(shared, str(person))
         path = files[rng.integers(len(files))]
         rgb = load_rgb(path)
         base = gate.assess(rgb, color_order="rgb")
         if base.face is None:
             continue  # the comparison needs a detected face in the original
-        chosen.append(str(path.relative_to(lfw)))
-        for name, make in DEGRADED.items():
+        chosen.append(str(path.relative_to(shared / "data")))
+        for name, make in kinds.items():
             after = gate.assess(make(rgb, base.face), color_order="rgb")
             results[name].append({
                 "photo": chosen[-1],
@@ -106,6 +124,7 @@ def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | 
             "median_before": float(np.median([r["before"] for r in rows])),
             "median_after": float(np.median([r["after"] for r in scored])) if scored else None,
             "rejected_after": sum(r["status_after"] != "accepted" for r in rows),
+            "share_rejected": sum(r["status_after"] != "accepted" for r in rows) / len(rows),
         }
     return summary
 

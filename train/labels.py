@@ -66,11 +66,17 @@ CSV_FIELDS = [
 ]
 
 
+#: Version tag of the scale of weights trained now (see :mod:`train.scale`).
+SCORE_SCALE_V2 = "fg-utility-v2"
+
+
 def training_spec(input_size: int = 128, margin: float = 0.0) -> ScorerSpec:
     """The spec new weights are trained with: the ArcFace five-point framing at 128 px (40.3 px
     between the eyes), so a crop a recognition pipeline already holds (112 x 112, ArcFace
-    template) is the models' input once resized; detector settings of :data:`DETECTOR_DEFAULTS`."""
-    return ScorerSpec(name="facegate-ensemble.untrained", input_size=input_size, margin=margin)
+    template) is the models' input once resized; detector settings of :data:`DETECTOR_DEFAULTS`;
+    test-time views without the vertical flip (training has none); the v2 scale."""
+    return ScorerSpec(name="facegate-ensemble.untrained", input_size=input_size, margin=margin,
+                      views=("identity", "hflip"), score_scale=SCORE_SCALE_V2)
 
 
 def training_identities(shared: Path) -> dict[str, list[Path]]:

@@ -2,11 +2,15 @@
 
     python -m train.release --shared ../shared
 
-1. labels: ``train.labels`` on the LFW training people (folds 1-5 people held out);
-2. each member trained by ``train.fit`` with the progressive schedule below;
-3. the default threshold chosen on the validation split (see :func:`choose_threshold`);
-4. the ablation table measured, and ``facegate/weights`` written: one ``<arch>.pt`` per
-   member, ``spec.json``, ``metrics.json``.
+1. labels: ``train.labels`` on the LFW training people and the CelebA training identities
+   (LFW folds 1-5 people and CelebA evaluation identities held out);
+2. each member trained by ``train.fit`` with the progressive schedule below, then the
+   fine-tuning stages; interrupted, the same command carries on where it stopped
+   (``--train-only`` stops after training);
+3. the score scale fg-utility-v2 and the default threshold fitted on the validation people
+   (:func:`calibrate_scale`);
+4. the ablation table measured, and ``facegate/weights`` written: one ``<arch>.pt`` and
+   ``<arch>.onnx`` per member, ``spec.json``, ``metrics.json``.
 
 The model card (``facegate/weights/MODEL_CARD.md``) reads its numbers from metrics.json.
 """
@@ -14,6 +18,7 @@ The model card (``facegate/weights/MODEL_CARD.md``) reads its numbers from metri
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import multiprocessing
 import os
@@ -21,13 +26,12 @@ import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from facegate.images import load_rgb
-from facegate.recognition import MobileFaceNetRecognizer
 from facegate.spec import ScorerSpec
 
 from facegate.models import count_macs, load_member
@@ -37,6 +41,7 @@ from . import model_card
 from .data import load_crops, read_csv, split
 from .evaluate import ablation, sensitivity, validation_people
 from .fit import FitConfig, fit, parse_stages, predict
+from .scale import isotonic_knots, reliability_table
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
 SHIPPED_STAGES = "64:0.4:5,96:0.7:5,128:1:7"
@@ -49,29 +54,14 @@ RESOLUTION_STAGE = "128:1:3"
 RESOLUTION_MIX = "dark:2,low_resolution:4,blur:1,noise:1"
 RESOLUTION_EYES = (18.0, 30.0)
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
+#: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
+TRAINING_SPEC = label_step.training_spec()
 
 
-def fmr_threshold(label_dir: Path, shared: Path, fmr: float = 1e-3) -> float:
-    """Cosine threshold of the recognizer at the given false-match rate, measured on every
-    pair of clean training photos of different people."""
-    found = json.loads((label_dir / "detections.json").read_text())
-    paths = sorted(p for p, lm in found.items() if lm is not None)
-    recognizer = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
-    crops = np.stack([recognizer.align(load_rgb(p), np.array(found[p])) for p in paths])
-    emb = recognizer.embed_aligned(crops)
-    ident = np.array([Path(p).parent.name for p in paths])
-    sims = emb @ emb.T
-    different = ident[:, None] != ident[None, :]
-    upper = np.triu(np.ones_like(different), 1).astype(bool)
-    impostor = sims[different & upper]
-    return float(np.quantile(impostor, 1.0 - fmr))
-
-
-def choose_threshold(scores: np.ndarray, genuine: np.ndarray, cos_threshold: float) -> dict:
-    """The score threshold that best separates captures the recognizer would match at
-    FMR 1e-3 (mean genuine cosine at or above ``cos_threshold``) from those it would miss:
-    the point of maximum Youden's J (true-accept rate minus false-accept rate)."""
-    usable = genuine >= cos_threshold
+def choose_threshold(scores: np.ndarray, usable: np.ndarray) -> dict:
+    """The score threshold that best separates usable captures (a genuine comparison with a
+    good reference succeeds at FMR 1e-3 at least half the time) from the others: the point
+    of maximum Youden's J (true-accept rate minus false-accept rate)."""
     best = {"j": -1.0}
     for t in np.unique(np.round(scores, 1)):
         accept = scores >= t
@@ -81,6 +71,31 @@ def choose_threshold(scores: np.ndarray, genuine: np.ndarray, cos_threshold: flo
             best = {"j": float(tar - far), "threshold": float(t), "accept_usable": float(tar),
                     "accept_unusable": float(far), "unusable_share": float(1 - usable.mean())}
     return best
+
+
+def calibrate_scale(csv_path: Path, member_dir: Path, spec: ScorerSpec, val_fraction: float = 0.2,
+                    seed: int = 0) -> dict:
+    """The v2 scale on the validation people of the training split (never trained on): the
+    knots of the isotonic map from the ensemble's raw output (the spec's views) to the observed
+    share of genuine comparisons with good references that succeed at FMR 1e-3, each capture
+    weighted by its number of references; the default threshold; the reliability table (on
+    the same captures, so in-sample: docs/evaluation.md has it on held-out people)."""
+    samples = read_csv(csv_path)
+    rows = {}
+    with csv_path.open() as fh:
+        for row in csv.DictReader(fh):
+            rows[row["path"]] = row
+    val = [samples[i] for i in split(samples, val_fraction, seed)[1]]
+    crops, kept = load_crops(val, spec)
+    label_dir = csv_path.parent
+    recorded = [rows[val[i].path.relative_to(label_dir).as_posix()] for i in kept]
+    observed = np.array([float(r["match_hard"]) for r in recorded])
+    weight = np.array([float(r["references"]) for r in recorded])
+    raw = np.mean([predict(load_member(member_dir / f"{a}.pt", a), crops, spec, spec.views) for a in spec.members], 0)
+    knots = isotonic_knots(raw, observed, weight, min_weight=max(50.0, weight.sum() / 40))
+    scores = spec.with_(score_calibration=knots).to_score(raw)
+    return {"knots": knots, "threshold": choose_threshold(scores, observed >= 0.5),
+            "reliability": reliability_table(scores, observed, weight), "validation_captures": len(recorded)}
 
 
 def summarise(history_file: Path) -> dict:
@@ -100,14 +115,28 @@ def fine_tune(args, csv_path: Path, out: Path, stage: str, init_dir: Path, lr: f
     order accuracy); returns each member's record of this phase."""
     run_fits(args, [FitConfig(csv=csv_path, arch=a, out=out, stages=parse_stages(stage), lr_head=lr,
                               lr_backbone=lr, init=init_dir / f"{a}.pt", rank_weight=args.rank_weight,
-                              select="srcc+order", **terms) for a in MEMBERS])
+                              select="srcc+order", margin=TRAINING_SPEC.margin, **terms) for a in MEMBERS])
     return {a: summarise(out / f"{a}.history.json") for a in MEMBERS}
 
 
+def finished(cfg: FitConfig) -> bool:
+    """Whether ``cfg``'s member has been trained to the end with these settings (its history
+    records them); an unfinished one carries on from its last epoch when fitted again."""
+    path = cfg.out / f"{cfg.arch}.history.json"
+    if not path.exists():
+        return False
+    recorded = json.loads(path.read_text())["config"]
+    mine = json.loads(json.dumps(asdict(cfg), default=str))
+    ignore = {"threads", "stop_after_epochs", "device"}
+    return {k: v for k, v in recorded.items() if k not in ignore} == {k: v for k, v in mine.items() if k not in ignore}
+
+
 def run_fits(args, configs: list[FitConfig]) -> None:
-    """Fit members, in parallel processes when --jobs > 1 (each with its share of the cores);
-    with --skip-training, members whose history already exists are not refitted."""
-    todo = [c for c in configs if not (args.skip_training and (c.out / f"{c.arch}.history.json").exists())]
+    """Fit members, in parallel processes when --jobs > 1 (each with its share of the cores).
+    Members already trained with the same settings are not refitted (so the command resumes
+    where it was interrupted); with --skip-training, no member whose history exists is."""
+    todo = [c for c in configs if not finished(c)
+            and not (args.skip_training and (c.out / f"{c.arch}.history.json").exists())]
     if not todo:
         return
     jobs = max(1, min(args.jobs, len(todo)))
@@ -150,6 +179,8 @@ def main(argv=None):
                              "and carry over their metrics.json training record")
     parser.add_argument("--jobs", type=int, default=2, help="members trained at once (default 2)")
     parser.add_argument("--skip-training", action="store_true", help="reuse trained members in --work")
+    parser.add_argument("--train-only", action="store_true",
+                        help="stop once the members are trained (the same command without it finishes the release)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -157,7 +188,7 @@ def main(argv=None):
     label_dir = args.work / "labels"
     csv_path = label_dir / "labels.csv"
     if not csv_path.exists():
-        label_step.build(args.shared, label_dir, variants=args.variants, seed=0, limit_people=None)
+        label_step.build(args.shared, label_dir, variants=args.variants, seed=0, spec=TRAINING_SPEC)
     if args.from_weights:
         # phases 1-2 were run before (by this command); their record travels with the weights
         prior = json.loads((args.from_weights / "metrics.json").read_text())
@@ -170,7 +201,7 @@ def main(argv=None):
         # Phase 1: the paper's recipe with the progressive schedule, from scratch.
         base_dir = args.work / "members"
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
-                                  lr_backbone=args.lr_backbone) for a in MEMBERS])
+                                  lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin) for a in MEMBERS])
         fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
@@ -193,31 +224,22 @@ def main(argv=None):
         fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
+    if args.train_only:
+        print(f"members trained: {member_dir}")
+        return
 
-    spec = ScorerSpec(name="facegate-ensemble.lfw-utility-v1", members=MEMBERS,
-                      input_size=max(s.size for s in parse_stages(done["stages"])))
-    samples = read_csv(csv_path)
-    _, val_idx = split(samples, 0.2, 0)
-    val = [samples[i] for i in val_idx]
-    crops, kept = load_crops(val, spec)
-    import csv as csv_module
-
-    genuine_by_path = {}
-    with csv_path.open() as fh:
-        for row in csv_module.DictReader(fh):
-            genuine_by_path[row["path"]] = float(row["genuine"])
-    genuine = np.array([genuine_by_path[val[i].path.relative_to(label_dir).as_posix()] for i in kept])
-    nets = {a: load_member(member_dir / f"{a}.pt", a) for a in MEMBERS}
-    ens = spec.to_score(np.mean([predict(nets[a], crops, spec, "full") for a in MEMBERS], 0))
-    cos_t = fmr_threshold(label_dir, args.shared)
-    choice = choose_threshold(ens, genuine, cos_t)
+    spec = TRAINING_SPEC.with_(name=f"facegate-ensemble.{TRAINING_SPEC.score_scale}", members=MEMBERS,
+                               input_size=max(s.size for s in parse_stages(done["stages"])))
+    scale = calibrate_scale(csv_path, member_dir, spec)
     spec = spec.with_(
-        default_threshold=choice["threshold"],
+        score_calibration=scale["knots"],
+        default_threshold=scale["threshold"]["threshold"],
         threshold_rule=(
-            "maximum Youden J on the validation captures (identity-disjoint), separating captures whose "
-            f"mean genuine cosine reaches the recognizer's FMR=1e-3 threshold ({cos_t:.4f}) from those that do not"
+            "maximum Youden J on the validation captures (identity-disjoint), separating captures whose genuine "
+            "comparisons with good references succeed at FMR 1e-3 at least half the time from the others"
         ),
     )
+    nets = {a: load_member(member_dir / f"{a}.pt", a) for a in MEMBERS}
     args.out.mkdir(parents=True, exist_ok=True)
     for arch in MEMBERS:
         ckpt = torch.load(member_dir / f"{arch}.pt", map_location="cpu", weights_only=True)
@@ -234,14 +256,15 @@ def main(argv=None):
     macs = {a: count_macs(nets[a], spec.input_size) for a in MEMBERS}
     metrics = {
         "ablation": table,
-        "threshold": {**choice, "fmr_1e-3_cosine": cos_t},
+        "threshold": {**scale["threshold"], **json.loads((label_dir / "threshold.json").read_text())},
+        "reliability_validation": scale["reliability"],
         "training": fits,
         "parameters": n_params,
         "macs": macs,
         "variants": args.variants,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
-        "captures": len(samples),
-        "validation_captures": len(val),
+        "captures": len(read_csv(csv_path)),
+        "validation_captures": scale["validation_captures"],
         **done,
         "resolution_stage": args.resolution_stage,
         "resolution_mix": args.resolution_mix,

@@ -1,0 +1,85 @@
+"""The score scale fg-utility-v2: a score of s means about s% chance that a genuine
+comparison of the capture with a good reference photo succeeds at FMR 1e-3 (with the
+recognizer that made the labels).
+
+The networks' raw output is mapped to that chance by isotonic regression (pool adjacent
+violators) on captures of validation people, each weighted by how many comparisons its
+observed success rate comes from; the map is stored as knots in ``spec.json``
+(:attr:`facegate.spec.ScorerSpec.score_calibration`), so inference needs nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["isotonic_knots", "reliability_table"]
+
+
+def _pool_adjacent_violators(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Blocks (start index, value, weight) of the weighted non-decreasing fit to ``y``."""
+    starts, values, weights = [], [], []
+    for i, (yi, wi) in enumerate(zip(y, w)):
+        starts.append(i)
+        values.append(float(yi))
+        weights.append(float(wi))
+        while len(values) > 1 and values[-2] > values[-1]:
+            v2, w2 = values.pop(), weights.pop()
+            starts.pop()
+            v1, w1 = values[-1], weights[-1]
+            values[-1] = (v1 * w1 + v2 * w2) / (w1 + w2)
+            weights[-1] = w1 + w2
+    return np.array(starts), np.array(values), np.array(weights)
+
+
+def isotonic_knots(raw: np.ndarray, observed: np.ndarray, weight: np.ndarray | None = None,
+                   min_weight: float = 0.0) -> tuple[tuple[float, float], ...]:
+    """Knots ``(raw, chance)`` of the monotone map: each block of the isotonic fit becomes one
+    knot at its weighted mean raw value; blocks lighter than ``min_weight`` are merged into
+    their neighbour first, so a knot stands on enough comparisons to mean something."""
+    raw, observed = np.asarray(raw, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+    weight = np.ones_like(raw) if weight is None else np.asarray(weight, dtype=np.float64)
+    order = np.argsort(raw, kind="stable")
+    raw, observed, weight = raw[order], observed[order], weight[order]
+    starts, values, weights = _pool_adjacent_violators(observed, weight)
+    bounds = list(starts) + [len(raw)]
+    blocks = [(bounds[k], bounds[k + 1]) for k in range(len(starts))]
+    merged: list[list[int]] = []
+    for k, (a, b) in enumerate(blocks):
+        if merged and weights[k] < min_weight:
+            merged[-1][1] = b
+        else:
+            merged.append([a, b])
+    if len(merged) > 1 and weight[merged[-1][0]:merged[-1][1]].sum() < min_weight:
+        merged[-2][1] = merged.pop()[1]
+    knots = []
+    for a, b in merged:
+        w = weight[a:b]
+        x = float(np.average(raw[a:b], weights=w))
+        y = float(np.average(observed[a:b], weights=w))
+        if knots and y < knots[-1][1]:  # merging can undo monotonicity by a hair
+            y = knots[-1][1]
+        if knots and x <= knots[-1][0]:
+            continue
+        knots.append((round(x, 6), round(y, 6)))
+    return tuple(knots)
+
+
+def reliability_table(scores: np.ndarray, observed: np.ndarray, weight: np.ndarray | None = None,
+                      edges=tuple(range(0, 101, 10))) -> list[dict]:
+    """Predicted against observed, per score bin: captures, comparisons, mean score, and the
+    observed share of comparisons that succeeded."""
+    scores, observed = np.asarray(scores, dtype=np.float64), np.asarray(observed, dtype=np.float64)
+    weight = np.ones_like(scores) if weight is None else np.asarray(weight, dtype=np.float64)
+    rows = []
+    for k, (low, high) in enumerate(zip(edges[:-1], edges[1:])):
+        last = k == len(edges) - 2
+        inside = (scores >= low) & ((scores <= high) if last else (scores < high))
+        if not inside.any():
+            rows.append({"bin": f"{low}-{high}", "captures": 0, "comparisons": 0, "predicted": None,
+                         "observed": None})
+            continue
+        w = weight[inside]
+        rows.append({"bin": f"{low}-{high}", "captures": int(inside.sum()), "comparisons": int(round(w.sum())),
+                     "predicted": round(float(np.average(scores[inside], weights=w)), 1),
+                     "observed": round(100 * float(np.average(observed[inside], weights=w)), 1)})
+    return rows
