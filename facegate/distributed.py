@@ -8,6 +8,8 @@ or from Python:
     >>> from facegate.distributed import gate_dataset
     >>> ds = gate_dataset(paths, workers=8)                     # a Ray Dataset of result rows
     >>> ds.write_parquet("s3://bucket/facegate-results/")        # Ray's own distributed writer
+    >>> # interrupted? the same again, skipping what the folder already holds:
+    >>> gate_dataset(paths, skip=done_sources("s3://bucket/facegate-results/")).write_parquet(...)
 
 Each worker is a stateful actor holding one :class:`facegate.Gate` (models loaded once per
 worker, torch never imported, its thread budget fixed). Workers read each file themselves
@@ -26,7 +28,7 @@ from typing import Any, Iterator
 
 from .errors import ConfigError
 
-__all__ = ["gate_dataset", "assess_on_ray", "write_records_parquet", "RESULT_COLUMNS"]
+__all__ = ["gate_dataset", "assess_on_ray", "done_sources", "write_records_parquet", "RESULT_COLUMNS"]
 
 #: Columns of every row of :func:`gate_dataset`.
 RESULT_COLUMNS = ("source", "status", "reasons", "score", "record")
@@ -65,8 +67,36 @@ class _GateWorker:
         return _table(records, RESULT_COLUMNS)
 
 
+def done_sources(output: str | Path) -> set[str]:
+    """Sources already decided in the Parquet output folder of an earlier run (a local path
+    or a URI pyarrow can open, e.g. ``s3://bucket/results``), to skip on a re-run.
+
+    A run killed while a worker was writing can leave a file that does not read as Parquet:
+    it is renamed ``_<name>.incomplete`` (out of readers' way: Arrow and Ray skip names
+    starting with ``_``; not deleted) and its rows are decided again, so no record is lost
+    and none is doubled."""
+    try:
+        import pyarrow.fs as pafs
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError('resuming needs pyarrow: pip install "facegate[ray]"') from None
+    fs, root = pafs.FileSystem.from_uri(str(output) if "://" in str(output) else str(Path(output).resolve()))
+    if fs.get_file_info(root).type == pafs.FileType.NotFound:
+        return set()
+    done: set[str] = set()
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        try:
+            done.update(pq.read_table(info.path, columns=["source"], filesystem=fs).column("source").to_pylist())
+        except Exception:  # pyarrow raises several kinds for a truncated file
+            head, _, name = info.path.rpartition("/")
+            fs.move(info.path, f"{head}/_{name}.incomplete")
+    return done
+
+
 def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int = 1, gpus_per_worker: float = 0,
-                 batch_size: int = 16, **gate_options):
+                 batch_size: int = 16, skip: set[str] | None = None, **gate_options):
     """A Ray Dataset of gate results.
 
     Args:
@@ -79,6 +109,8 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
         threads_per_worker: CPUs each actor reserves and its Gate uses.
         gpus_per_worker: GPUs each actor reserves (with ``backend="torch", device="cuda"``).
         batch_size: files per call of an actor (and per forward pass).
+        skip: sources not to decide again, e.g. ``done_sources(output)`` of the folder an
+            interrupted run was writing (then write to the same folder).
         **gate_options: passed to :class:`facegate.Gate` (``profile``, ``policy``,
             ``weights``, ``views``, ``detector``, ``backend``, ``device``).
     """
@@ -86,8 +118,10 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
     reads = isinstance(source, ray.data.Dataset)  # may still hold read tasks, which need a CPU
     if reads:
         dataset = source
+        if skip:
+            dataset = dataset.filter(lambda row: _utf8(str(row["source"])) not in skip)
     else:
-        dataset = ray.data.from_items([{"source": str(p)} for p in source])
+        dataset = ray.data.from_items([{"source": str(p)} for p in source if not skip or _utf8(str(p)) not in skip])
     options = {**gate_options, "threads": threads_per_worker, "batch_size": batch_size}
     cpus = ray.available_resources().get("CPU", 1) - (1 if reads else 0)
     actors = workers or max(1, int(cpus // threads_per_worker))

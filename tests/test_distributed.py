@@ -136,3 +136,28 @@ def test_filter_on_ray_resumes_without_losing_or_doubling_records(local_ray, fol
     assert sorted(p.name for p in Path(tmp_path / "acc").rglob("*.jpg")) == \
         sorted(p.name for p in Path(tmp_path / "acc2").rglob("*.jpg"))
     assert local.exit_code in (0, 1)
+
+
+def test_object_store_run_resumes_from_its_parquet_output(local_ray, folder, tmp_path):
+    """A run writing Parquet is interrupted: one output file never written, another cut off
+    mid-write. The re-run skips what the folder holds (done_sources), sets the cut file aside
+    (renamed, not deleted) and decides the rest: every file once, none lost or doubled."""
+    import pyarrow.parquet as pq
+
+    from facegate.distributed import done_sources, gate_dataset
+
+    photos = [str(p) for p in sorted(find_images(folder)) if Path(p).parent.name != "bad"][:24]
+    out = tmp_path / "results"
+    gate_dataset(photos, views="none").repartition(4).write_parquet(str(out))
+    files = sorted(out.glob("*.parquet"))
+    assert len(files) >= 3
+    files[0].unlink()  # never written
+    files[1].write_bytes(files[1].read_bytes()[:100])  # cut off mid-write
+    done = done_sources(out)
+    assert 0 < len(done) < len(photos)
+    assert (out / f"_{files[1].name}.incomplete").is_file()  # set aside, not deleted
+    assert done_sources(tmp_path / "nothing-yet") == set()
+    dataset = ray.data.read_binary_files(photos, include_paths=True).rename_columns({"path": "source"})
+    gate_dataset(dataset, views="none", skip=done).write_parquet(str(out))
+    sources = pq.read_table(str(out), columns=["source"]).column("source").to_pylist()
+    assert sorted(sources) == sorted(photos)  # each exactly once
