@@ -12,7 +12,7 @@ from pathlib import Path
 
 from facegate.spec import ScorerSpec
 
-from .labels import Z_FULL
+
 
 
 def render(spec: ScorerSpec, m: dict) -> str:
@@ -25,9 +25,18 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "initialisation by this project) with MLP heads, after arXiv 2509.10114.",
         "",
         "## Output",
-        f"A score on 0-100, scale `{spec.score_scale}`: 100 x the predicted recognition utility",
-        "(defined below), clipped to 0-100. Higher is better. Input: the face aligned by a 5-point",
-        f"similarity transform onto a {spec.input_size}x{spec.input_size} template with margin {spec.margin},",
+        f"A score on 0-100, scale `{spec.score_scale}`: " + (
+            "about the chance, in percent, that a genuine comparison of the capture with a good reference photo "
+            "succeeds at FMR 1e-3 with the recognizer that made the labels (the reliability table below and, on "
+            "held-out people, in docs/evaluation.md). The networks' raw output is mapped to it by the monotone "
+            "knots in `spec.json` (`score_calibration`, fitted on the validation people)."
+            if spec.score_calibration else
+            "100 x the predicted recognition utility (defined below), clipped to 0-100.") +
+        " Higher is better. Input: the face aligned by a 5-point",
+        f"similarity transform onto a {spec.input_size}x{spec.input_size} template with margin {spec.margin}"
+        + (" (the ArcFace 112 x 112 template scaled to the input: "
+           f"{abs(spec.template[1][0] - spec.template[0][0]):.1f} px between the eyes; a crop a recognition pipeline "
+           "holds is the input once resized)" if spec.margin == 0 else "") + ",",
         "RGB, ImageNet mean/std normalisation (`ScorerSpec.crop` and `facegate.models.to_tensor`).",
         "Detector settings that go with these weights (`spec.json`): "
         + "; ".join(f"{name}: " + ", ".join(f"`{k}={v}`" for k, v in spec.detector_settings(name).items())
@@ -62,7 +71,7 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "",
         "with `r` the other clean photos of `i` and `k` every clean photo of the other training people:",
         "how many impostor standard deviations the capture's genuine similarity sits above its",
-        f"impostors. Label = clip(z / {Z_FULL:g}, 0, 1). Faces are located by MTCNN on the clean photo;",
+        "impostors. Label = clip(z / 10, 0, 1). Faces are located by MTCNN on the clean photo;",
         "degradations are applied to the whole photo and the crop is taken with those landmarks",
         "(jittered by 2% of the eye distance for degraded copies), as the gate would crop it.",
         "",
