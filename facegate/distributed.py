@@ -122,6 +122,10 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
             dataset = dataset.filter(lambda row: _utf8(str(row["source"])) not in skip)
     else:
         dataset = ray.data.from_items([{"source": str(p)} for p in source if not skip or _utf8(str(p)) not in skip])
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_worker > gpus:  # Ray would wait for ever for a GPU that is not there
+        raise ConfigError(f"gpus_per_worker={gpus_per_worker:g}, but the Ray cluster has {gpus:g} GPUs; "
+                          "leave it at 0 for CPU workers, or add GPU nodes")
     options = {**gate_options, "threads": threads_per_worker, "batch_size": batch_size}
     cpus = ray.available_resources().get("CPU", 1) - (1 if reads else 0)
     actors = workers or max(1, int(cpus // threads_per_worker))

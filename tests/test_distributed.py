@@ -161,3 +161,12 @@ def test_object_store_run_resumes_from_its_parquet_output(local_ray, folder, tmp
     gate_dataset(dataset, views="none", skip=done).write_parquet(str(out))
     sources = pq.read_table(str(out), columns=["source"]).column("source").to_pylist()
     assert sorted(sources) == sorted(photos)  # each exactly once
+
+
+def test_asking_for_gpus_a_cluster_lacks_fails_at_once(local_ray, folder):
+    """Ray would queue GPU actors for ever on a cluster without GPUs: say so instead."""
+    from facegate.distributed import gate_dataset
+    from facegate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has 0 GPUs"):
+        gate_dataset([str(p) for p in find_images(folder)][:2], gpus_per_worker=1, backend="torch", device="cuda")

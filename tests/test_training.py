@@ -165,3 +165,18 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
 
     with pytest.raises(ValueError, match="other settings"):
         fit(FitConfig(out=tmp_path / "other", **changed), log=lambda *_: None)
+
+
+def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, fixtures):
+    """--device cuda without a GPU stops with the reason; --device auto trains on the CPU."""
+    import pytest
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal cannot be seen here")
+    csv_path = make_dataset(tmp_path, fixtures)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(32, 1.0, 1)], batch_size=8)
+    with pytest.raises(RuntimeError, match="no GPU"):
+        fit(FitConfig(out=tmp_path / "cuda", device="cuda", **settings), log=lambda *_: None)
+    told = []
+    fit(FitConfig(out=tmp_path / "auto", device="auto", **settings), log=told.append)
+    assert "on cpu" in told[0]
