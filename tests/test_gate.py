@@ -107,3 +107,23 @@ def test_prefetch_workers_keep_order_and_results(gate, fixtures, tmp_path):
     for a, b in zip(serial, overlapped):
         assert a.status == b.status
         assert (a.score is None and b.score is None) or a.score == pytest.approx(b.score, abs=1e-3)
+
+
+def test_crops_aligned_as_recognition_pipelines_hold_them_score_as_from_the_photo(gate, fixtures):
+    """A 112 x 112 crop on the ArcFace five-point template (what a recognition pipeline
+    already holds) scores as the gate scores the same face from the whole photo, for
+    weights trained on that framing (spec margin 0)."""
+    from facegate.alignment import ARCFACE_112, warp_to_template
+
+    if gate.spec.margin != 0:
+        pytest.skip(f"the shipped weights ({gate.spec.name}) use margin {gate.spec.margin}, not the ArcFace framing")
+    full, crops = [], []
+    for path in sorted(fixtures.glob("*.jpg")):
+        capture = gate.capture.analyse(path)
+        if capture.primary is None:
+            continue
+        full.append(gate.assess(path).score)
+        crops.append(warp_to_template(capture.rgb, capture.in_rgb(capture.primary.landmarks), ARCFACE_112, (112, 112)))
+    assert len(crops) >= 4
+    aligned = gate.score_crops(crops, color_order="rgb")
+    assert np.abs(aligned - np.array(full)).max() < 5.0, (aligned, full)

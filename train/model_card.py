@@ -48,42 +48,7 @@ def render(spec: ScorerSpec, m: dict) -> str:
     ]
     for arch in spec.members:
         lines.append(f"| {arch} | {m['parameters'][arch] / 1e6:.3f} M | {m['macs'][arch] / 1e6:.1f} M at {spec.input_size} px |")
-    lines += [
-        "",
-        "Test-time views: `none` (identity), `flip` (+ horizontal flip), `full` (+ vertical flip,",
-        "our reading of the paper's third view; training used both flips so every view is in distribution).",
-        "All views of a batch go through a member in one forward pass.",
-        "",
-        "## Data",
-        "LFW deep-funneled (`../shared/data`): the people of pair folds 1-5 (2,086 people) are held out",
-        "for evaluation and never used. From the other 3,663 people (7,860 photos) the 906 people with",
-        "two or more photos give the training captures: each photo as it is, plus "
-        f"{m.get('variants', 2)} copies degraded at random severities (defocus, motion and Gaussian blur,",
-        "sensor noise, JPEG, under- and over-exposure, low resolution, partial occlusion; one or two per",
-        f"copy). {m['captures']} captures in all; {m['validation_captures']} of them (20% of the people) form the",
-        "identity-disjoint validation split.",
-        "",
-        "## Labels: recognition utility",
-        "Computed with the MobileFaceNet in `../shared/models` (CASIA-WebFace, 256-d image+mirror",
-        "embedding, cosine similarity). For a capture `c` of person `i`:",
-        "",
-        "    z(c) = (mean_r cos(c, r) - mean_k cos(c, k)) / std_k cos(c, k)",
-        "",
-        "with `r` the other clean photos of `i` and `k` every clean photo of the other training people:",
-        "how many impostor standard deviations the capture's genuine similarity sits above its",
-        "impostors. Label = clip(z / 10, 0, 1). Faces are located by MTCNN on the clean photo;",
-        "degradations are applied to the whole photo and the crop is taken with those landmarks",
-        "(jittered by 2% of the eye distance for degraded copies), as the gate would crop it.",
-        "",
-        "## Training",
-        f"Command: `{m['command']}`. It labels (here about 21 min: MTCNN on 7,860 photos, then",
-        "captures at about 20/s), trains both members in parallel processes (times in the table below),",
-        "then measures.",
-        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch, so not lower than",
-        "the head's), weight decay 1e-4, step decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1,",
-        f"progressive stages (size:data share:epochs) `{m['stages']}`, best validation SRCC kept.",
-        "Augmentation: horizontal and vertical flips, shifts of up to 4% of the side.",
-    ]
+    lines += _inputs_v2(spec, m) if spec.score_calibration else _inputs_v1(m)
     if m.get("rank_stage"):
         lines += [
             "",
@@ -163,19 +128,118 @@ def render(spec: ScorerSpec, m: dict) -> str:
         lines += ["", "Training choices (the resolution stage's settings) were made on the same measure over 100 photos",
                   "of the validation people of the training split (`--people validation`): "
                   + ", ".join(f"{name} {d['share_dropped']:.0%}" for name, d in v.items()) + "."]
+    if "reliability_validation" in m:
+        lines += ["", "## Reliability of the scale (validation people, the captures the scale was fitted on)", "",
+                  "| score bin | captures | comparisons | mean score | observed success % |", "|---|---|---|---|---|"]
+        for row in m["reliability_validation"]:
+            if row["captures"]:
+                lines.append(f"| {row['bin']} | {row['captures']} | {row['comparisons']} | {row['predicted']:.1f} | "
+                             f"{row['observed']:.1f} |")
+        lines += ["", "In-sample by construction; docs/evaluation.md has the same table on held-out people "
+                  "(`python -m train.edc`)."]
+    v2 = bool(spec.score_calibration)
     lines += [
         "",
         "## Terms and limits",
         "- LFW has no formal licence and is for research use; these weights inherit that: research use.",
+        *(["- CelebA is for non-commercial research use only; weights trained on it inherit that: "
+           "non-commercial research use only."] if v2 else []),
         "- The MobileFaceNet checkpoint (no licence stated) made the labels and is not shipped.",
-        "- Quality here means usefulness to *that* recognizer on LFW-like photos (news photos of mostly",
-        "  adult public figures, 250x250, JPEG). Other recognizers, cameras and populations can differ:",
-        "  calibrate the threshold on your own captures.",
-        "- Trained from scratch on about 12k crops: no ImageNet pretraining was available here.",
+        "- Quality here means usefulness to *that* recognizer on " + ("LFW- and CelebA-like photos (news, red-carpet "
+        "and street photos of mostly adult public figures)." if v2 else "LFW-like photos (news photos of mostly") ,
+        *([] if v2 else ["  adult public figures, 250x250, JPEG)."]),
+        "  Other recognizers, cameras and populations can differ: calibrate the threshold on your own captures.",
+        f"- Trained from scratch on {m['captures']:,} crops: no ImageNet pretraining was available here.",
         "",
         f"Machine: {m.get('machine', 'see metrics.json')}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _inputs_v1(m: dict) -> list[str]:
+    """Views, data, labels and recipe of the fg-utility-v1 weights (facegate 0.1)."""
+    return [
+        "",
+        "Test-time views: `none` (identity), `flip` (+ horizontal flip), `full` (+ vertical flip,",
+        "our reading of the paper's third view; training used both flips so every view is in distribution).",
+        "All views of a batch go through a member in one forward pass.",
+        "",
+        "## Data",
+        "LFW deep-funneled (`../shared/data`): the people of pair folds 1-5 (2,086 people) are held out",
+        "for evaluation and never used. From the other 3,663 people (7,860 photos) the 906 people with",
+        "two or more photos give the training captures: each photo as it is, plus "
+        f"{m.get('variants', 2)} copies degraded at random severities (defocus, motion and Gaussian blur,",
+        "sensor noise, JPEG, under- and over-exposure, low resolution, partial occlusion; one or two per",
+        f"copy). {m['captures']} captures in all; {m['validation_captures']} of them (20% of the people) form the",
+        "identity-disjoint validation split.",
+        "",
+        "## Labels: recognition utility",
+        "Computed with the MobileFaceNet in `../shared/models` (CASIA-WebFace, 256-d image+mirror",
+        "embedding, cosine similarity). For a capture `c` of person `i`:",
+        "",
+        "    z(c) = (mean_r cos(c, r) - mean_k cos(c, k)) / std_k cos(c, k)",
+        "",
+        "with `r` the other clean photos of `i` and `k` every clean photo of the other training people:",
+        "how many impostor standard deviations the capture's genuine similarity sits above its",
+        "impostors. Label = clip(z / 10, 0, 1). Faces are located by MTCNN on the clean photo;",
+        "degradations are applied to the whole photo and the crop is taken with those landmarks",
+        "(jittered by 2% of the eye distance for degraded copies), as the gate would crop it.",
+        "",
+        "## Training",
+        f"Command: `{m['command']}`. It labels (here about 21 min: MTCNN on 7,860 photos, then",
+        "captures at about 20/s), trains both members in parallel processes (times in the table below),",
+        "then measures.",
+        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch, so not lower than",
+        "the head's), weight decay 1e-4, step decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1,",
+        f"progressive stages (size:data share:epochs) `{m['stages']}`, best validation SRCC kept.",
+        "Augmentation: horizontal and vertical flips, shifts of up to 4% of the side.",
+    ]
+
+
+def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
+    """Views, data, labels and recipe of weights on the fg-utility-v2 scale."""
+    t = m["threshold"]
+    return [
+        "",
+        f"Test-time views: `none` (identity), `flip` and `full` (both: {', '.join(spec.views)}). No vertical flip:",
+        "an upside-down face is not a view of the same capture to a recognizer, so training never shows one",
+        "as a good face. All views of a batch go through a member in one forward pass.",
+        "",
+        "## Data",
+        "Two sources, identity-disjoint from every evaluation set: LFW deep-funneled without the people of",
+        "pair folds 1-5 (3,663 people, 7,860 photos), and the CelebA subset without its evaluation identities",
+        "(181 identities, 3,785 in-the-wild photos: red carpets, street shots, sunglasses, hats, profile views).",
+        "Every photo of an identity with a good reference besides it (below) gives the photo as it is plus",
+        f"{m.get('variants', 2)} degraded copies: one or two of defocus, motion and Gaussian blur, sensor noise, JPEG",
+        "(quality 40-3), under- and over-exposure, low resolution, partial occlusion at random severities; or",
+        "(training only) the photo turned 90, 180 or 270 degrees, or re-encoded at JPEG quality 1-5. Every",
+        "capture goes through the capture stage as inference does (MTCNN with refined landmarks, look-again,",
+        "alignment); a copy in which no face is found is no sample (the gate rejects it anyway).",
+        f"{m['captures']} captures in all; {m['validation_captures']} of them (20% of the identities) form the",
+        "identity-disjoint validation split that chooses checkpoints and fits the scale.",
+        "",
+        "## Labels: chance of a successful genuine comparison",
+        "Computed with the MobileFaceNet in `../shared/models` (CASIA-WebFace, 256-d image+mirror embedding,",
+        f"cosine similarity). T = {t['cosine']:.4f}, its threshold at FMR {t['fmr']:g} over every impostor pair of",
+        "clean training photos. A clean photo is a good reference when it matches (cosine >= T) at least half of",
+        f"its identity's other photos ({t['good_references']} are). For a capture c of identity i:",
+        "",
+        f"    label(c) = mean over good references r of i, other than c's own photo, of sigmoid((cos(c, r) - T) / {t['tau']:g})",
+        "",
+        "a soft version of the share of genuine comparisons that succeed: against good references, so a",
+        "capture is not blamed for its partner's flaws; soft, so that LFW's two or three photos a person still",
+        "order near misses. Why this target and not the recognizer's raw similarity: it is what the score scale",
+        "promises, and it depends on the recognizer only through match or no match at one operating point, not",
+        "on how its similarities are spread, which other recognizers do not share.",
+        "",
+        "## Training",
+        f"Command: `{m['command']}` (labels, then both members in parallel processes, then the scale; an",
+        "interrupted run carries on from its last epoch when the same command runs again).",
+        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch), weight decay 1e-4, step",
+        "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, progressive stages (size:data share:epochs)",
+        f"`{m['stages']}`, best validation SRCC kept. Augmentation: horizontal flips and shifts of up to 4% of",
+        "the side (nothing that changes quality).",
+    ]
 
 
 def write(weights: Path) -> Path:
