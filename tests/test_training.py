@@ -158,6 +158,18 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
             for d in ("whole", "parts"))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not (tmp_path / "parts" / "mobilenet_v3_small.resume.pt").exists()  # finished
+    # the release command skips a member finished with these settings, and only then
+    import json
+
+    from train.release import finished
+
+    assert finished(FitConfig(out=tmp_path / "parts", threads=2, **settings))
+    assert not finished(FitConfig(out=tmp_path / "parts", **{**settings, "seed": 3}))
+    history = tmp_path / "parts" / "mobilenet_v3_small.history.json"
+    older = json.loads(history.read_text())
+    del older["fingerprint"]  # as histories were written before they carried one
+    history.write_text(json.dumps(older))
+    assert finished(FitConfig(out=tmp_path / "parts", **settings))
     # other settings do not silently resume someone else's run
     fit(FitConfig(out=tmp_path / "other", stop_after_epochs=1, **settings), log=lambda *_: None)
     changed = {**settings, "lr_head": 1e-3}

@@ -211,9 +211,13 @@ def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> No
     torch.save({"arch": net.arch, "input_size": spec.input_size, "state_dict": net.state_dict(), **meta}, path)
 
 
-def _fingerprint(cfg: FitConfig) -> dict:
+#: Settings a resumed run may change: they do not change the result.
+NOT_FINGERPRINTED = ("threads", "stop_after_epochs", "device")
+
+
+def fingerprint(cfg: FitConfig) -> dict:
     """What a resumed run must share with the run it resumes (threads and the stop may differ)."""
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ("threads", "stop_after_epochs", "device")}
+    keep = {k: v for k, v in asdict(cfg).items() if k not in NOT_FINGERPRINTED}
     return json.loads(json.dumps(keep, default=str))
 
 
@@ -221,7 +225,7 @@ def _resume_state(path: Path, cfg: FitConfig, log) -> dict | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("fingerprint") != _fingerprint(cfg):
+    if state.get("fingerprint") != fingerprint(cfg):
         raise ValueError(f"{path}: a run with other settings left this; remove it, or resume with the same "
                          f"settings (its settings: {json.dumps(state.get('fingerprint'))})")
     log(f"resuming after stage {state['stage']} epoch {state['epoch']} ({path})")
@@ -388,14 +392,14 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     best = {**metrics, "stage": stage_no, "epoch": epoch}
             if d.main:  # written whole, then moved: a kill mid-write leaves the previous one
                 partial = resume_path.with_suffix(".partial")
-                torch.save({"fingerprint": _fingerprint(cfg), "stage": stage_no, "epoch": epoch,
+                torch.save({"fingerprint": fingerprint(cfg), "stage": stage_no, "epoch": epoch,
                             "net": net.state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
                             "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                             "stage_best": stage_best, "best": best, "history": history}, partial)
                 partial.replace(resume_path)
     cfg_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    result = {"config": cfg_json, "history": history, "best": best, "val_identities": sorted(
+    result = {"config": cfg_json, "fingerprint": fingerprint(cfg), "history": history, "best": best, "val_identities": sorted(
         {samples[i].identity or "" for i in val_idx})}
     if d.main:
         (cfg.out / f"{cfg.arch}.history.json").write_text(json.dumps(result, indent=1))

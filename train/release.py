@@ -26,7 +26,6 @@ import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +39,7 @@ from . import labels as label_step
 from . import model_card
 from .data import load_crops, read_csv, split
 from .evaluate import ablation, sensitivity, validation_people
-from .fit import FitConfig, fit, parse_stages, predict
+from .fit import NOT_FINGERPRINTED, FitConfig, fingerprint, fit, parse_stages, predict
 from .scale import isotonic_knots, reliability_table
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
@@ -125,10 +124,10 @@ def finished(cfg: FitConfig) -> bool:
     path = cfg.out / f"{cfg.arch}.history.json"
     if not path.exists():
         return False
-    recorded = json.loads(path.read_text())["config"]
-    mine = json.loads(json.dumps(asdict(cfg), default=str))
-    ignore = {"threads", "stop_after_epochs", "device"}
-    return {k: v for k, v in recorded.items() if k not in ignore} == {k: v for k, v in mine.items() if k not in ignore}
+    done = json.loads(path.read_text())
+    # histories written before they carried a fingerprint: the same from their config
+    recorded = done.get("fingerprint") or {k: v for k, v in done["config"].items() if k not in NOT_FINGERPRINTED}
+    return recorded == fingerprint(cfg)
 
 
 def run_fits(args, configs: list[FitConfig]) -> None:
