@@ -117,13 +117,15 @@ def test_crops_aligned_as_recognition_pipelines_hold_them_score_as_from_the_phot
 
     if gate.spec.margin != 0:
         pytest.skip(f"the shipped weights ({gate.spec.name}) use margin {gate.spec.margin}, not the ArcFace framing")
+    from facegate.images import load_rgb
+
     full, crops = [], []
     for path in sorted(fixtures.glob("*.jpg")):
-        capture = gate.capture.analyse(path)
-        if capture.primary is None:
+        result = gate.assess(path)
+        if result.face is None:
             continue
-        full.append(gate.assess(path).score)
-        crops.append(warp_to_template(capture.rgb, capture.in_rgb(capture.primary.landmarks), ARCFACE_112, (112, 112)))
+        full.append(result.score)
+        crops.append(warp_to_template(load_rgb(path), result.face.landmarks, ARCFACE_112, (112, 112)))
     assert len(crops) >= 4
     aligned = gate.score_crops(crops, color_order="rgb")
     assert np.abs(aligned - np.array(full)).max() < 5.0, (aligned, full)

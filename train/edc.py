@@ -240,8 +240,7 @@ def arcface_agreement(shared: Path, weights: Path | None, photos: int = 300, see
         result = gate.assess(path)
         if result.score is None:
             continue
-        capture = gate.capture.analyse(path)
-        crops.append(warp_to_template(capture.rgb, capture.in_rgb(capture.primary.landmarks), ARCFACE_112, (112, 112)))
+        crops.append(warp_to_template(load_rgb(path), result.face.landmarks, ARCFACE_112, (112, 112)))
         full.append(result.score)
     full = np.array(full)
     aligned = gate.score_crops(crops, color_order="rgb")
