@@ -320,7 +320,7 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
                    f"for low quality ({r.low_quality / r.scored:.1%}); with every other reason {r.rejected}/"
                    f"{r.captures} captures ({r.rejected / max(r.captures, 1):.1%})")
         made_by.update(reject_rate=reject_rate, captures=r.captures, scored=r.scored)
-    policy.save(out, made_by=made_by)
+    policy.with_changes(score_scale=scale).save(out, made_by=made_by)
     click.echo(f"policy written to {out}")
 
 

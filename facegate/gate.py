@@ -154,6 +154,11 @@ class Gate:
         self.batch_size = batch_size
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
         chosen = Policy.choose(policy, profile)
+        scale = self.scorer.spec.score_scale
+        if chosen.min_score is not None and chosen.score_scale not in (None, scale):
+            raise ConfigError(f"the policy's min_score {chosen.min_score:g} was chosen on the {chosen.score_scale} "
+                              f"scale, and these weights ({self.scorer.spec.name}) score on {scale}: run facegate "
+                              "calibrate again with these weights, or leave min_score out to use their default")
         self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
                                     look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None)
         self.policy = chosen.resolve(self.spec.default_threshold,

@@ -124,8 +124,11 @@ class Policy:
     set; :data:`PROFILES` holds named policies (``Policy.from_profile("enrollment")``).
 
     Attributes:
-        min_score: accept at or above this quality score (0-100, scale ``fg-utility-v1``);
+        min_score: accept at or above this quality score (0-100, on the weights' scale);
             ``None`` means the default shipped with the weights.
+        score_scale: the scale ``min_score`` was chosen on (``facegate calibrate`` records
+            it); a gate refuses weights that score on another scale, as the number would
+            mean something else. ``None``: not recorded.
         min_eye_distance: smallest inter-eye distance in pixels.
         reject_multiple_faces: reject when a second sizeable face is in view.
         secondary_face_ratio: a second face is "sizeable" at this fraction of the primary's side.
@@ -144,6 +147,7 @@ class Policy:
     min_face_probability: float | None = None
     requirements: tuple[Requirement, ...] = ()
     profile: str | None = None
+    score_scale: str | None = None
 
     def __post_init__(self):
         for name, kind, optional in _FIELD_KINDS:
@@ -170,6 +174,8 @@ class Policy:
         if len(set(names)) != len(names):
             raise ConfigError(f"more than one requirement on one component: {names}")
         object.__setattr__(self, "requirements", requirements)
+        if self.score_scale is not None and not isinstance(self.score_scale, str):
+            raise ConfigError(f"score_scale must be a scale name such as 'fg-utility-v2', got {self.score_scale!r}")
         if self.profile is not None and self.profile not in PROFILE_NAMES:
             raise ConfigError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_NAMES)}")
 
@@ -242,7 +248,9 @@ class Policy:
             raise ConfigError(f"{path}: cannot read policy file ({exc})") from None
         if not isinstance(data, dict) or data.pop("facegate_policy", None) != 1:
             raise ConfigError(f"{path}: not a facegate policy file (version 1)")
-        data.pop("made_by", None)  # provenance, for people
+        made_by = data.pop("made_by", None)  # provenance, for people
+        if isinstance(made_by, dict) and data.get("min_score") is not None and "score_scale" not in data:
+            data["score_scale"] = made_by.get("score_scale")  # files written before the field existed
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:

@@ -58,3 +58,24 @@ def test_invalid_settings():
         Policy(min_score=150)
     with pytest.raises(ConfigError):
         Policy(secondary_face_ratio=0)
+
+
+def test_a_threshold_is_refused_for_weights_on_another_scale(tmp_path):
+    """A min_score chosen on one score scale means something else on another: a gate with
+    weights on another scale refuses it (files from before the field: read from made_by)."""
+    from facegate import Gate
+
+    scale = Gate(threads=1).spec.score_scale
+    path = tmp_path / "policy.json"
+    Policy(min_score=40.0, score_scale="fg-utility-v0").save(path)
+    with pytest.raises(ConfigError, match="fg-utility-v0 scale"):
+        Gate(policy=path, threads=1)
+    older = {"facegate_policy": 1, "min_score": 40.0, "made_by": {"score_scale": "fg-utility-v0"}}
+    path.write_text(json.dumps(older))
+    assert Policy.load(path).score_scale == "fg-utility-v0"
+    with pytest.raises(ConfigError, match="calibrate again"):
+        Gate(policy=path, threads=1)
+    Policy(min_score=40.0, score_scale=scale).save(path)
+    assert Gate(policy=path, threads=1).policy.min_score == 40.0
+    Policy(score_scale="fg-utility-v0").save(path)  # no threshold of its own: the weights' default serves
+    assert Gate(policy=path, threads=1).policy.min_score == Gate(threads=1).spec.default_threshold
