@@ -425,6 +425,9 @@ def main(argv=None):
     parser.add_argument("--limit", type=float, default=0.2, help="discard limit of the pAUC")
     parser.add_argument("--target-fnmr", type=float, nargs="+", default=[0.02, 0.05])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--gaps-only", action="store_true",
+                        help="while developing weights: the four sets' share of the gap closed by each member and the "
+                             "ensemble (no test-time views) and the observer, printed; no baselines, no doc")
     parser.add_argument("--per-fold", type=int, default=None,
                         help="a quick trial: first N genuine and N impostor pairs of each fold, 8 CelebA identities, "
                              "fewer photos for the other checks")
@@ -437,15 +440,22 @@ def main(argv=None):
     spec = ScorerSpec.load((args.weights or default_weights_dir()) / "spec.json")
     work = args.work or Path("runs/edc") / spec.name
     t0 = time.time()
-    lfw_sets, meta = measure(args.shared, work, per_fold=args.per_fold, weights=args.weights)
+    methods = dict(views=("none",), baselines=False) if args.gaps_only else dict(views=("none", "full"))
+    if args.gaps_only:
+        work = work.with_name(work.name + "-gaps")
+    lfw_sets, meta = measure(args.shared, work, per_fold=args.per_fold, weights=args.weights, **methods)
     sets = {f"LFW {name}": value for name, value in lfw_sets.items()}
     recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
     quick = args.per_fold is not None
     for name, value in celeba_sets(args.shared, work, recognizer, observer=_observer(recognizer), weights=args.weights,
-                                   identities=8 if quick else None, views=("none", "full")).items():
+                                   identities=8 if quick else None, **methods).items():
         sets[name.replace("celeba", "CelebA")] = value
     reports = {name: edc_report(m, pairs, fmr=args.fmr, limit=args.limit, impostor_rows=probes.get("rows"),
                                 impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()}
+    if args.gaps_only:
+        print(json.dumps({name: {row["method"]: round(gap_closed(rep, row["key"]), 3) for row in rep["rows"]}
+                          for name, rep in reports.items()}, indent=1))
+        return
     for name, report in reports.items():
         plot_edc(report, args.docs / f"edc_{name.lower().replace(' ', '_')}.png", title=f"EDC, {name}, FMR {args.fmr:g}",
                  methods=[ENSEMBLE_FULL, Method("ensemble", "none"), OBSERVER, *BASELINES])
