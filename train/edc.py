@@ -120,25 +120,50 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
 def celeba_sets(shared: Path, work: Path, recognizer, seed: int = 0, observer=None, weights: Path | None = None,
                 identities: int | None = None, **methods) -> dict:
     """The CelebA evaluation identities (number divisible by 5), natural and degraded (cached
-    in ``work``). Natural: every photo, every same-identity pair genuine. Degraded: each
-    photo also as a seeded degraded copy; genuine comparisons are a clean photo against the
-    copy of another photo of the same person, impostors every clean photo against every copy
-    of other people's. ``identities``: the first N only (a quick trial); ``methods`` go to
-    :func:`measure_captures`."""
-    people = list(celeba.identities(shared, evaluation=True).values())[:identities]
-    paths = [str(p) for photos in people for p in photos]
-    ident = np.array([Path(p).parent.name for p in paths])
-    cache = work / "celeba_natural.npz"
+    in ``work``); ``identities``: the first N only (a quick trial)."""
+    people = list(celeba.identities(shared, evaluation=True).items())[:identities]
+    return people_sets(dict(people), work, "celeba", recognizer, seed, observer, weights, **methods)
+
+
+def validation_sets(shared: Path, labels_csv: Path, work: Path, recognizer, seed: int = 0, observer=None,
+                    weights: Path | None = None, **methods) -> dict:
+    """The validation people of the training split (``train.data.split`` of the label CSV:
+    LFW training people and CelebA training identities that no weights trained on), natural
+    and degraded, as :func:`people_sets`. For choosing between trainings without looking at
+    the evaluation sets."""
+    from .data import read_csv, split
+
+    samples = read_csv(labels_csv)
+    people: dict[str, set] = {}
+    for i in split(samples, 0.2, seed)[1]:
+        s = samples[i]
+        if s.group:  # the source photo, as the labelling command named it (relative to its working folder)
+            people.setdefault(s.identity, set()).add(s.group)
+    people = {k: sorted(v) for k, v in sorted(people.items()) if len(v) >= 2}
+    return people_sets(people, work, "validation", recognizer, seed, observer, weights, **methods)
+
+
+def people_sets(people: dict[str, list], work: Path, name: str, recognizer, seed: int = 0, observer=None,
+                weights: Path | None = None, **methods) -> dict:
+    """A natural and a degraded set of these people's photos (cached in ``work``). Natural:
+    every photo, every same-identity pair genuine. Degraded: each photo also as a seeded
+    degraded copy; genuine comparisons are a clean photo against the copy of another photo of
+    the same person, impostors every clean photo against every copy of other people's.
+    ``methods`` go to :func:`measure_captures`."""
+    paths = [str(p) for photos in people.values() for p in photos]
+    ident = np.array([who for who, photos in people.items() for _ in photos])
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / f"{name}_natural.npz"
     if cache.exists():
         natural = MeasuredCaptures.load(cache)
     else:
         natural = measure_captures(paths, ident, recognizer=recognizer, observer=observer, weights=weights,
-                                   progress=_progress(len(paths), "celeba"), **methods)
+                                   progress=_progress(len(paths), name), **methods)
         natural.save(cache)
     n = len(paths)
     same = ident[:, None] == ident[None, :]
     genuine = np.argwhere(np.triu(same, 1))
-    cache = work / "celeba_degraded.npz"
+    cache = work / f"{name}_degraded.npz"
     rng = np.random.default_rng(seed)
     kinds = sorted(DEGRADATIONS)
     records = [(kinds[rng.integers(len(kinds))], float(rng.uniform())) for _ in paths]
@@ -154,7 +179,7 @@ def celeba_sets(shared: Path, work: Path, recognizer, seed: int = 0, observer=No
             out, _ = degrade(rgb, lm, kind, severity, np.random.default_rng([seed, k]))
             images.append(out)
         copies = measure_captures(images, ident, recognizer=recognizer, observer=observer, weights=weights,
-                                  progress=_progress(len(images), "celeba degraded"), **methods)
+                                  progress=_progress(len(images), f"{name} degraded"), **methods)
         copies.names = [f"{p} [{kind} {severity:.2f}]" for p, (kind, severity) in zip(paths, records)]
         copies.save(cache)
     both = natural.concat(copies)
@@ -165,8 +190,8 @@ def celeba_sets(shared: Path, work: Path, recognizer, seed: int = 0, observer=No
     # background look alike (cosine above 0.9), which would set the FMR 1e-3 threshold by
     # themselves when both sides have some (here 10 clean photos and 104 copies)
     clean, copy = np.flatnonzero(natural.found), n + np.flatnonzero(copies.found)
-    return {"celeba natural": (natural, genuine, {"rows": clean, "cols": clean}),
-            "celeba degraded": (both, degraded_pairs, {"rows": clean, "cols": copy})}
+    return {f"{name} natural": (natural, genuine, {"rows": clean, "cols": clean}),
+            f"{name} degraded": (both, degraded_pairs, {"rows": clean, "cols": copy})}
 
 
 def _progress(total: int, label: str):
@@ -415,6 +440,11 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
     path.write_text("\n".join(lines))
 
 
+def _print_gaps(reports: dict) -> None:
+    print(json.dumps({name: {row["method"]: round(gap_closed(rep, row["key"]), 3) for row in rep["rows"]}
+                      for name, rep in reports.items()}, indent=1))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -428,6 +458,9 @@ def main(argv=None):
     parser.add_argument("--gaps-only", action="store_true",
                         help="while developing weights: the four sets' share of the gap closed by each member and the "
                              "ensemble (no test-time views) and the observer, printed; no baselines, no doc")
+    parser.add_argument("--validation", type=Path, default=None, metavar="LABELS_CSV",
+                        help="with --gaps-only: measure the validation people of this label CSV's training split "
+                             "instead of the evaluation sets (for choosing between trainings)")
     parser.add_argument("--per-fold", type=int, default=None,
                         help="a quick trial: first N genuine and N impostor pairs of each fold, 8 CelebA identities, "
                              "fewer photos for the other checks")
@@ -443,6 +476,15 @@ def main(argv=None):
     methods = dict(views=("none",), baselines=False) if args.gaps_only else dict(views=("none", "full"))
     if args.gaps_only:
         work = work.with_name(work.name + "-gaps")
+    if args.validation:
+        if not args.gaps_only:
+            parser.error("--validation goes with --gaps-only")
+        recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
+        sets = validation_sets(args.shared, args.validation, work, recognizer, observer=_observer(recognizer),
+                               weights=args.weights, **methods)
+        _print_gaps({name: edc_report(m, pairs, fmr=args.fmr, limit=args.limit, impostor_rows=probes.get("rows"),
+                                      impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()})
+        return
     lfw_sets, meta = measure(args.shared, work, per_fold=args.per_fold, weights=args.weights, **methods)
     sets = {f"LFW {name}": value for name, value in lfw_sets.items()}
     recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
@@ -453,8 +495,7 @@ def main(argv=None):
     reports = {name: edc_report(m, pairs, fmr=args.fmr, limit=args.limit, impostor_rows=probes.get("rows"),
                                 impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()}
     if args.gaps_only:
-        print(json.dumps({name: {row["method"]: round(gap_closed(rep, row["key"]), 3) for row in rep["rows"]}
-                          for name, rep in reports.items()}, indent=1))
+        _print_gaps(reports)
         return
     for name, report in reports.items():
         plot_edc(report, args.docs / f"edc_{name.lower().replace(' ', '_')}.png", title=f"EDC, {name}, FMR {args.fmr:g}",
