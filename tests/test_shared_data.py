@@ -66,3 +66,34 @@ def test_held_out_faces_score_lower_when_degraded(shared):
     shares = {name[:4]: d["share_dropped"] for name, d in summary["degradations"].items()}
     assert shares["blur"] >= 0.9 and shares["dark"] >= 0.9, shares
     assert shares["low "] >= 0.85, shares
+
+
+def test_validation_sets_hold_only_the_validation_people_of_the_training_split(shared, tmp_path):
+    """``train.edc --validation`` chooses between trainings on people no weights trained on:
+    the validation side of the label CSV's split, each person with two photos or more, and
+    genuine pairs only within a person."""
+    from facegate.recognition import MobileFaceNetRecognizer
+    from train.data import read_csv, split
+    from train.edc import validation_sets
+    from train.evaluate import evaluation_people
+
+    lfw = shared / "data" / "lfw-deepfunneled"
+    held_out = set(evaluation_people(shared))
+    people = [p.name for p in sorted(lfw.iterdir()) if p.name not in held_out and len(list(p.glob("*.jpg"))) >= 2][:10]
+    rows = [{"path": f"crops/{p}_{k}.png", "score": 1.0, "identity": f"lfw/{p}",
+             "source": str(sorted((lfw / p).glob("*.jpg"))[k])} for p in people for k in (0, 1)]
+    labels = tmp_path / "labels.csv"
+    with labels.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    samples = read_csv(labels)
+    validation = {samples[i].identity for i in split(samples, 0.2, 0)[1]}
+    recognizer = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
+    sets = validation_sets(shared, labels, tmp_path / "work", recognizer, views=("none",), baselines=False)
+    natural, genuine, _ = sets["validation natural"]
+    assert set(natural.identities) == validation and len(natural.names) == 2 * len(validation)
+    assert all(natural.identities[a] == natural.identities[b] for a, b in genuine) and len(genuine) == len(validation)
+    degraded, pairs, probes = sets["validation degraded"]
+    assert len(degraded.names) == 4 * len(validation)
+    assert all(b >= len(natural.names) for _, b in pairs)  # each genuine pair: a clean photo against a copy
