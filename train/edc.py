@@ -140,7 +140,16 @@ def validation_sets(shared: Path, labels_csv: Path, work: Path, recognizer, seed
         if s.group:  # the source photo, as the labelling command named it (relative to its working folder)
             people.setdefault(s.identity, set()).add(s.group)
     people = {k: sorted(v) for k, v in sorted(people.items()) if len(v) >= 2}
-    return people_sets(people, work, "validation", recognizer, seed, observer, weights, **methods)
+    sets = people_sets(people, work, "validation", recognizer, seed, observer, weights, **methods)
+    # each source alone too: LFW's few photos a person and CelebA's many weigh very differently
+    for kind in ("natural", "degraded"):
+        measured, pairs, probes = sets[f"validation {kind}"]
+        source = np.array([who.split("/")[0] for who in measured.identities])
+        for name in sorted(set(source)):
+            mine = lambda idx: np.asarray(idx)[source[np.asarray(idx)] == name]  # noqa: E731
+            sets[f"validation {name} {kind}"] = (measured, pairs[source[pairs[:, 0]] == name],
+                                                 {"rows": mine(probes["rows"]), "cols": mine(probes["cols"])})
+    return sets
 
 
 def people_sets(people: dict[str, list], work: Path, name: str, recognizer, seed: int = 0, observer=None,

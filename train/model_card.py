@@ -69,14 +69,20 @@ def render(spec: ScorerSpec, m: dict) -> str:
             ]
     if m.get("resolution_stage"):
         lo, hi = m["resolution_eyes"]
+        rank = m.get("resolution_rank_weight", m.get("rank_weight", 0.0) if m.get("rank_stage") else 0.0)
         lines += [
             "",
-            f"Last, a stage `{m['resolution_stage']}` (lr 5e-5) with the same two terms at margin {m['resolution_margin']:g},",
-            f"the on-the-fly term at weight {m['resolution_weight']:g} and its copies drawn as `{m['resolution_mix']}`",
-            f"(kind:relative weight), fewer pixels meaning {lo:g}-{hi:g} px between the eyes: mild resolution",
-            "loss is what the earlier stages separated",
-            "least, since a face downscaled to 24 px between the eyes is only a little softer in a crop that",
-            "holds 32. Kept checkpoint chosen as above, with order accuracy on copies drawn the same way.",
+            f"Last, a stage `{m['resolution_stage']}` (lr 5e-5 for head and backbone) adds a term that applies what",
+            "the utility labels barely say (the recognizer itself is fairly robust to mild loss): a copy made",
+            "from a photo by darkening or downscaling never carries more information than the photo. Each clean",
+            "photo in a batch gets a worse copy of its aligned crop made on the fly, drawn as",
+            f"`{m['resolution_mix']}` (kind:relative weight; darker: gamma 1.8-4; fewer pixels: {lo:g}-{hi:g} px between",
+            "the eyes, resampled back; blurrier: sigma 0.6-2.4 px; noisier: sigma 5-25), and",
+            f"mean(relu({m['resolution_margin']:g} - (pred(photo) - pred(copy)))) enters the loss at weight",
+            f"{m['resolution_weight']:g}" + (f", with the labels' own copies ranked the same way at weight {rank:g}." if rank
+                                             else " (the labels' own copies are not ranked: see `RANK_STAGE` in train/release.py)."),
+            "The checkpoint kept is the epoch with the highest validation SRCC plus validation order accuracy",
+            "(share of validation photos that outscore a worse copy of themselves, fixed seed).",
         ]
     commands = m.get("commands", [m["command"]])
     if len(commands) > 1:
