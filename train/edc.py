@@ -378,6 +378,9 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
         f"{', '.join(spec.views)}); the FROQ-style observer (`facegate.observer`, read from the MobileFaceNet's own "
         "features); baselines: MTCNN's detection probability, face size, variance of the Laplacian of the crop.",
         "",
+        "These sets judge the weights; they chose nothing. Training choices were made on the validation people of "
+        "the training split (`--gaps-only --validation`; see docs/results.md).",
+        "",
         "## Targets (issue 13)",
         "",
         "| set | ensemble (full): share of the gap | target | observer | ensemble >= observer | met |",

@@ -41,13 +41,17 @@ def ablation(csv: Path, weights: Path, val_fraction: float = 0.2, seed: int = 0)
     val = [samples[i] for i in val_idx]
     crops, kept = load_crops(val, spec)
     target = np.array([val[i].score for i in kept])
+    from facegate.scorer import resolve_views
+
+    # "full" is the spec's own views; when those are the flip pair, that row would repeat "flip"
+    settings = ("none", "full") if resolve_views("full", spec) == resolve_views("flip") else ("none", "flip", "full")
     preds = {}
     for arch in spec.members:
         net = load_member(weights / f"{arch}.pt", arch)
-        for views in ("none", "flip", "full"):
+        for views in settings:
             preds[(arch, views)] = predict(net, crops, spec, views)
     rows = []
-    for views in ("none", "flip", "full"):
+    for views in settings:
         for arch in spec.members:
             rows.append({"model": arch, "views": views, "n": len(target), **correlations(preds[(arch, views)], target)})
         ens = np.mean([preds[(a, views)] for a in spec.members], 0)
