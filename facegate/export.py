@@ -24,7 +24,7 @@ import torch.nn as nn
 from .errors import ConfigError
 from .models import TorchScorer, load_member, to_tensor
 from .scorer import default_weights_dir
-from .spec import ScorerSpec, file_sha256
+from .spec import ScorerSpec, calibration_tails, file_sha256
 
 __all__ = ["export_onnx", "export_member_graphs"]
 
@@ -43,8 +43,8 @@ class _Normalised(nn.Module):
 
 class _Deployable(nn.Module):
     """uint8 NHWC crops -> (utility, score): what ``TorchScorer.score`` does, in one graph;
-    the spec's score calibration as a sum of clamped linear pieces (the same interpolation
-    as ``ScorerSpec.to_score``, flat outside the knots)."""
+    the spec's score calibration as a sum of clamped linear pieces between the knots and
+    ``ScorerSpec.to_score``'s exponential tails beyond them."""
 
     def __init__(self, scorer: TorchScorer):
         super().__init__()
@@ -53,6 +53,8 @@ class _Deployable(nn.Module):
         knots = [(float(x), float(y)) for x, y in scorer.spec.score_calibration]
         self.pieces = [(x0, x1, (y1 - y0) / (x1 - x0)) for (x0, y0), (x1, y1) in zip(knots, knots[1:]) if x1 > x0]
         self.start = knots[0][1] if knots else None
+        if knots:
+            (self.first, self.last), self.rates = (knots[0], knots[-1]), calibration_tails(knots)
 
     def forward(self, crops: torch.Tensor):
         utility = self.ensemble(crops)
@@ -61,6 +63,10 @@ class _Deployable(nn.Module):
             value = torch.full_like(utility, self.start)
             for x0, x1, slope in self.pieces:
                 value = value + slope * (torch.clamp(utility, x0, x1) - x0)
+            (x0, y0), (xn, yn) = self.first, self.last
+            below = y0 * torch.exp(self.rates[0] * torch.clamp(utility - x0, max=0.0))
+            above = 1.0 - (1.0 - yn) * torch.exp(-self.rates[1] * torch.clamp(utility - xn, min=0.0))
+            value = torch.where(utility < x0, below, torch.where(utility > xn, above, value))
         return utility, torch.clamp(self.low + value * (self.high - self.low), self.low, self.high)
 
 

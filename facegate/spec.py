@@ -47,6 +47,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def calibration_tails(knots) -> tuple[float, float]:
+    """Rates of the map's tails beyond the first and last knot: ``y0 * exp(r (x - x0))`` below
+    and ``1 - (1 - yn) * exp(-r (x - xn))`` above, each with its end segment's slope at the
+    knot. A map that went flat there would give every capture past the last knot the same
+    score, so the best captures (most of them, in a good set) could no longer be ordered."""
+    knots = np.asarray(knots, dtype=np.float64)
+    if len(knots) < 2:
+        return 0.0, 0.0
+    (x0, y0), (x1, y1) = knots[0], knots[1]
+    (xa, ya), (xn, yn) = knots[-2], knots[-1]
+    below = (y1 - y0) / (x1 - x0) / y0 if y0 > 0 and x1 > x0 else 0.0
+    above = (yn - ya) / (xn - xa) / (1.0 - yn) if yn < 1 and xn > xa else 0.0
+    return float(below), float(above)
+
+
 @dataclass(frozen=True)
 class ScorerSpec:
     """How crops are made and scores are read for one set of weights.
@@ -70,8 +85,9 @@ class ScorerSpec:
         views: the test-time views the weights were trained for (``views="full"`` means
             these); weights trained without vertical flips must not be shown them.
         score_calibration: ``(raw, score-fraction)`` knots of a monotone map from the
-            networks' raw output to the scale (linear interpolation, flat outside); empty
-            means the raw output is the scale (fg-utility-v1).
+            networks' raw output to the scale (linear between knots; beyond the ends it
+            keeps the end segment's slope and bends towards 0 and 1, see
+            :func:`calibration_tails`); empty means the raw output is the scale (fg-utility-v1).
     """
 
     name: str = "facegate-ensemble.untrained"
@@ -111,7 +127,12 @@ class ScorerSpec:
         raw = np.nan_to_num(np.asarray(raw, dtype=np.float64), nan=0.0)
         if self.score_calibration:
             knots = np.asarray(self.score_calibration, dtype=np.float64)
-            raw = np.interp(raw, knots[:, 0], knots[:, 1])
+            (x0, y0), (xn, yn) = knots[0], knots[-1]
+            below_rate, above_rate = calibration_tails(knots)
+            inside = np.interp(raw, knots[:, 0], knots[:, 1])
+            below = y0 * np.exp(below_rate * np.minimum(raw - x0, 0.0))
+            above = 1.0 - (1.0 - yn) * np.exp(-above_rate * np.maximum(raw - xn, 0.0))
+            raw = np.where(raw < x0, below, np.where(raw > xn, above, inside))
         return np.clip(low + raw * (high - low), low, high)
 
     def detector_settings(self, name: str) -> dict[str, Any]:

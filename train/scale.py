@@ -31,6 +31,10 @@ def _pool_adjacent_violators(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, 
     return np.array(starts), np.array(values), np.array(weights)
 
 
+#: Knots stay this far from a chance of 0 or 1.
+CHANCE_FLOOR = 1e-3
+
+
 def isotonic_knots(raw: np.ndarray, observed: np.ndarray, weight: np.ndarray | None = None,
                    min_weight: float = 0.0) -> tuple[tuple[float, float], ...]:
     """Knots ``(raw, chance)`` of the monotone map: each block of the isotonic fit becomes one
@@ -56,10 +60,11 @@ def isotonic_knots(raw: np.ndarray, observed: np.ndarray, weight: np.ndarray | N
         w = weight[a:b]
         x = float(np.average(raw[a:b], weights=w))
         y = float(np.average(observed[a:b], weights=w))
-        if knots and y < knots[-1][1]:  # merging can undo monotonicity by a hair
-            y = knots[-1][1]
-        if knots and x <= knots[-1][0]:
-            continue
+        # a chance of exactly 0 or 1 is never known from a finite sample (and the map's tails
+        # need room to bend towards them)
+        y = min(max(y, CHANCE_FLOOR), 1 - CHANCE_FLOOR)
+        if knots and (x <= knots[-1][0] or y <= knots[-1][1]):  # merging can undo monotonicity by a hair
+            continue  # strictly increasing: no two captures tie unless their raw outputs do
         knots.append((round(x, 6), round(y, 6)))
     return tuple(knots)
 
