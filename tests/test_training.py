@@ -1,6 +1,7 @@
 """A tiny real training run: a few labelled crops, two progressive stages, the loss falls."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -165,6 +166,10 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
 
     assert finished(FitConfig(out=tmp_path / "parts", threads=2, **settings))
     assert not finished(FitConfig(out=tmp_path / "parts", **{**settings, "seed": 3}))
+    # the same run reached through links (a work folder that links another's) is still finished
+    (tmp_path / "linked").symlink_to(tmp_path / "parts")
+    (tmp_path / "data_link").symlink_to(Path(settings["csv"]).parent)
+    assert finished(FitConfig(out=tmp_path / "linked", **{**settings, "csv": tmp_path / "data_link" / Path(settings["csv"]).name}))
     history = tmp_path / "parts" / "mobilenet_v3_small.history.json"
     older = json.loads(history.read_text())
     del older["fingerprint"]  # as histories were written before they carried one

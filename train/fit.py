@@ -215,17 +215,34 @@ def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> No
 NOT_FINGERPRINTED = ("threads", "stop_after_epochs", "device")
 
 
+#: Settings that name files: compared as the files they resolve to (a work folder reached
+#: through a link, or named relative to another folder, is the same run).
+PATH_SETTINGS = ("csv", "init", "pretrained_backbone")
+
+
 def fingerprint(cfg: FitConfig) -> dict:
     """What a resumed run must share with the run it resumes (threads and the stop may differ)."""
     keep = {k: v for k, v in asdict(cfg).items() if k not in NOT_FINGERPRINTED}
     return json.loads(json.dumps(keep, default=str))
 
 
+def same_run(recorded: dict, cfg: FitConfig) -> bool:
+    """Whether settings recorded by an earlier run (its fingerprint) are ``cfg``'s: where the
+    run is written (``out``, the folder that holds the record) does not count, and file
+    settings count as the files they resolve to."""
+    def normal(fp: dict) -> dict:
+        fp = {k: v for k, v in fp.items() if k != "out"}
+        return {k: (str(Path(v).resolve()) if k in PATH_SETTINGS and v not in (None, "None") else v)
+                for k, v in fp.items()}
+
+    return normal(recorded) == normal(fingerprint(cfg))
+
+
 def _resume_state(path: Path, cfg: FitConfig, log) -> dict | None:
     if not path.exists():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("fingerprint") != fingerprint(cfg):
+    if not same_run(state.get("fingerprint") or {}, cfg):
         raise ValueError(f"{path}: a run with other settings left this; remove it, or resume with the same "
                          f"settings (its settings: {json.dumps(state.get('fingerprint'))})")
     log(f"resuming after stage {state['stage']} epoch {state['epoch']} ({path})")

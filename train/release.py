@@ -39,7 +39,7 @@ from . import labels as label_step
 from . import model_card
 from .data import load_crops, read_csv, split
 from .evaluate import ablation, sensitivity, validation_people
-from .fit import NOT_FINGERPRINTED, FitConfig, fingerprint, fit, parse_stages, predict
+from .fit import NOT_FINGERPRINTED, FitConfig, fit, parse_stages, predict, same_run
 from .scale import isotonic_knots, reliability_table
 
 #: Progressive schedule of the shipped weights: size:data fraction:epochs per stage.
@@ -130,7 +130,7 @@ def finished(cfg: FitConfig) -> bool:
     done = json.loads(path.read_text())
     # histories written before they carried a fingerprint: the same from their config
     recorded = done.get("fingerprint") or {k: v for k, v in done["config"].items() if k not in NOT_FINGERPRINTED}
-    return recorded == fingerprint(cfg)
+    return same_run(recorded, cfg)
 
 
 def run_fits(args, configs: list[FitConfig]) -> None:
