@@ -94,6 +94,25 @@ def bench_scoring(crops: np.ndarray, repeats: int, backend: str, threads: int) -
     return out
 
 
+def compare_weights(crops: np.ndarray, folders: list[Path], rounds: int, repeats: int, threads: int) -> dict:
+    """Scoring speed of several weights folders, paired: each round times every folder in
+    turn (default onnx backend, each spec's own views and the identity view alone), so drift
+    in the machine's speed falls on all of them alike."""
+    scorers = {(str(f), v): create_scorer(f, views=v, threads=threads) for f in folders for v in ("none", "full")}
+    times: dict = {key: {"batch1": [], "batch32": []} for key in scorers}
+    for _ in range(rounds):
+        for key, scorer in scorers.items():
+            times[key]["batch1"] += timed(lambda: scorer.score(crops[:1]), repeats)
+            times[key]["batch32"] += timed(lambda: scorer.score(crops[:32]), max(3, repeats // 5), warmup=1)
+    out = {}
+    for (folder, views), t in times.items():
+        spec = scorers[(folder, views)].spec
+        out.setdefault(folder, {"spec": spec.name, "input_size": spec.input_size})[views] = {
+            "views": list(scorers[(folder, views)].views), "batch1": summary(t["batch1"]),
+            "batch32": summary(t["batch32"], per=32)}
+    return out
+
+
 def bench_detection(repeats: int) -> dict:
     group = load_rgb(ROOT / "tests" / "fixtures" / "multiface.jpg")
     frames = {
@@ -147,9 +166,25 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--compare-weights", type=Path, nargs="+", default=None, metavar="DIR",
+                        help="only: scoring speed per face of these weights folders, paired round by round")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --compare-weights")
     args = parser.parse_args(argv)
     configure_threads(args.threads)
     torch.set_num_threads(args.threads)
+    if args.compare_weights:
+        stage = CaptureStage(create_scorer(args.compare_weights[0]).spec)
+        crops = real_crops(stage, lfw_photos(args.shared, 64), 32)
+        r = compare_weights(crops, args.compare_weights, args.rounds, args.repeats, args.threads)
+        for folder, row in r.items():
+            for views in ("none", "full"):
+                b1, b32 = row[views]["batch1"], row[views]["batch32"]
+                print(f"{folder} ({row['spec']}, {row['input_size']} px), views {views} {row[views]['views']}: "
+                      f"batch 1 {_cell(b1)}, batch 32 per face {_cell(b32)}")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(r, indent=1) + "\n")
+        return r
 
     files = lfw_photos(args.shared, args.photos)
     gate = Gate(threads=args.threads, backend="torch")

@@ -120,13 +120,14 @@ def render(spec: ScorerSpec, m: dict) -> str:
             f"## Sensitivity on held-out people ({s['photos']} photos of LFW folds 1-5 people)",
             "Each photo and its degraded copy go through the whole gate (detect, align, score).",
             "",
-            "| degradation | score dropped | no face found after | share dropped | median score before -> after |",
-            "|---|---|---|---|---|",
+            f"| degradation | score dropped | no face found after | share dropped | median score before -> after | "
+            f"rejected by the gate (threshold {s['threshold']:g}) |",
+            "|---|---|---|---|---|---|",
         ]
         for name, d in s["degradations"].items():
             after = "-" if d["median_after"] is None else f"{d['median_after']:.1f}"
             lines.append(f"| {name} | {d['score_dropped']} | {d['no_face_after']} | {d['share_dropped']:.0%} | "
-                         f"{d['median_before']:.1f} -> {after} |")
+                         f"{d['median_before']:.1f} -> {after} | {d.get('rejected_after', '-')} |")
         lines.append("")
         lines.append("Measured by `python -m train.evaluate sensitivity --shared ../shared --photos 100`.")
     if "sensitivity_validation" in m:
@@ -244,7 +245,8 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch), weight decay 1e-4, step",
         "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, progressive stages (size:data share:epochs)",
         f"`{m['stages']}`, best validation SRCC kept. Augmentation: horizontal flips and shifts of up to 4% of",
-        "the side (nothing that changes quality).",
+        "the side (nothing that changes quality). How this recipe was chosen (label variants tried, the label-ranking",
+        "stage left out), measured on the validation people only: docs/results.md.",
     ]
 
 
