@@ -61,7 +61,7 @@ def test_calibrate_for_a_target_fnmr_writes_a_policy_that_reaches_it(enrollment,
     neither = CliRunner().invoke(main, ["calibrate", str(enrollment), "--out", str(tmp_path / "p2.json")])
     assert neither.exit_code == 2
     made_by = json.loads(out.read_text())["made_by"]
-    assert made_by["target_fnmr"] == 0.0 and made_by["score_scale"] == "fg-utility-v1" and made_by["captures"] > 0
+    assert made_by["target_fnmr"] == 0.0 and made_by["score_scale"] == "fg-utility-v2" and made_by["captures"] > 0
     assert made_by["recognizer"] == ckpt and made_by["reached"] is True
 
 

@@ -78,9 +78,11 @@ def test_one_graph_export_matches_torch(tmp_path, real_crops):
     result = CliRunner().invoke(main, ["export", "--format", "onnx", "--out", str(out), "--views", "full"])
     assert result.exit_code == 0, result.output
     utility, score = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"crops": real_crops})
-    expected = create_scorer(views="full", backend="torch").score(real_crops).ensemble
+    torch_scorer = create_scorer(views="full", backend="torch")
+    expected = torch_scorer.score(real_crops).ensemble
     assert np.abs(score - expected).max() < 1e-2
-    assert np.abs(utility * 100 - expected).max() < 1e-2
+    # utility: the networks' raw output, which the spec's scale maps to the score
+    assert np.abs(torch_scorer.spec.to_score(utility) - expected).max() < 1e-2
     again = CliRunner().invoke(main, ["export", "--out", str(out)])
     assert again.exit_code == 2  # never overwrites
 
@@ -95,8 +97,10 @@ def test_a_calibrated_scale_and_the_specs_views_hold_in_every_backend_and_export
     other = tmp_path / "weights"
     shutil.copytree(default_weights_dir(), other)
     spec = ScorerSpec.load(other / "spec.json")
-    flip = create_scorer(default_weights_dir(), views="flip").score(real_crops)
-    raw = np.mean([flip.members[m] for m in flip.members], 0) / 100  # the same views, uncalibrated
+    from facegate.models import to_tensor
+
+    with torch.inference_mode():  # the networks' raw output with the same views, before any scale
+        raw = TorchScorer(other, views="flip").ensemble.forward_members(to_tensor(spec, real_crops)).mean(0).numpy()
     # knots inside the crops' range, so that some crops fall on each tail beyond them
     knots = tuple((float(x), y) for x, y in zip(np.quantile(raw, [0.25, 0.5, 0.75]), (0.2, 0.5, 0.9)))
     assert (raw < knots[0][0]).any() and (raw > knots[-1][0]).any()

@@ -62,7 +62,7 @@ def test_shipped_weights_load_and_score_in_range(backend):
     scorer = create_scorer(backend=backend)
     assert scorer.backend == backend
     assert scorer.spec.members == ("mobilenet_v3_small", "shufflenet_v2_x1_0")
-    assert scorer.spec.name.endswith("lfw-utility-v1")
+    assert scorer.spec.name.endswith("fg-utility-v2") and scorer.spec.score_calibration
     crops = torch.randint(0, 256, (4, scorer.spec.input_size, scorer.spec.input_size, 3), dtype=torch.uint8).numpy()
     scores = scorer.score(crops)
     assert scores.ensemble.shape == (4,) and set(scores.members) == set(scorer.spec.members)

