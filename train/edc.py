@@ -483,7 +483,9 @@ def main(argv=None):
     from facegate.spec import ScorerSpec
 
     spec = ScorerSpec.load((args.weights or default_weights_dir()) / "spec.json")
-    work = args.work or Path("runs/edc") / spec.name
+    # the cache is the weights' own: two trainings under one spec name must not share measurements
+    digest = "".join(spec.member_sha256.get(m, "")[:6] for m in spec.members)
+    work = args.work or Path("runs/edc") / (f"{spec.name}-{digest}" if digest else spec.name)
     t0 = time.time()
     methods = dict(views=("none",), baselines=False) if args.gaps_only else dict(views=("none", "full"))
     if args.gaps_only:
