@@ -452,6 +452,12 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
     path.write_text("\n".join(lines))
 
 
+def _reports(sets: dict, fmr: float, limit: float) -> dict:
+    """Each set's EDC report: ``sets`` maps a name to (measured captures, genuine pairs, impostor probes)."""
+    return {name: edc_report(m, pairs, fmr=fmr, limit=limit, impostor_rows=probes.get("rows"),
+                             impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()}
+
+
 def _print_gaps(reports: dict) -> None:
     print(json.dumps({name: {row["method"]: round(gap_closed(rep, row["key"]), 3) for row in rep["rows"]}
                       for name, rep in reports.items()}, indent=1))
@@ -496,8 +502,7 @@ def main(argv=None):
         recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
         sets = validation_sets(args.shared, args.validation, work, recognizer, observer=_observer(recognizer),
                                weights=args.weights, **methods)
-        _print_gaps({name: edc_report(m, pairs, fmr=args.fmr, limit=args.limit, impostor_rows=probes.get("rows"),
-                                      impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()})
+        _print_gaps(_reports(sets, args.fmr, args.limit))
         return
     lfw_sets, meta = measure(args.shared, work, per_fold=args.per_fold, weights=args.weights, **methods)
     sets = {f"LFW {name}": value for name, value in lfw_sets.items()}
@@ -506,8 +511,7 @@ def main(argv=None):
     for name, value in celeba_sets(args.shared, work, recognizer, observer=_observer(recognizer), weights=args.weights,
                                    identities=8 if quick else None, **methods).items():
         sets[name.replace("celeba", "CelebA")] = value
-    reports = {name: edc_report(m, pairs, fmr=args.fmr, limit=args.limit, impostor_rows=probes.get("rows"),
-                                impostor_cols=probes.get("cols")) for name, (m, pairs, probes) in sets.items()}
+    reports = _reports(sets, args.fmr, args.limit)
     if args.gaps_only:
         _print_gaps(reports)
         return
