@@ -68,6 +68,18 @@ def test_held_out_faces_score_lower_when_degraded(shared):
     assert shares["low "] >= 0.85, shares
 
 
+def test_landmark_stability_measures_the_spread_that_landmark_noise_causes(shared):
+    """No noise, no spread; more noise, more spread (the crops really move)."""
+    from train.evaluate import landmark_stability
+
+    still = landmark_stability(shared, photos=4, jitter=0.0, draws=3, threads=2)
+    small = landmark_stability(shared, photos=4, jitter=0.01, draws=3, threads=2)
+    large = landmark_stability(shared, photos=4, jitter=0.2, draws=3, threads=2)
+    assert still["photos"] == small["photos"] == 4
+    assert still["max_spread"] == 0.0 and still["decision_changes"] == 0
+    assert 0.0 < small["mean_abs_change"] < large["mean_abs_change"]
+
+
 def test_validation_sets_hold_only_the_validation_people_of_the_training_split(shared, tmp_path):
     """``train.edc --validation`` chooses between trainings on people no weights trained on:
     the validation side of the label CSV's split, each person with two photos or more, and

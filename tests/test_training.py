@@ -103,6 +103,29 @@ def test_worse_copies_follow_the_mix_and_lose_what_they_say(fixtures):
     assert (darker.reshape(3, -1).mean(1) < crops.reshape(3, -1).mean(1) - 10).all()
 
 
+def test_similarity_jitter_moves_crops_slightly_and_only_when_asked():
+    """The jitter re-samples about half the crops through a small similarity; at 0 the
+    augmentation is the mirror and roll it was."""
+    from train.fit import _augment
+
+    x = torch.rand(64, 3, 64, 64)
+    plain = _augment(x, torch.Generator().manual_seed(0))
+    again = _augment(x, torch.Generator().manual_seed(0), 0.0)
+    assert torch.equal(plain, again)
+    gen = torch.Generator().manual_seed(0)
+    jittered = _augment(x, gen, 0.02)
+    assert jittered.shape == x.shape and torch.isfinite(jittered).all()
+    # same flips and roll drawn first, then some crops re-sampled
+    moved = (jittered - plain).abs().flatten(1).mean(1) > 1e-6
+    assert 16 <= int(moved.sum()) <= 48
+    # small: a smooth image barely changes
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    smooth = (yy + xx).expand(64, 3, 64, 64) / 2
+    out = _augment(smooth.clone(), torch.Generator().manual_seed(1), 0.02)
+    ref = _augment(smooth.clone(), torch.Generator().manual_seed(1))
+    assert (out - ref).abs().mean() < 0.03
+
+
 def test_mix_names_must_be_known():
     import pytest
 
@@ -171,6 +194,12 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
     (tmp_path / "data_link").symlink_to(Path(settings["csv"]).parent)
     assert finished(FitConfig(out=tmp_path / "linked", **{**settings, "csv": tmp_path / "data_link" / Path(settings["csv"]).name}))
     history = tmp_path / "parts" / "mobilenet_v3_small.history.json"
+    # a record made before a setting existed holds none for it: it stands for the default
+    recorded = json.loads(history.read_text())
+    del recorded["fingerprint"]["jitter"]
+    history.write_text(json.dumps(recorded))
+    assert finished(FitConfig(out=tmp_path / "parts", **settings))
+    assert not finished(FitConfig(out=tmp_path / "parts", **{**settings, "jitter": 0.02}))
     older = json.loads(history.read_text())
     del older["fingerprint"]  # as histories were written before they carried one
     history.write_text(json.dumps(older))

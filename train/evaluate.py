@@ -11,6 +11,10 @@ or 180 degrees or re-encoded at JPEG quality 5 or 1, each through the whole gate
 align, score, decide). ``--people validation`` measures the same on the validation people of the
 training split instead: what training choices are made on, so folds 1-5 stay a test.
 
+``landmarks``: on the same held-out photos, how far the score moves when the five landmarks
+move by a little Gaussian noise (default 1% of the eye distance per point), as they do
+between two detectors or aligners.
+
 Run: ``python -m train.evaluate sensitivity --shared ../shared --photos 100``
 """
 
@@ -87,26 +91,61 @@ def validation_people(csv: Path, val_fraction: float = 0.2, seed: int = 0) -> se
     return {samples[i].identity for i in split(samples, val_fraction, seed)[1]}
 
 
-def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | None = None,
-                threads: int | None = None, people: set[str] | None = None) -> dict:
-    """Per degradation, how many photos score lower after it, and how many the gate rejects;
-    ``people`` (names as :func:`photos_of` takes them) defaults to those of LFW folds 1-5,
-    never trained on."""
-    people = sorted(people or evaluation_people(shared))
+def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people: set[str] | None = None):
+    """``(name, rgb, result)`` of one photo each of up to ``photos`` people, drawn at random
+    (seeded), skipping photos in which the gate finds no face; ``people`` (names as
+    :func:`photos_of` takes them) defaults to those of LFW folds 1-5, never trained on."""
     rng = np.random.default_rng(seed)
-    gate = Gate(weights=weights, threads=threads)
-    kinds = {**DEGRADED, **UNUSABLE}
-    chosen, results = [], {name: [] for name in kinds}
-    for person in rng.permutation(people):
-        if len(chosen) == photos:
-            break
+    found = 0
+    for person in rng.permutation(sorted(people or evaluation_people(shared))):
+        if found == photos:
+            return
         files = photos_of(shared, str(person))
         path = files[rng.integers(len(files))]
         rgb = load_rgb(path)
         base = gate.assess(rgb, color_order="rgb")
         if base.face is None:
-            continue  # the comparison needs a detected face in the original
-        chosen.append(str(path.relative_to(shared / "data")))
+            continue  # the comparisons need a detected face in the original
+        found += 1
+        yield str(path.relative_to(shared / "data")), rgb, base
+
+
+def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, draws: int = 8, seed: int = 0,
+                       weights: Path | None = None, threads: int | None = None,
+                       people: set[str] | None = None) -> dict:
+    """How far a score moves when the landmarks move as little as two detectors disagree:
+    each of the 5 points of each photo's face shifted by Gaussian noise of ``jitter`` times
+    the eye distance (``draws`` times), the face cropped and scored again. A user's own
+    aligner never puts the points exactly where ours does."""
+    gate = Gate(weights=weights, threads=threads)
+    rng = np.random.default_rng([seed, 1])
+    spreads, deviations, flips = [], [], 0
+    for _, rgb, base in held_out_faces(shared, gate, photos, seed, people):
+        points = base.face.landmarks
+        eyes = float(np.linalg.norm(points[1] - points[0]))
+        crops = [gate.spec.crop(rgb, points)]
+        crops += [gate.spec.crop(rgb, points + rng.normal(0, jitter * eyes, points.shape)) for _ in range(draws)]
+        scores = gate.scorer.score(np.stack(crops)).ensemble
+        spreads.append(float(scores.max() - scores.min()))
+        deviations.append(float(np.abs(scores[1:] - scores[0]).mean()))
+        accepted = scores >= gate.policy.min_score
+        flips += bool(accepted.any() and not accepted.all())
+    return {"photos": len(spreads), "jitter": jitter, "draws": draws,
+            "mean_abs_change": float(np.mean(deviations)), "median_spread": float(np.median(spreads)),
+            "p95_spread": float(np.percentile(spreads, 95)), "max_spread": float(np.max(spreads)),
+            "decision_changes": flips, "share_decision_changes": flips / len(spreads)}
+
+
+def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | None = None,
+                threads: int | None = None, people: set[str] | None = None) -> dict:
+    """Per degradation, how many photos score lower after it, and how many the gate rejects;
+    ``people`` (names as :func:`photos_of` takes them) defaults to those of LFW folds 1-5,
+    never trained on."""
+    gate = Gate(weights=weights, threads=threads)
+    kinds = {**DEGRADED, **UNUSABLE}
+    chosen, results = [], {name: [] for name in kinds}
+    for name_of_photo, rgb, base in held_out_faces(shared, gate, photos, seed, people):
+        chosen.append(name_of_photo)
         for name, make in kinds.items():
             after = gate.assess(make(rgb, base.face), color_order="rgb")
             results[name].append({
@@ -147,12 +186,21 @@ def main(argv=None):
     s.add_argument("--people", choices=["held-out", "validation"], default="held-out",
                    help="folds 1-5 people (default), or the validation people of the training split (needs --csv)")
     s.add_argument("--csv", type=Path, default=Path("runs/release/labels/labels.csv"))
+    j = sub.add_parser("landmarks", help="score spread under landmark jitter (held-out photos)")
+    j.add_argument("--shared", type=Path, default=Path("../shared"))
+    j.add_argument("--photos", type=int, default=100)
+    j.add_argument("--jitter", type=float, default=0.01, help="noise per landmark, as a share of the eye distance")
+    j.add_argument("--weights", type=Path, default=None)
+    j.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.command == "ablation":
         from facegate.scorer import default_weights_dir
 
         rows = ablation(args.csv, args.weights or default_weights_dir())
         print(json.dumps(rows, indent=1))
+    elif args.command == "landmarks":
+        print(json.dumps(landmark_stability(args.shared, args.photos, args.jitter, weights=args.weights,
+                                            threads=args.threads), indent=1))
     else:
         people = validation_people(args.csv) if args.people == "validation" else None
         print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads,

@@ -77,6 +77,7 @@ class FitConfig:
     monotone_weight: float = 0.0
     monotone_mix: str | None = None
     monotone_eyes: tuple[float, float] = (8.0, 28.0)
+    jitter: float = 0.0
     select: str = "srcc"
     target: str = "score"
     margin: float = 0.2
@@ -104,16 +105,40 @@ def predict(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, views="none", 
     return np.concatenate(out)
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def _augment(x: torch.Tensor, gen: torch.Generator, jitter: float = 0.0) -> torch.Tensor:
     """A mirror image (the test-time view) and a small shift; nothing that changes quality.
     No vertical flip: an upside-down face is not a view of the same capture to a
-    recognizer, it is a capture that fails."""
+    recognizer, it is a capture that fails.
+
+    ``jitter`` > 0: half the crops are also re-sampled through a small similarity (shift of up
+    to ``jitter`` of the side, scale 1 +- ``jitter``, rotation +- ``jitter`` radians), the
+    spread between where two detectors put the same landmarks, so that the score does not
+    hang on where exactly they fell (the crops a user's own pipeline aligns included)."""
     b = x.shape[0]
     hflip = torch.rand(b, generator=gen) < 0.5
     x = torch.where(hflip.view(b, 1, 1, 1), x.flip(3), x)
     pad = max(1, x.shape[-1] // 28)
     dy, dx = torch.randint(-pad, pad + 1, (2,), generator=gen).tolist()
-    return torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    if jitter > 0:
+        x = _similarity_jitter(x, gen, jitter)
+    return x
+
+
+def _similarity_jitter(x: torch.Tensor, gen: torch.Generator, jitter: float) -> torch.Tensor:
+    b = x.shape[0]
+    u = (torch.rand(b, 4, generator=gen) * 2 - 1) * jitter
+    scale, angle = 1 + u[:, 0], u[:, 1]
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = scale * torch.cos(angle), -scale * torch.sin(angle)
+    theta[:, 1, 0], theta[:, 1, 1] = scale * torch.sin(angle), scale * torch.cos(angle)
+    theta[:, :, 2] = 2 * u[:, 2:]  # normalised coordinates span 2 per side
+    keep = torch.rand(b, generator=gen) < 0.5
+    theta[keep] = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    grid = torch.nn.functional.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    moved = torch.nn.functional.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode="reflection",
+                                            align_corners=False)
+    return torch.where(keep.view(b, 1, 1, 1).to(x.device), x, moved)
 
 
 def group_batches(groups: list[str | None], batch_size: int, gen: torch.Generator) -> list[np.ndarray]:
@@ -226,11 +251,19 @@ def fingerprint(cfg: FitConfig) -> dict:
     return json.loads(json.dumps(keep, default=str))
 
 
+#: Every defaulted setting as a fingerprint holds it: a record made before a setting existed
+#: holds none for it, and the run it records had the default.
+DEFAULT_FINGERPRINT = {k: v for k, v in fingerprint(FitConfig(csv=None, arch=None, out=None)).items()
+                       if k not in ("csv", "arch", "out")}
+
+
 def same_run(recorded: dict, cfg: FitConfig) -> bool:
     """Whether settings recorded by an earlier run (its fingerprint) are ``cfg``'s: where the
     run is written (``out``, the folder that holds the record) does not count, and file
     settings count as the files they resolve to."""
     def normal(fp: dict) -> dict:
+        # a setting added since the record was made counts as its default there
+        fp = {**DEFAULT_FINGERPRINT, **fp}
         fp = {k: v for k, v in fp.items() if k != "out"}
         return {k: (str(Path(v).resolve()) if k in PATH_SETTINGS and v not in (None, "None") else v)
                 for k, v in fp.items()}
@@ -366,7 +399,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
             for batch in batches:
                 if len(batch) < 2:
                     continue
-                x = on_device(_augment(to_tensor(stage_spec, x_train[batch]), gen))
+                x = on_device(_augment(to_tensor(stage_spec, x_train[batch]), gen, cfg.jitter))
                 pred = forward_sharded(model, net, x, d)
                 loss = loss_fn(pred, on_device(y_train[batch]))
                 if cfg.rank_weight > 0:
@@ -381,7 +414,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     if len(refs):
                         clean = to_tensor(stage_spec, x_train[refs])
                         worse = to_tensor(stage_spec, worse_copies(x_train[refs], spec.margin, rng, **copies))
-                        both = on_device(_augment(torch.cat([clean, worse]), gen))
+                        both = on_device(_augment(torch.cat([clean, worse]), gen, cfg.jitter))
                         p = forward_sharded(net, net, both, d).view(2, len(refs))
                         loss = loss + cfg.monotone_weight * ranking_hinge(p[0], p[1], cfg.rank_margin)
                 optimizer.zero_grad(set_to_none=True)
@@ -457,6 +490,9 @@ def main(argv=None):
                         help="relative weights of the on-the-fly kinds, e.g. dark:1,low_resolution:3,blur:1,noise:1")
     parser.add_argument("--monotone-eyes", type=float, nargs=2, default=(8.0, 28.0), metavar=("MIN", "MAX"),
                         help="range of px between the eyes for on-the-fly low-resolution copies")
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="re-sample half the crops through a random similarity this large (shift as a share of "
+                             "the side, scale, radians), so the score does not hang on exact landmark placement")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
     parser.add_argument("--target", default="score", help="CSV column trained on (default: score)")

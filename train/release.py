@@ -55,6 +55,8 @@ RANK_STAGE = ""
 RESOLUTION_STAGE = "128:1:3"
 RESOLUTION_MIX = "dark:2,low_resolution:4,blur:1,noise:1"
 RESOLUTION_EYES = (18.0, 30.0)
+#: Similarity jitter of the last stage's crops (train.fit --jitter); none in the shipped weights.
+RESOLUTION_JITTER = 0.0
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 #: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
 TRAINING_SPEC = label_step.training_spec()
@@ -178,6 +180,8 @@ def main(argv=None):
                         help="weight of the labels' ranking term in the resolution stage")
     parser.add_argument("--resolution-margin", type=float, default=0.01,
                         help="margin of both ranking terms in the resolution stage")
+    parser.add_argument("--resolution-jitter", type=float, default=RESOLUTION_JITTER,
+                        help="similarity jitter of the resolution stage's crops (see train.fit --jitter)")
     parser.add_argument("--from-weights", type=Path, default=None,
                         help="skip phases 1-2: start the resolution stage from these members (e.g. facegate/weights) "
                              "and carry over their metrics.json training record")
@@ -225,7 +229,8 @@ def main(argv=None):
         phase = fine_tune(args, csv_path, res_dir, args.resolution_stage, member_dir, 5e-5,
                           rank_weight=args.resolution_rank_weight,
                           rank_margin=args.resolution_margin, monotone_weight=args.resolution_weight,
-                          monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes))
+                          monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes),
+                          jitter=args.resolution_jitter)
         fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
@@ -277,6 +282,7 @@ def main(argv=None):
         "resolution_weight": args.resolution_weight,
         "resolution_rank_weight": args.resolution_rank_weight,
         "resolution_margin": args.resolution_margin,
+        "resolution_jitter": args.resolution_jitter,
         "command": "python -m train.release --shared ../shared",
         "commands": commands,
         "seconds_total": round(time.time() - t0, 1),
