@@ -126,6 +126,17 @@ def test_similarity_jitter_moves_crops_slightly_and_only_when_asked():
     assert (out - ref).abs().mean() < 0.03
 
 
+def test_the_copies_only_term_moves_copies_and_never_their_photos():
+    from train.fit import monotone_term
+
+    for copies_only in (False, True):
+        photo = torch.tensor([0.50, 0.80], requires_grad=True)
+        copy = torch.tensor([0.55, 0.70], requires_grad=True)  # the first copy outscores its photo
+        monotone_term(photo, copy, 0.02, copies_only).backward()
+        assert copy.grad[0] > 0 and copy.grad[1] == 0  # only the violating pair pushes its copy down
+        assert (photo.grad is None or not photo.grad.any()) if copies_only else photo.grad[0] < 0
+
+
 def test_mix_names_must_be_known():
     import pytest
 

@@ -33,6 +33,7 @@ from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
 from .celeba import celeba_root
+from .celeba import identities as celeba_identities
 from .degradations import downscale, gamma, gaussian_blur, jpeg
 from .fit import correlations, predict
 from .lfw import evaluation_people
@@ -94,20 +95,31 @@ def validation_people(csv: Path, val_fraction: float = 0.2, seed: int = 0) -> se
 def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people: set[str] | None = None):
     """``(name, rgb, result)`` of one photo each of up to ``photos`` people, drawn at random
     (seeded), skipping photos in which the gate finds no face; ``people`` (names as
-    :func:`photos_of` takes them) defaults to those of LFW folds 1-5, never trained on."""
+    :func:`photos_of` takes them) defaults to those of LFW folds 1-5, never trained on. With
+    fewer people than ``photos``, further rounds take each person's other photos."""
     rng = np.random.default_rng(seed)
+    order = rng.permutation(sorted(people or evaluation_people(shared)))
+    first = {str(person): None for person in order}
     found = 0
-    for person in rng.permutation(sorted(people or evaluation_people(shared))):
-        if found == photos:
-            return
-        files = photos_of(shared, str(person))
-        path = files[rng.integers(len(files))]
-        rgb = load_rgb(path)
-        base = gate.assess(rgb, color_order="rgb")
-        if base.face is None:
-            continue  # the comparisons need a detected face in the original
-        found += 1
-        yield str(path.relative_to(shared / "data")), rgb, base
+    for round_no in range(1 + max(len(photos_of(shared, str(p))) for p in order)):
+        for person in order:
+            if found == photos:
+                return
+            files = photos_of(shared, str(person))
+            if round_no == 0:
+                path = files[rng.integers(len(files))]
+                first[str(person)] = path
+            else:
+                others = [f for f in files if f != first[str(person)]]
+                if round_no > len(others):
+                    continue
+                path = others[round_no - 1]
+            rgb = load_rgb(path)
+            base = gate.assess(rgb, color_order="rgb")
+            if base.face is None:
+                continue  # the comparisons need a detected face in the original
+            found += 1
+            yield str(path.relative_to(shared / "data")), rgb, base
 
 
 def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, draws: int = 8, seed: int = 0,
@@ -119,7 +131,7 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
     aligner never puts the points exactly where ours does."""
     gate = Gate(weights=weights, threads=threads)
     rng = np.random.default_rng([seed, 1])
-    spreads, deviations, flips = [], [], 0
+    spreads, deviations, flips, bases = [], [], 0, []
     for _, rgb, base in held_out_faces(shared, gate, photos, seed, people):
         points = base.face.landmarks
         eyes = float(np.linalg.norm(points[1] - points[0]))
@@ -128,11 +140,22 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
         scores = gate.scorer.score(np.stack(crops)).ensemble
         spreads.append(float(scores.max() - scores.min()))
         deviations.append(float(np.abs(scores[1:] - scores[0]).mean()))
+        bases.append(float(scores[0]))
         accepted = scores >= gate.policy.min_score
         flips += bool(accepted.any() and not accepted.all())
-    return {"photos": len(spreads), "jitter": jitter, "draws": draws,
-            "mean_abs_change": float(np.mean(deviations)), "median_spread": float(np.median(spreads)),
-            "p95_spread": float(np.percentile(spreads, 95)), "max_spread": float(np.max(spreads)),
+    spreads, deviations = np.array(spreads), np.array(deviations)
+    # where decisions are made: the scale is steep there and flat near 100
+    near = np.abs(np.array(bases) - gate.policy.min_score) <= 25
+
+    def stats(keep):
+        if not keep.any():
+            return {"photos": 0}
+        return {"photos": int(keep.sum()), "mean_abs_change": float(deviations[keep].mean()),
+                "median_spread": float(np.median(spreads[keep])), "p95_spread": float(np.percentile(spreads[keep], 95)),
+                "max_spread": float(spreads[keep].max())}
+
+    return {"jitter": jitter, "draws": draws, **stats(np.ones(len(spreads), bool)),
+            "within_25_of_threshold": stats(near),
             "decision_changes": flips, "share_decision_changes": flips / len(spreads)}
 
 
@@ -192,6 +215,8 @@ def main(argv=None):
     j.add_argument("--jitter", type=float, default=0.01, help="noise per landmark, as a share of the eye distance")
     j.add_argument("--weights", type=Path, default=None)
     j.add_argument("--threads", type=int, default=None)
+    j.add_argument("--people", choices=["lfw", "celeba"], default="lfw",
+                   help="LFW folds 1-5 people (default) or the CelebA evaluation identities (one photo each)")
     args = parser.parse_args(argv)
     if args.command == "ablation":
         from facegate.scorer import default_weights_dir
@@ -199,8 +224,11 @@ def main(argv=None):
         rows = ablation(args.csv, args.weights or default_weights_dir())
         print(json.dumps(rows, indent=1))
     elif args.command == "landmarks":
+        people = None
+        if args.people == "celeba":
+            people = {f"celeba/{name}" for name in celeba_identities(args.shared, evaluation=True)}
         print(json.dumps(landmark_stability(args.shared, args.photos, args.jitter, weights=args.weights,
-                                            threads=args.threads), indent=1))
+                                            threads=args.threads, people=people), indent=1))
     else:
         people = validation_people(args.csv) if args.people == "validation" else None
         print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads,

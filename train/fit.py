@@ -75,6 +75,7 @@ class FitConfig:
     rank_weight: float = 0.0
     rank_margin: float = 0.01
     monotone_weight: float = 0.0
+    monotone_copies_only: bool = False
     monotone_mix: str | None = None
     monotone_eyes: tuple[float, float] = (8.0, 28.0)
     jitter: float = 0.0
@@ -230,6 +231,13 @@ def order_accuracy(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, seed: i
 def ranking_hinge(better: torch.Tensor, worse: torch.Tensor, margin: float) -> torch.Tensor:
     """Mean of relu(margin - (better - worse)): zero once each better capture leads by ``margin``."""
     return torch.relu(margin - (better - worse)).mean()
+
+
+def monotone_term(photo: torch.Tensor, copy: torch.Tensor, margin: float, copies_only: bool = False) -> torch.Tensor:
+    """The on-the-fly term: each worse copy below its photo by ``margin``. ``copies_only``
+    takes the photo's prediction as given, so the term lowers the copy and never lifts the
+    photo: it cannot reorder clean photos by how bright or sharp they are."""
+    return ranking_hinge(photo.detach() if copies_only else photo, copy, margin)
 
 
 def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> None:
@@ -416,7 +424,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
                         worse = to_tensor(stage_spec, worse_copies(x_train[refs], spec.margin, rng, **copies))
                         both = on_device(_augment(torch.cat([clean, worse]), gen, cfg.jitter))
                         p = forward_sharded(net, net, both, d).view(2, len(refs))
-                        loss = loss + cfg.monotone_weight * ranking_hinge(p[0], p[1], cfg.rank_margin)
+                        loss = loss + cfg.monotone_weight * monotone_term(p[0], p[1], cfg.rank_margin,
+                                                                          cfg.monotone_copies_only)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -490,6 +499,8 @@ def main(argv=None):
                         help="relative weights of the on-the-fly kinds, e.g. dark:1,low_resolution:3,blur:1,noise:1")
     parser.add_argument("--monotone-eyes", type=float, nargs=2, default=(8.0, 28.0), metavar=("MIN", "MAX"),
                         help="range of px between the eyes for on-the-fly low-resolution copies")
+    parser.add_argument("--monotone-copies-only", action="store_true",
+                        help="the on-the-fly term moves only the worse copy's prediction, not its photo's")
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="re-sample half the crops through a random similarity this large (shift as a share of "
                              "the side, scale, radians), so the score does not hang on exact landmark placement")

@@ -81,6 +81,16 @@ def render(spec: ScorerSpec, m: dict) -> str:
             f"mean(relu({m['resolution_margin']:g} - (pred(photo) - pred(copy)))) enters the loss at weight",
             f"{m['resolution_weight']:g}" + (f", with the labels' own copies ranked the same way at weight {rank:g}." if rank
                                              else " (the labels' own copies are not ranked: see `RANK_STAGE` in train/release.py)."),
+        ]
+        if m.get("resolution_copies_only"):
+            lines += ["The photo's prediction in that term is taken as given (no gradient): the term lowers copies",
+                      "and never lifts photos, so it cannot reorder clean photos by brightness or sharpness."]
+        if m.get("resolution_jitter"):
+            j = m["resolution_jitter"]
+            lines += [f"Half the crops of that stage are re-sampled through a random similarity (shift up to {j:.0%} of",
+                      f"the side, scale 1 +- {j:g}, rotation +- {j:g} rad) so that the score does not hang on exactly",
+                      "where the landmarks fell (`train.fit --jitter`)."]
+        lines += [
             "The checkpoint kept is the epoch with the highest validation SRCC plus validation order accuracy",
             "(share of validation photos that outscore a worse copy of themselves, fixed seed).",
         ]

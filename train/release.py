@@ -57,6 +57,9 @@ RESOLUTION_MIX = "dark:2,low_resolution:4,blur:1,noise:1"
 RESOLUTION_EYES = (18.0, 30.0)
 #: Similarity jitter of the last stage's crops (train.fit --jitter); none in the shipped weights.
 RESOLUTION_JITTER = 0.0
+#: Whether that term lowers the copy only (the photo's prediction taken as given): off in the
+#: shipped weights.
+RESOLUTION_COPIES_ONLY = False
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 #: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
 TRAINING_SPEC = label_step.training_spec()
@@ -182,6 +185,9 @@ def main(argv=None):
                         help="margin of both ranking terms in the resolution stage")
     parser.add_argument("--resolution-jitter", type=float, default=RESOLUTION_JITTER,
                         help="similarity jitter of the resolution stage's crops (see train.fit --jitter)")
+    parser.add_argument("--resolution-copies-only", action=argparse.BooleanOptionalAction,
+                        default=RESOLUTION_COPIES_ONLY,
+                        help="the on-the-fly term lowers the copy only, never lifts its photo (train.fit --monotone-copies-only)")
     parser.add_argument("--from-weights", type=Path, default=None,
                         help="skip phases 1-2: start the resolution stage from these members (e.g. facegate/weights) "
                              "and carry over their metrics.json training record")
@@ -230,7 +236,7 @@ def main(argv=None):
                           rank_weight=args.resolution_rank_weight,
                           rank_margin=args.resolution_margin, monotone_weight=args.resolution_weight,
                           monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes),
-                          jitter=args.resolution_jitter)
+                          jitter=args.resolution_jitter, monotone_copies_only=args.resolution_copies_only)
         fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
@@ -283,6 +289,7 @@ def main(argv=None):
         "resolution_rank_weight": args.resolution_rank_weight,
         "resolution_margin": args.resolution_margin,
         "resolution_jitter": args.resolution_jitter,
+        "resolution_copies_only": args.resolution_copies_only,
         "command": "python -m train.release --shared ../shared",
         "commands": commands,
         "seconds_total": round(time.time() - t0, 1),
