@@ -45,6 +45,10 @@ CALIBRATION_FOLDS, HELD_OUT_FOLDS = (1, 2, 3), (4, 5)
 ENSEMBLE_FULL = Method("ensemble", "full")
 
 
+def _recognizer(shared: Path) -> MobileFaceNetRecognizer:
+    return MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
+
+
 def _observer(recognizer):
     from facegate.observer import ObserverScorer, default_calibration_path
 
@@ -52,7 +56,8 @@ def _observer(recognizer):
 
 
 def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None, *, views=("none", "full"),
-            observer: bool = True, baselines: bool = True, components: bool = False, weights: Path | None = None):
+            observer: bool = True, baselines: bool = True, components: bool = False, weights: Path | None = None,
+            recognizer=None):
     """Measure the natural and degraded sets (cached in ``work``); ``per_fold`` keeps the
     first genuine and impostor pairs of each fold only (a quick trial). ``views``,
     ``observer``, ``baselines`` and ``components`` choose the methods measured."""
@@ -61,7 +66,7 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
     if per_fold:
         pairs = [p for f in range(1, 6) for g in (True, False)
                  for p in [q for q in pairs if q.fold == f and q.genuine == g][:per_fold]]
-    recognizer = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
+    recognizer = recognizer or _recognizer(shared)
     observer = _observer(recognizer) if observer else None
     work.mkdir(parents=True, exist_ok=True)
     photos = sorted({str(p) for pair in pairs for p in (pair.left, pair.right)})
@@ -496,17 +501,17 @@ def main(argv=None):
     methods = dict(views=("none",), baselines=False) if args.gaps_only else dict(views=("none", "full"))
     if args.gaps_only:
         work = work.with_name(work.name + "-gaps")
+    recognizer = _recognizer(args.shared)  # loaded once, for every set
     if args.validation:
         if not args.gaps_only:
             parser.error("--validation goes with --gaps-only")
-        recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
         sets = validation_sets(args.shared, args.validation, work, recognizer, observer=_observer(recognizer),
                                weights=args.weights, **methods)
         _print_gaps(_reports(sets, args.fmr, args.limit))
         return
-    lfw_sets, meta = measure(args.shared, work, per_fold=args.per_fold, weights=args.weights, **methods)
+    lfw_sets, meta = measure(args.shared, work, per_fold=args.per_fold, weights=args.weights, recognizer=recognizer,
+                             **methods)
     sets = {f"LFW {name}": value for name, value in lfw_sets.items()}
-    recognizer = MobileFaceNetRecognizer(str(args.shared / "models" / "mobilefacenet_casia.ckpt"))
     quick = args.per_fold is not None
     for name, value in celeba_sets(args.shared, work, recognizer, observer=_observer(recognizer), weights=args.weights,
                                    identities=8 if quick else None, **methods).items():
