@@ -255,7 +255,10 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch), weight decay 1e-4, step",
         "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, progressive stages (size:data share:epochs)",
         f"`{m['stages']}`, best validation SRCC kept. Augmentation: horizontal flips and shifts of up to 4% of",
-        "the side (nothing that changes quality). How this recipe was chosen (label variants tried, the label-ranking",
+        "the side (nothing that changes quality)"
+        + (f"; half the crops re-sampled through a random similarity of up to {m['jitter']:g} (`train.fit --jitter`)."
+           if m.get("jitter") else "."),
+        "How this recipe was chosen (label variants tried, the label-ranking",
         "stage left out), measured on the validation people only: docs/results.md.",
     ]
 

@@ -163,6 +163,8 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, default=Path("runs/release"))
     parser.add_argument("--out", type=Path, default=Path("facegate/weights"))
     parser.add_argument("--stages", default=SHIPPED_STAGES)
+    parser.add_argument("--jitter", type=float, default=0.0,
+                        help="similarity jitter of phase 1's crops (train.fit --jitter; 0 in the shipped recipe)")
     parser.add_argument("--lr-backbone", type=float, default=5e-4,
                         help="backbone learning rate (default 5e-4: trained from scratch, not fine-tuned)")
     parser.add_argument("--variants", type=int, default=2)
@@ -208,19 +210,20 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone")}
+                                           "monotone_weight", "lr_backbone", "jitter")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
     else:
         # Phase 1: the paper's recipe with the progressive schedule, from scratch.
         base_dir = args.work / "members"
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
-                                  lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin) for a in MEMBERS])
+                                  lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter)
+                         for a in MEMBERS])
         fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
-                "lr_backbone": args.lr_backbone}
+                "lr_backbone": args.lr_backbone, "jitter": args.jitter}
         commands = []
         # Phase 2: fine-tune at full size with the ranking term (each degraded copy below its
         # original photo), since utility labels alone barely separate mild degradations.
