@@ -99,27 +99,29 @@ def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people:
     fewer people than ``photos``, further rounds take each person's other photos."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(sorted(people or evaluation_people(shared)))
-    first = {str(person): None for person in order}
-    found = 0
-    for round_no in range(1 + max(len(photos_of(shared, str(p))) for p in order)):
-        for person in order:
+    first: dict[str, Path] = {}
+    found, round_no, more = 0, 0, True
+    while more:  # a round takes one more photo of each person who has one left
+        more = False
+        for person in map(str, order):
             if found == photos:
                 return
-            files = photos_of(shared, str(person))
+            files = photos_of(shared, person)
             if round_no == 0:
-                path = files[rng.integers(len(files))]
-                first[str(person)] = path
+                path = first[person] = files[rng.integers(len(files))]
             else:
-                others = [f for f in files if f != first[str(person)]]
+                others = [f for f in files if f != first[person]]
                 if round_no > len(others):
                     continue
                 path = others[round_no - 1]
+            more = more or round_no < len(files) - 1
             rgb = load_rgb(path)
             base = gate.assess(rgb, color_order="rgb")
             if base.face is None:
                 continue  # the comparisons need a detected face in the original
             found += 1
             yield str(path.relative_to(shared / "data")), rgb, base
+        round_no += 1
 
 
 def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, draws: int = 8, seed: int = 0,
@@ -216,7 +218,7 @@ def main(argv=None):
     j.add_argument("--weights", type=Path, default=None)
     j.add_argument("--threads", type=int, default=None)
     j.add_argument("--people", choices=["lfw", "celeba"], default="lfw",
-                   help="LFW folds 1-5 people (default) or the CelebA evaluation identities (one photo each)")
+                   help="LFW folds 1-5 people (default) or the CelebA evaluation identities (several photos each)")
     args = parser.parse_args(argv)
     if args.command == "ablation":
         from facegate.scorer import default_weights_dir

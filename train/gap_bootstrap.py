@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.evaluation import Method, edc_report
-from facegate.evaluation.metrics import edc, pair_scores, pairwise_quality, perfect_edc, random_pauc
+from facegate.evaluation import Method
+from facegate.evaluation.measure import impostor_comparisons
+from facegate.evaluation.metrics import (comparison_threshold, edc, pair_scores, pairwise_quality, perfect_edc,
+                                         random_pauc)
 
-from .edc import measure
+from .edc import _recognizer, measure
 
 
 def share_of_gap(genuine: np.ndarray, pair_quality: np.ndarray, threshold: float, limit: float,
@@ -57,7 +59,8 @@ def main(argv=None):
     parser.add_argument("--limit", type=float, default=0.2)
     parser.add_argument("--resamples", type=int, default=300)
     args = parser.parse_args(argv)
-    measured = [measure(args.shared, cache, observer=False)[0] for cache in args.caches]
+    recognizer = _recognizer(args.shared)
+    measured = [measure(args.shared, cache, observer=False, recognizer=recognizer)[0] for cache in args.caches]
     method = Method(args.method, args.views)
     out = {}
     for name in ("natural", "degraded"):
@@ -65,11 +68,11 @@ def main(argv=None):
         for other in measured[1:]:
             if other[name][0].names != captures.names:
                 parser.error(f"{name}: the caches hold different captures; compare measurements of the same sets")
-        report = edc_report(captures, pairs, fmr=args.fmr, limit=args.limit, random_repeats=1,
-                            impostor_rows=probes.get("rows"), impostor_cols=probes.get("cols"))
+        _, impostor = impostor_comparisons(captures, probes.get("rows"), probes.get("cols"))
+        threshold = comparison_threshold(impostor=impostor, fmr=args.fmr)  # as train.edc fixes it
         genuine = pair_scores(captures.embeddings, pairs)
         qualities = [pairwise_quality(m[name][0].quality[method], pairs) for m in measured]
-        out[f"LFW {name}"] = paired_bootstrap(genuine, qualities, report["threshold"], limit=args.limit,
+        out[f"LFW {name}"] = paired_bootstrap(genuine, qualities, threshold, limit=args.limit,
                                               resamples=args.resamples)
     print(json.dumps({"caches": [str(c) for c in args.caches], "method": str(method), **out}, indent=1))
 
