@@ -156,6 +156,18 @@ def load_backbone_weights(net: QualityNet, path: str) -> None:
         raise WeightsError(f"{path}: does not fit the {net.arch} backbone ({exc})") from None
 
 
+def backbone_state_dict(net: QualityNet) -> dict[str, torch.Tensor]:
+    """``net.features``' weights under torchvision's key names: the file
+    :func:`load_backbone_weights` reads (so a backbone trained here passes for a pretrained one)."""
+    out = {}
+    for key, value in net.features.state_dict().items():
+        for prefix, local in _BACKBONE_PREFIXES[net.arch].items():
+            if key.startswith(local):
+                out[prefix + key[len(local):]] = value
+                break
+    return out
+
+
 def apply_views(x: torch.Tensor, views: Sequence[str]) -> torch.Tensor:
     """Stack test-time views along the batch: ``(B, 3, H, W)`` -> ``(V*B, 3, H, W)``."""
     out = []

@@ -61,6 +61,24 @@ def test_perfect_and_random_references():
     assert perfect.pauc(0.2) < noisy < mean
 
 
+def test_ceiling_ties_the_comparisons_without_a_face_first():
+    # 10 comparisons, 3 false non-matches at threshold 0.5; comparisons 0-2 lack a face
+    genuine = np.array([0.1, 0.9, 0.8, 0.2, 0.3, 0.7, 0.6, 0.9, 0.8, 0.7])
+    found = np.array([False, False, False] + [True] * 7)
+    ceiling = perfect_edc(genuine, 0.5, found)
+    # the tie of three goes first (FNMR holds at 0.3 until it is gone), then 0.2 and 0.3
+    assert ceiling.discard.tolist() == pytest.approx([0.0, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9])
+    assert ceiling.fnmr.tolist() == pytest.approx([0.3, 2 / 7, 1 / 6, 0, 0, 0, 0])
+    assert ceiling.pauc(0.2) > perfect_edc(genuine, 0.5).pauc(0.2)
+    # no quality that puts the no-face comparisons first as a tie does better
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        quality = np.where(found, rng.random(10), -np.inf)
+        assert edc(genuine, quality, 0.5).pauc(0.2) >= ceiling.pauc(0.2) - 1e-12
+    # with every face found it is the perfect order
+    assert perfect_edc(genuine, 0.5, np.ones(10, bool)).pauc(0.2) == perfect_edc(genuine, 0.5).pauc(0.2)
+
+
 def test_pairwise_quality_is_the_lower_one():
     q = np.array([5.0, 1.0, 3.0])
     assert pairwise_quality(q, np.array([[0, 1], [0, 2], [2, 1]])).tolist() == [1.0, 3.0, 1.0]

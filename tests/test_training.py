@@ -237,3 +237,42 @@ def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, fixtures):
     told = []
     fit(FitConfig(out=tmp_path / "auto", device="auto", **settings), log=told.append)
     assert "on cpu" in told[0]
+
+
+def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fixtures, shared):
+    """train.distill: the teacher's targets do not change under the mirror (the augmentation
+    keeps its target), the student moves toward them, and the backbone it writes is what
+    train.fit --pretrained-backbone starts from."""
+    from facegate.models import build_member, load_backbone_weights
+    from facegate.recognition import MobileFaceNetRecognizer
+    from train.distill import DistillConfig, distill, teacher_targets
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    spec = ScorerSpec(input_size=48, margin=0.2)  # make_dataset's framing
+    crops, _ = load_crops(read_csv(csv_path), spec)
+    teacher = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
+    targets = teacher_targets(crops, spec, teacher)
+    mirrored = teacher_targets(np.ascontiguousarray(crops[:, :, ::-1]), spec, teacher)
+    assert np.allclose(np.linalg.norm(targets, axis=1), 1.0, atol=1e-5)
+    assert np.min(np.sum(targets * mirrored, 1)) > 0.95  # the templates are nearly symmetric
+    # the same person's sharp photos agree more than two people's: the targets carry identity
+    assert targets[0] @ targets[4] > targets[0] @ targets[8]
+
+    out = tmp_path / "distilled"
+    cfg = DistillConfig(csv=csv_path, recognizer=shared / "models" / "mobilefacenet_casia.ckpt",
+                        arch="mobilenet_v3_small", out=out, size=48, margin=0.2, epochs=12, batch_size=8,
+                        lr=3e-3, val_fraction=0.34)
+    history = distill(cfg, log=lambda *_: None)["history"]
+    assert len(history) == 12
+    assert np.mean([h["loss"] for h in history[-3:]]) < np.mean([h["loss"] for h in history[:3]])
+
+    net = build_member("mobilenet_v3_small")
+    load_backbone_weights(net, str(out / "mobilenet_v3_small.backbone.pt"))
+    student = torch.load(out / "mobilenet_v3_small.resume.pt", weights_only=True)["student"]
+    assert all(torch.equal(v, student[f"net.features.{k}"]) for k, v in net.features.state_dict().items())
+    # the same command after the end carries on from the last epoch: nothing more to train
+    assert distill(cfg, log=lambda *_: None)["history"] == history
+    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "fit", stages=[Stage(48, 1.0, 1)],
+                           batch_size=8, val_fraction=0.34, margin=0.2,
+                           pretrained_backbone=out / "mobilenet_v3_small.backbone.pt"), log=lambda *_: None)
+    assert len(result["history"]) == 1

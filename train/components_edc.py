@@ -30,7 +30,7 @@ import numpy as np
 
 from facegate.components import COMPONENTS
 from facegate.policy import PROFILES
-from facegate.evaluation import PERFECT, RANDOM, Method, edc_report
+from facegate.evaluation import Method, edc_report, gap_closed
 from facegate.evaluation.measure import COMPONENT
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
@@ -144,12 +144,6 @@ def profile_rejections(shared: Path, lfw_photos: int = 600) -> dict:
     return out
 
 
-def gap_closed(report: dict, row: dict) -> float:
-    rows = {r["key"]: r for r in report["rows"]}
-    random_pauc, perfect_pauc = rows[RANDOM]["pauc"], rows[PERFECT]["pauc"]
-    return (random_pauc - row["pauc"]) / max(random_pauc - perfect_pauc, 1e-12)
-
-
 def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, command: str, minutes: float) -> None:
     names = list(reports)
     lines = [
@@ -232,7 +226,7 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
         cells = []
         for n in names:
             rows = {r["key"]: r for r in reports[n]["rows"]}
-            gain, floor = gap_closed(reports[n], rows[method]), gap_closed(reports[n], rows[FACES_FOUND])
+            gain, floor = gap_closed(reports[n], method), gap_closed(reports[n], FACES_FOUND)
             above.setdefault(method.name, []).append(gain - floor)
             cells.append(f"{gain:.2f} ({gain - floor:+.2f}) | {rows[method]['fnmr_at_20%']:.4f}")
         label = ("facegate ensemble (no views), for comparison" if method == ENSEMBLE
@@ -312,7 +306,7 @@ def main(argv=None):
     rejections = profile_rejections(args.shared)
     write_doc(reports, looks, rejections, args.docs / "components.md", "python -m train.components_edc --shared ../shared",
               (time.time() - t0) / 60)
-    summary = {name: {str(r["key"]): round(gap_closed(rep, r), 3) for r in rep["rows"]} for name, rep in reports.items()}
+    summary = {name: {str(r["key"]): round(gap_closed(rep, r["key"]), 3) for r in rep["rows"]} for name, rep in reports.items()}
     (args.work / "report.json").write_text(json.dumps({"gap_closed": summary, "look_again": looks, "profile_rejections": rejections}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
 

@@ -12,11 +12,11 @@ from .measure import (BASELINES, OBSERVER, MeasuredCaptures, Method, impostor_co
 from .metrics import (EDC, FNMRTarget, calibrate_for_fnmr, comparison_threshold, edc, false_match_rate,
                       false_non_match_rate, pair_scores, pairwise_quality, perfect_edc, random_pauc,
                       threshold_for_reject_rate)
-from .report import PERFECT, RANDOM, edc_report, held_out_check, plot_edc, write_report
+from .report import CEILING, PERFECT, RANDOM, edc_report, gap_closed, held_out_check, plot_edc, write_report
 
 __all__ = [
-    "BASELINES", "EDC", "FNMRTarget", "MeasuredCaptures", "Method", "OBSERVER", "PERFECT", "RANDOM",
-    "calibrate_for_fnmr", "comparison_threshold", "edc", "edc_report", "false_match_rate",
+    "BASELINES", "CEILING", "EDC", "FNMRTarget", "MeasuredCaptures", "Method", "OBSERVER", "PERFECT", "RANDOM",
+    "calibrate_for_fnmr", "comparison_threshold", "edc", "edc_report", "gap_closed", "false_match_rate",
     "false_non_match_rate", "held_out_check", "impostor_comparisons", "labelled_captures",
     "laplacian_variance", "measure_captures", "pair_scores", "pairwise_quality", "perfect_edc", "plot_edc",
     "random_pauc", "threshold_for_reject_rate", "view_name", "write_report",

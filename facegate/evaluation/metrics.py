@@ -140,10 +140,21 @@ def edc(genuine: np.ndarray, quality: np.ndarray, threshold: float) -> EDC:
     return EDC(discard, fnmr, float(threshold))
 
 
-def perfect_edc(genuine: np.ndarray, threshold: float) -> EDC:
+def perfect_edc(genuine: np.ndarray, threshold: float, found: np.ndarray | None = None) -> EDC:
     """The best any quality measure can do: discard the lowest comparison scores first, so
-    every false non-match goes before any match."""
-    return edc(genuine, genuine, threshold)
+    every false non-match goes before any match.
+
+    ``found``: ``(G,)`` whether both captures of each comparison have a face. Given, the
+    comparisons without one go first as one tie, as every quality measure of a gate that
+    rejects ``no_face`` must put them (it has no score to order them by): the ceiling such a
+    measure can reach. Its FNMR stays at the start until the whole tie is discarded, so
+    where detection fails often (heavily degraded copies) this ceiling lies well short of
+    the unconstrained perfect order.
+    """
+    genuine = np.asarray(genuine, dtype=np.float64)
+    if found is None:
+        return edc(genuine, genuine, threshold)
+    return edc(genuine, np.where(np.asarray(found, dtype=bool), genuine, -np.inf), threshold)
 
 
 def random_pauc(genuine: np.ndarray, threshold: float, limit: float = 0.2, repeats: int = 50, seed: int = 0) -> tuple[float, float]:

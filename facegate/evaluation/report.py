@@ -14,11 +14,14 @@ from .measure import MeasuredCaptures, Method, impostor_comparisons
 from .metrics import (calibrate_for_fnmr, comparison_threshold, edc, false_match_rate, false_non_match_rate,
                       pair_scores, pairwise_quality, perfect_edc, random_pauc)
 
-__all__ = ["PERFECT", "RANDOM", "edc_report", "held_out_check", "plot_edc", "write_report"]
+__all__ = ["CEILING", "PERFECT", "RANDOM", "edc_report", "gap_closed", "held_out_check", "plot_edc", "write_report"]
 
 #: Reference curves of an EDC report.
 PERFECT = Method("perfect (reference)")
 RANDOM = Method("random order")
+#: The perfect order with the comparisons of captures without a face tied first: the best a
+#: gate's quality can do (see :func:`facegate.evaluation.metrics.perfect_edc`).
+CEILING = Method("perfect with no-face captures tied first (ceiling)")
 
 
 def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: float | None = 1e-3,
@@ -39,10 +42,11 @@ def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: fl
         curves[method] = curve
         rows.append({"key": method, "method": str(method), "pauc": curve.pauc(limit), "relative_to_random": curve.pauc(limit) / random_mean,
                      "fnmr_at_5%": curve.at(0.05), "fnmr_at_10%": curve.at(0.10), "fnmr_at_20%": curve.at(0.20)})
-    perfect = perfect_edc(genuine, threshold)
-    curves[PERFECT] = perfect
-    rows.append({"key": PERFECT, "method": str(PERFECT), "pauc": perfect.pauc(limit), "relative_to_random": perfect.pauc(limit) / random_mean,
-                 "fnmr_at_5%": perfect.at(0.05), "fnmr_at_10%": perfect.at(0.10), "fnmr_at_20%": perfect.at(0.20)})
+    found = measured.found[genuine_pairs].all(1)
+    for key, curve in ((PERFECT, perfect_edc(genuine, threshold)), (CEILING, perfect_edc(genuine, threshold, found))):
+        curves[key] = curve
+        rows.append({"key": key, "method": str(key), "pauc": curve.pauc(limit), "relative_to_random": curve.pauc(limit) / random_mean,
+                     "fnmr_at_5%": curve.at(0.05), "fnmr_at_10%": curve.at(0.10), "fnmr_at_20%": curve.at(0.20)})
     start = false_non_match_rate(genuine, threshold)
     rows.append({"key": RANDOM, "method": "random order (mean of %d)" % random_repeats, "pauc": random_mean, "pauc_std": random_std,
                  "relative_to_random": 1.0, "fnmr_at_5%": start, "fnmr_at_10%": start, "fnmr_at_20%": start})
@@ -59,6 +63,15 @@ def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: fl
         "rows": sorted(rows, key=lambda r: r["pauc"]),
         "curves": curves,
     }
+
+
+def gap_closed(report: dict, key, reference: Method = PERFECT) -> float:
+    """Share of the gap between random order and ``reference`` (:data:`PERFECT`, or
+    :data:`CEILING` for the share of what a gate can reach) that ``key``'s order closes, in
+    pAUC: (random - method) / (random - reference); 1 is as good as the reference."""
+    rows = {r["key"]: r for r in report["rows"]}
+    random_pauc, best = rows[RANDOM]["pauc"], rows[reference]["pauc"]
+    return (random_pauc - rows[key]["pauc"]) / max(random_pauc - best, 1e-12)
 
 
 def held_out_check(calibration: MeasuredCaptures, calibration_pairs: np.ndarray, held_out: MeasuredCaptures,
@@ -116,11 +129,12 @@ def plot_edc(report: dict, path, title: str = "", methods=None) -> None:
     limit = report["discard_limit"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for method, curve in report["curves"].items():
-        if methods is not None and method not in methods and method != PERFECT:
+        if methods is not None and method not in methods and method not in (PERFECT, CEILING):
             continue
         x = np.append(curve.discard, 1.0)
         y = np.append(curve.fnmr, curve.fnmr[-1])
-        style = {"color": "black", "linestyle": ":"} if method == PERFECT else {}
+        style = {PERFECT: {"color": "black", "linestyle": ":"},
+                 CEILING: {"color": "dimgray", "linestyle": "-."}}.get(method, {})
         ax.step(x, y, where="post", label=str(method), **style)
     ax.axhline(report["start_fnmr"], color="grey", linestyle="--", linewidth=1, label="random order (expected)")
     ax.axvline(limit, color="grey", linewidth=0.5)

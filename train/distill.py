@@ -1,0 +1,185 @@
+"""Start a member's backbone from a face recognizer's view of faces (feature distillation).
+
+No ImageNet weights can be had here, and the members trained from scratch on the labels'
+few thousand natural photos order natural captures worse than the FROQ-style observer, which
+reads the recognizer's own features. This step trains each member's feature extractor (with
+a linear projection) to reproduce the recognizer's embedding of every training crop, so the
+quality fit (``train.fit --pretrained-backbone``) starts from features that see pose,
+expression and occlusion the way a recognizer does. Only the training side of the labels'
+identity split is used: the validation people stay unseen.
+
+Target: the MobileFaceNet embedding of the crop and of its mirror, summed and normalised
+(nearly the same for a crop and its mirror image: cosine above 0.95 on the test photos; so the
+mirror augmentation keeps its target).
+Loss: 1 - cosine. The crops are the labels' aligned crops (the spec's template), which the
+recognizer re-aligns onto its own template from the template's known points.
+
+Run: ``python -m train.distill --csv runs/release/labels/labels.csv --recognizer
+../shared/models/mobilefacenet_casia.ckpt --out runs/release/distilled``; every epoch leaves
+``<arch>.resume.pt``, and the same command carries on after an interruption. Writes
+``<arch>.backbone.pt`` (torchvision key names, as ``--pretrained-backbone`` takes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from facegate.alignment import quality_template
+from facegate.models import QualityNet, backbone_state_dict, build_member, to_tensor
+from facegate.recognition import MobileFaceNetRecognizer
+from facegate.spec import ScorerSpec
+
+from .data import load_crops, read_csv, resize_all, split
+from .fit import _augment
+
+
+@dataclass
+class DistillConfig:
+    csv: Path
+    recognizer: Path
+    arch: str
+    out: Path
+    size: int = 128
+    #: framing of the labels' crops (``train.labels.training_spec``: the ArcFace template)
+    margin: float = 0.0
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2
+    seed: int = 0
+    threads: int | None = None
+
+
+def teacher_targets(crops: np.ndarray, spec: ScorerSpec, recognizer: MobileFaceNetRecognizer) -> np.ndarray:
+    """``(N, S, S, 3)`` aligned crops -> ``(N, D)`` unit vectors: the recognizer's embedding of
+    each crop plus that of its mirror, normalised (mirror-invariant)."""
+    points = quality_template(crops.shape[1], spec.margin)
+    aligned = np.stack([recognizer.align(c, points) for c in crops])
+    pair = recognizer.embed_aligned(aligned)  # image and mirror, concatenated
+    half = pair.shape[1] // 2
+    summed = pair[:, :half] + pair[:, half:]
+    return (summed / np.linalg.norm(summed, axis=1, keepdims=True)).astype(np.float32)
+
+
+class Student(nn.Module):
+    """A member's feature extractor, pooled, and a linear map to the teacher's space."""
+
+    def __init__(self, net: QualityNet, dim: int):
+        super().__init__()
+        self.net = net
+        self.project = nn.Linear(net.num_features, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.project(self.net.forward_features(x)), dim=1)
+
+
+def _cosine_on(student: Student, crops: np.ndarray, targets: np.ndarray, spec: ScorerSpec) -> float:
+    student.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(crops), 256):
+            out.append(student(to_tensor(spec, crops[start : start + 256])).numpy())
+    student.train()
+    return float(np.mean(np.sum(np.concatenate(out) * targets, 1)))
+
+
+def distill(cfg: DistillConfig, log=print) -> dict:
+    """Train one member's backbone on the teacher's targets; returns the history (mean
+    validation cosine per epoch). Resumes from ``<arch>.resume.pt`` when settings match."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    spec = ScorerSpec(input_size=cfg.size, margin=cfg.margin)
+    samples = read_csv(cfg.csv)
+    train_idx, val_idx = split(samples, cfg.val_fraction, cfg.seed)
+    cache = cfg.out / "targets.npz"
+    crops, kept = load_crops(samples, spec)
+    if cache.exists() and len(np.load(cache)["kept"]) == len(kept):
+        targets = np.load(cache)["targets"]
+    else:
+        t0 = time.time()
+        targets = teacher_targets(crops, spec, MobileFaceNetRecognizer(str(cfg.recognizer)))
+        partial = cache.with_suffix(".partial.npz")
+        np.savez(partial, targets=targets, kept=kept)
+        partial.replace(cache)  # whole or absent: a member started beside this one may read it
+        log(f"teacher targets for {len(kept)} crops in {time.time() - t0:.0f} s")
+    position = {int(k): p for p, k in enumerate(kept)}
+    tr = np.array([position[i] for i in train_idx if i in position])
+    va = np.array([position[i] for i in val_idx if i in position])
+    crops = resize_all(crops, cfg.size)
+    student = Student(build_member(cfg.arch), targets.shape[1])
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
+                                                steps_per_epoch=-(-len(tr) // cfg.batch_size))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history, start_epoch = [], 0
+    resume = cfg.out / f"{cfg.arch}.resume.pt"
+    settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}, default=str))
+    if resume.exists():
+        state = torch.load(resume, map_location="cpu", weights_only=True)
+        if state["settings"] != settings:
+            raise ValueError(f"{resume}: a run with other settings left this; remove it or use the same settings")
+        student.load_state_dict(state["student"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        history, start_epoch = json.loads(state["history"]), state["epoch"] + 1
+        log(f"{cfg.arch}: resuming after epoch {state['epoch']}")
+    val_crops, val_targets = crops[va], targets[va]
+    for epoch in range(start_epoch, cfg.epochs):
+        t0, losses = time.time(), []
+        student.train()
+        order = tr[torch.randperm(len(tr), generator=gen).numpy()]
+        for start in range(0, len(order), cfg.batch_size):
+            batch = order[start : start + cfg.batch_size]
+            if len(batch) < 2:
+                continue
+            x = _augment(to_tensor(spec, crops[batch]), gen)
+            loss = (1.0 - (student(x) * torch.from_numpy(targets[batch])).sum(1)).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        record = {"epoch": epoch, "loss": float(np.mean(losses)),
+                  "val_cosine": _cosine_on(student, val_crops, val_targets, spec),
+                  "seconds": round(time.time() - t0, 1)}
+        history.append(record)
+        log(f"{cfg.arch} distill epoch {epoch}: loss {record['loss']:.4f}, validation cosine "
+            f"{record['val_cosine']:.4f} ({record['seconds']:.0f} s)")
+        torch.save({"settings": settings, "student": student.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "gen": gen.get_state(), "history": json.dumps(history),
+                    "epoch": epoch}, resume)
+    torch.save({"arch": cfg.arch, "state_dict": backbone_state_dict(student.net), "distilled_from": str(cfg.recognizer),
+                "history": json.dumps(history)}, cfg.out / f"{cfg.arch}.backbone.pt")
+    (cfg.out / f"{cfg.arch}.distill.json").write_text(json.dumps({"settings": settings, "history": history}, indent=1))
+    return {"history": history}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--csv", type=Path, required=True)
+    parser.add_argument("--recognizer", type=Path, required=True, help="MobileFaceNet checkpoint (the teacher)")
+    parser.add_argument("--arch", required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    distill(DistillConfig(csv=args.csv, recognizer=args.recognizer, arch=args.arch, out=args.out, size=args.size,
+                          epochs=args.epochs, lr=args.lr, threads=args.threads))
+
+
+if __name__ == "__main__":
+    main()
