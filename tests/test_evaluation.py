@@ -44,6 +44,15 @@ def test_ties_are_discarded_together():
     assert np.allclose(curve.fnmr, [0.5, 0.5])
 
 
+def test_the_perfect_order_discards_equal_scores_one_at_a_time():
+    # an unreadable capture (zero embedding) gives its three comparisons the same score 0
+    genuine = np.array([0.0, 0.0, 0.0, 0.9, 0.8, 0.7])
+    perfect = perfect_edc(genuine, 0.5)
+    assert perfect.fnmr.tolist() == pytest.approx([0.5, 0.4, 0.25, 0.0, 0.0, 0.0])
+    rng = np.random.default_rng(0)
+    assert all(edc(genuine, rng.random(6), 0.5).pauc(0.5) >= perfect.pauc(0.5) for _ in range(100))
+
+
 def test_perfect_and_random_references():
     rng = np.random.default_rng(0)
     genuine = rng.normal(0.6, 0.2, 2000)
@@ -67,8 +76,8 @@ def test_ceiling_ties_the_comparisons_without_a_face_first():
     found = np.array([False, False, False] + [True] * 7)
     ceiling = perfect_edc(genuine, 0.5, found)
     # the tie of three goes first (FNMR holds at 0.3 until it is gone), then 0.2 and 0.3
-    assert ceiling.discard.tolist() == pytest.approx([0.0, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9])
-    assert ceiling.fnmr.tolist() == pytest.approx([0.3, 2 / 7, 1 / 6, 0, 0, 0, 0])
+    assert ceiling.discard.tolist() == pytest.approx([0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    assert ceiling.fnmr.tolist() == pytest.approx([0.3, 2 / 7, 1 / 6, 0, 0, 0, 0, 0])
     assert ceiling.pauc(0.2) > perfect_edc(genuine, 0.5).pauc(0.2)
     # no quality that puts the no-face comparisons first as a tie does better
     rng = np.random.default_rng(1)

@@ -370,7 +370,9 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
         "lower quality of the two captures; ties together) and FNMR recomputed (Schlett et al., arXiv 2303.13294). "
         "pAUC: area under the EDC from 0 to 20% discarded, lower is better. `perfect` discards the false "
         "non-matches first; `random order` is the mean of 50 seeded orders. `share of the gap closed`: "
-        "(random - method) / (random - perfect) pAUC. Captures in which no face is found get the lowest "
+        "(random - method) / (random - perfect) pAUC. Detection is the gate's, looking again on a brightened, "
+        "darkened, turned or padded copy where the first look finds no face (as `facegate score` does by "
+        "default and as the training labels were made). Captures in which no face is found get the lowest "
         "quality from every method (the gate rejects them as `no_face`), all tied: so no method can discard "
         "them one by one, and the FNMR stays at its start until all their comparisons are gone. `ceiling` is "
         "the best order any quality of such a gate can give (those comparisons first as one tie, then the "
@@ -393,9 +395,9 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
     for name, target in TARGETS.items():
         r = reports[name]
         ens, obs = gap_closed(r, ENSEMBLE_FULL), gap_closed(r, OBSERVER)
-        lines.append(f"| {name} | {ens:.2f} | >= {target:.2f} | {obs:.2f} | {'yes' if ens >= obs else 'no'} | "
-                     f"{'yes' if ens >= target and ens >= obs else 'no'} | {gap_closed(r, CEILING):.2f} | "
-                     f"{gap_closed(r, ENSEMBLE_FULL, CEILING):.2f} |")
+        lines.append(f"| {name} | {ens:.3f} | >= {target:.2f} | {obs:.3f} | {'yes' if ens >= obs else 'no'} | "
+                     f"{'yes' if ens >= target and ens >= obs else 'no'} | {gap_closed(r, CEILING):.3f} | "
+                     f"{gap_closed(r, ENSEMBLE_FULL, CEILING):.3f} |")
     lines += ["", "`ceiling`: the best share of the gap any quality can close when the captures without a face "
               "come first as one tie (see above); a target above it cannot be met by any score of this gate "
               "under this protocol."]
@@ -487,6 +489,9 @@ def main(argv=None):
     parser.add_argument("--validation", type=Path, default=None, metavar="LABELS_CSV",
                         help="with --gaps-only: measure the validation people of this label CSV's training split "
                              "instead of the evaluation sets (for choosing between trainings)")
+    parser.add_argument("--no-look-again", action="store_true",
+                        help="count a capture as having no face when the first detection finds none (the protocol of "
+                             "the measurements before 2026-11-30; the gate looks again by default)")
     parser.add_argument("--per-fold", type=int, default=None,
                         help="a quick trial: first N genuine and N impostor pairs of each fold, 8 CelebA identities, "
                              "fewer photos for the other checks")
@@ -504,6 +509,9 @@ def main(argv=None):
     methods = dict(views=("none",), baselines=False) if args.gaps_only else dict(views=("none", "full"))
     if args.gaps_only:
         work = work.with_name(work.name + "-gaps")
+    if args.no_look_again:
+        methods["look_again"] = False
+        work = work.with_name(work.name + "-no-look-again")
     recognizer = _recognizer(args.shared)  # loaded once, for every set
     if args.validation:
         if not args.gaps_only:
@@ -544,7 +552,8 @@ def main(argv=None):
     measured_seconds = sum(v for s in seconds for k, v in s.items() if k != "wall")
     speed = {"ms_per_capture": ms, "wall_minutes": (time.time() - t0) / 60, "measuring_minutes": measured_seconds / 60,
              "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
-    command = "python -m train.edc --shared ../shared" + (f" --weights {args.weights}" if args.weights else "")
+    command = ("python -m train.edc --shared ../shared" + (f" --weights {args.weights}" if args.weights else "")
+               + (" --no-look-again" if args.no_look_again else ""))
     write_doc(reports, calibrations, speed, extra, args.docs / "evaluation.md", command)
     out = {name: {**{k: v for k, v in r.items() if k not in ("curves", "rows")},
                   "rows": [{**{k: v for k, v in row.items() if k != "key"}, "gap_closed": gap_closed(r, row["key"]),

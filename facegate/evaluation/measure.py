@@ -120,7 +120,7 @@ def laplacian_variance(rgb: np.ndarray) -> float:
 
 def measure_captures(images, identities, *, recognizer, gate=None, weights=None, detector: str = "mtcnn",
                      observer=None, views=("none", "full"), baselines: bool = True, components: bool = False,
-                     batch_size: int = 32, progress=None) -> MeasuredCaptures:
+                     look_again: bool = True, batch_size: int = 32, progress=None) -> MeasuredCaptures:
     """Run the capture stage, score with every facegate variant and every baseline, and embed.
 
     Args:
@@ -130,6 +130,9 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
         gate: a :class:`facegate.Gate` whose capture stage and scorer to use (its scorer
             serves the view setting it was built with); default: one built from ``weights``
             and ``detector``.
+        look_again: the default capture stage looks again where it finds no face, as a
+            :class:`facegate.Gate` does by default (and as the training labels were made), so
+            a washed-out face found on a darkened copy is scored, not counted as no face.
         observer: optional :class:`facegate.observer.ObserverScorer`, scored as :data:`OBSERVER`.
         views: test-time view settings to score each member and the ensemble with.
         baselines: also measure :data:`BASELINES`.
@@ -143,7 +146,7 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
         stage, own = None, {}
     scorers = {v: own.get(v) or create_scorer(weights, views=v) for v in views}
     spec = next(iter(scorers.values())).spec
-    stage = stage or CaptureStage(spec, detector=detector)
+    stage = stage or CaptureStage(spec, detector=detector, look_again=look_again)
     methods = [Method(m, v) for v in views for m in spec.members] + [Method(ENSEMBLE, v) for v in views]
     methods += (list(BASELINES) if baselines else []) + ([OBSERVER] if observer is not None else [])
     methods += [Method(name, COMPONENT) for name in COMPONENTS] if components else []

@@ -152,9 +152,14 @@ def perfect_edc(genuine: np.ndarray, threshold: float, found: np.ndarray | None 
     the unconstrained perfect order.
     """
     genuine = np.asarray(genuine, dtype=np.float64)
+    # by rank, not by score: equal scores (an unreadable capture's zero embedding gives every
+    # comparison of it the same one) are on the same side of the threshold, and the perfect
+    # order may discard them one at a time
+    rank = np.empty(len(genuine))
+    rank[np.argsort(genuine, kind="stable")] = np.arange(len(genuine))
     if found is None:
-        return edc(genuine, genuine, threshold)
-    return edc(genuine, np.where(np.asarray(found, dtype=bool), genuine, -np.inf), threshold)
+        return edc(genuine, rank, threshold)
+    return edc(genuine, np.where(np.asarray(found, dtype=bool), rank, -np.inf), threshold)
 
 
 def random_pauc(genuine: np.ndarray, threshold: float, limit: float = 0.2, repeats: int = 50, seed: int = 0) -> tuple[float, float]:
