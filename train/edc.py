@@ -57,11 +57,12 @@ def _observer(recognizer):
 
 def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None, *, views=("none", "full"),
             observer: bool = True, baselines: bool = True, components: bool = False, weights: Path | None = None,
-            recognizer=None):
+            recognizer=None, look_again: bool = True):
     """Measure the natural and degraded sets (cached in ``work``); ``per_fold`` keeps the
     first genuine and impostor pairs of each fold only (a quick trial). ``views``,
-    ``observer``, ``baselines`` and ``components`` choose the methods measured."""
-    methods = dict(views=views, baselines=baselines, components=components, weights=weights)
+    ``observer``, ``baselines`` and ``components`` choose the methods measured; ``look_again``:
+    detection as the gate does it by default."""
+    methods = dict(views=views, baselines=baselines, components=components, weights=weights, look_again=look_again)
     pairs = [p for p in read_pairs(shared) if p.fold <= 5]
     if per_fold:
         pairs = [p for f in range(1, 6) for g in (True, False)
