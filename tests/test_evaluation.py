@@ -1,4 +1,5 @@
-"""EDC and FNMR calibration on small score sets whose answers are worked out by hand."""
+"""EDC and FNMR calibration on small score sets whose answers are worked out by hand, and the
+measurement behind them detecting as the gate does."""
 
 import numpy as np
 import pytest
@@ -131,3 +132,23 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
     low, high = out["first_minus_other_95"][0]
     assert low > 0.3 and high > low
     assert out["first_minus_other_95"][1] == [0.0, 0.0]
+
+
+def test_the_evaluation_looks_again_as_the_gate_does(fixtures, shared):
+    """A washed-out face the first look misses is found on a darkened copy, as the gate finds
+    it, and scored (low) instead of being counted as no face."""
+    from facegate.evaluation import Method, measure_captures
+    from facegate.images import load_rgb
+    from facegate.recognition import MobileFaceNetRecognizer
+    from facegate.scorer import create_scorer
+    from train.degradations import gamma
+
+    washed = gamma(load_rgb(fixtures / "tony_blair_1.jpg"), 1 / 4.5, gain=1.5)
+    options = dict(recognizer=MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt")),
+                   views=("none",), baselines=False)
+    first_look = measure_captures([washed], ["tb"], look_again=False, **options)
+    as_the_gate = measure_captures([washed], ["tb"], **options)
+    assert not first_look.found[0] and first_look.quality[Method("ensemble", "none")][0] == -np.inf
+    assert as_the_gate.found[0]
+    score = as_the_gate.quality[Method("ensemble", "none")][0]
+    assert np.isfinite(score) and score < create_scorer(None).spec.default_threshold
