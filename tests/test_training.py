@@ -276,3 +276,15 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
                            batch_size=8, val_fraction=0.34, margin=0.2,
                            pretrained_backbone=out / "mobilenet_v3_small.backbone.pt"), log=lambda *_: None)
     assert len(result["history"]) == 1
+
+
+def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):
+    import pytest
+
+    from train.release import backbone_file
+
+    assert backbone_file(None, "mobilenet_v3_small") is None  # from scratch
+    with pytest.raises(SystemExit, match="train.distill --arch mobilenet_v3_small"):
+        backbone_file(tmp_path, "mobilenet_v3_small")
+    (tmp_path / "mobilenet_v3_small.backbone.pt").write_bytes(b"")
+    assert backbone_file(tmp_path, "mobilenet_v3_small") == tmp_path / "mobilenet_v3_small.backbone.pt"

@@ -166,7 +166,9 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "and street photos of mostly adult public figures)." if v2 else "LFW-like photos (news photos of mostly") ,
         *([] if v2 else ["  adult public figures, 250x250, JPEG)."]),
         "  Other recognizers, cameras and populations can differ: calibrate the threshold on your own captures.",
-        f"- Trained from scratch on {m['captures']:,} crops: no ImageNet pretraining was available here.",
+        (f"- Backbones distilled from the label recognizer (`train.distill`), then trained on {m['captures']:,} crops; "
+         "no ImageNet pretraining was available here." if m.get("pretrained_backbones") else
+         f"- Trained from scratch on {m['captures']:,} crops: no ImageNet pretraining was available here."),
         "",
         f"Machine: {m.get('machine', 'see metrics.json')}.",
     ]
@@ -252,7 +254,9 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         "## Training",
         f"Command: `{m['command']}` (labels, then both members in parallel processes, then the scale; an",
         "interrupted run carries on from its last epoch when the same command runs again).",
-        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch), weight decay 1e-4, step",
+        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} "
+        + (f"(backbones from {', '.join(f'`{f}`' for f in m['pretrained_backbones'].values())})"
+           if m.get("pretrained_backbones") else "(from scratch)") + ", weight decay 1e-4, step",
         "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, progressive stages (size:data share:epochs)",
         f"`{m['stages']}`, best validation SRCC kept. Augmentation: horizontal flips and shifts of up to 4% of",
         "the side (nothing that changes quality)"

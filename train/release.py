@@ -126,6 +126,17 @@ def fine_tune(args, csv_path: Path, out: Path, stage: str, init_dir: Path, lr: f
     return {a: summarise(out / f"{a}.history.json") for a in MEMBERS}
 
 
+def backbone_file(folder: Path | None, arch: str) -> Path | None:
+    """``folder/<arch>.backbone.pt``, or None without a folder; a folder without it is an error
+    before any training starts, not a member silently trained from scratch."""
+    if folder is None:
+        return None
+    path = folder / f"{arch}.backbone.pt"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no backbone for {arch} (make one with python -m train.distill --arch {arch})")
+    return path
+
+
 def finished(cfg: FitConfig) -> bool:
     """Whether ``cfg``'s member has been trained to the end with these settings (its history
     records them); an unfinished one carries on from its last epoch when fitted again."""
@@ -167,6 +178,9 @@ def main(argv=None):
                         help="similarity jitter of phase 1's crops (train.fit --jitter; 0 in the shipped recipe)")
     parser.add_argument("--lr-backbone", type=float, default=5e-4,
                         help="backbone learning rate (default 5e-4: trained from scratch, not fine-tuned)")
+    parser.add_argument("--pretrained-backbones", type=Path, default=None, metavar="DIR",
+                        help="phase 1 starts each member's backbone from DIR/<arch>.backbone.pt (made by train.distill, "
+                             "or torchvision ImageNet weights saved under that name); default: from scratch")
     parser.add_argument("--variants", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rank-stage", default=RANK_STAGE,
@@ -210,20 +224,23 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone", "jitter")}
+                                           "monotone_weight", "lr_backbone", "jitter", "pretrained_backbones")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
     else:
         # Phase 1: the paper's recipe with the progressive schedule, from scratch.
         base_dir = args.work / "members"
+        backbones = {a: backbone_file(args.pretrained_backbones, a) for a in MEMBERS}
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
-                                  lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter)
+                                  lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
+                                  pretrained_backbone=backbones[a])
                          for a in MEMBERS])
         fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
-                "lr_backbone": args.lr_backbone, "jitter": args.jitter}
+                "lr_backbone": args.lr_backbone, "jitter": args.jitter,
+                "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None}}
         commands = []
         # Phase 2: fine-tune at full size with the ranking term (each degraded copy below its
         # original photo), since utility labels alone barely separate mild degradations.
