@@ -288,3 +288,18 @@ def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):
         backbone_file(tmp_path, "mobilenet_v3_small")
     (tmp_path / "mobilenet_v3_small.backbone.pt").write_bytes(b"")
     assert backbone_file(tmp_path, "mobilenet_v3_small") == tmp_path / "mobilenet_v3_small.backbone.pt"
+
+
+def test_a_trained_member_packaged_alone_is_weights_the_gate_scores_with(tmp_path, fixtures):
+    from facegate import Gate
+    from train.package import main as package
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "members", stages=[Stage(48, 1.0, 1)],
+                  batch_size=8, val_fraction=0.34, margin=0.0), log=lambda *_: None)
+    package([str(tmp_path / "members"), str(tmp_path / "weights"), "--members", "mobilenet_v3_small",
+             "--input-size", "48"])
+    gate = Gate(weights=tmp_path / "weights", threads=1)
+    assert gate.scorer.spec.members == ("mobilenet_v3_small",) and gate.scorer.spec.input_size == 48
+    result = gate.assess(fixtures / "colin_powell_1.jpg")
+    assert result.score is not None and np.isfinite(result.score)

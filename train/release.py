@@ -126,6 +126,22 @@ def fine_tune(args, csv_path: Path, out: Path, stage: str, init_dir: Path, lr: f
     return {a: summarise(out / f"{a}.history.json") for a in MEMBERS}
 
 
+def write_weights(member_dir: Path, out: Path, spec: ScorerSpec) -> ScorerSpec:
+    """A weights folder the gate loads: ``spec.members``' checkpoints from ``member_dir``, the
+    spec, and each member's ONNX graph (what the default backend runs; their sha256 go into the
+    spec, which is returned as written)."""
+    from facegate.export import export_member_graphs
+
+    out.mkdir(parents=True, exist_ok=True)
+    for arch in spec.members:
+        ckpt = torch.load(member_dir / f"{arch}.pt", map_location="cpu", weights_only=True)
+        torch.save({"arch": arch, "input_size": spec.input_size, "state_dict": ckpt["state_dict"],
+                    "stage": ckpt.get("stage"), "epoch": ckpt.get("epoch")}, out / f"{arch}.pt")
+    spec.save(out / "spec.json")
+    export_member_graphs(out, update_spec=True)
+    return ScorerSpec.load(out / "spec.json")
+
+
 def backbone_file(folder: Path | None, arch: str) -> Path | None:
     """``folder/<arch>.backbone.pt``, or None without a folder; a folder without it is an error
     before any training starts, not a member silently trained from scratch."""
@@ -276,17 +292,7 @@ def main(argv=None):
         ),
     )
     nets = {a: load_member(member_dir / f"{a}.pt", a) for a in MEMBERS}
-    args.out.mkdir(parents=True, exist_ok=True)
-    for arch in MEMBERS:
-        ckpt = torch.load(member_dir / f"{arch}.pt", map_location="cpu", weights_only=True)
-        torch.save({"arch": arch, "input_size": spec.input_size, "state_dict": ckpt["state_dict"],
-                    "stage": ckpt.get("stage"), "epoch": ckpt.get("epoch")}, args.out / f"{arch}.pt")
-    spec.save(args.out / "spec.json")
-    # what the default (onnx) backend runs; records each member's sha256 in spec.json
-    from facegate.export import export_member_graphs
-
-    export_member_graphs(args.out, update_spec=True)
-    spec = ScorerSpec.load(args.out / "spec.json")
+    spec = write_weights(member_dir, args.out, spec)
     table = ablation(csv_path, args.out)
     n_params = {a: sum(p.numel() for p in nets[a].parameters()) for a in MEMBERS}
     macs = {a: count_macs(nets[a], spec.input_size) for a in MEMBERS}
