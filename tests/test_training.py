@@ -18,7 +18,8 @@ from facegate.models import load_member
 def make_dataset(tmp_path, fixtures):
     """Face crops from the fixture photos, sharp (label 0.9) and blurred at growing
     strength (labels falling with blur), as a path,score,identity,source,degradation CSV (the
-    sharp crop of each photo is the reference of the pairwise and monotone terms)."""
+    sharp crop of each photo is the reference of the pairwise and monotone terms), with the
+    columns the score scale is fitted on (match_hard, references)."""
     from facegate.detection import MTCNNDetector, choose_primary
 
     spec = ScorerSpec(input_size=48)
@@ -34,10 +35,12 @@ def make_dataset(tmp_path, fixtures):
 
             Image.fromarray(spec.crop(img, face.landmarks, 48)).save(path)
             rows.append({"path": path.name, "score": 0.9 - 0.15 * sigma, "identity": f"person{n}",
-                         "source": name, "degradation": "none" if sigma == 0 else "blur"})
+                         "source": name, "degradation": "none" if sigma == 0 else "blur",
+                         "match_hard": 1.0 if sigma < 3 else 0.0, "references": 2})
     csv_path = tmp_path / "labels.csv"
     with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "score", "identity", "source", "degradation"])
+        writer = csv.DictWriter(fh, fieldnames=["path", "score", "identity", "source", "degradation", "match_hard",
+                                                "references"])
         writer.writeheader()
         writer.writerows(rows)
     return csv_path
@@ -297,9 +300,11 @@ def test_a_trained_member_packaged_alone_is_weights_the_gate_scores_with(tmp_pat
     csv_path = make_dataset(tmp_path, fixtures)
     fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "members", stages=[Stage(48, 1.0, 1)],
                   batch_size=8, val_fraction=0.34, margin=0.0), log=lambda *_: None)
-    package([str(tmp_path / "members"), str(tmp_path / "weights"), "--members", "mobilenet_v3_small",
-             "--input-size", "48"])
+    package([str(tmp_path / "members"), str(tmp_path / "weights"), "--csv", str(csv_path),
+             "--members", "mobilenet_v3_small", "--input-size", "48"])
     gate = Gate(weights=tmp_path / "weights", threads=1)
-    assert gate.scorer.spec.members == ("mobilenet_v3_small",) and gate.scorer.spec.input_size == 48
+    spec = gate.scorer.spec
+    assert spec.members == ("mobilenet_v3_small",) and spec.input_size == 48 and spec.score_calibration
+    # (on real data the scale has many knots and strictly monotone tails: tests/test_scale.py)
     result = gate.assess(fixtures / "colin_powell_1.jpg")
     assert result.score is not None and np.isfinite(result.score)

@@ -1,9 +1,15 @@
-"""A weights folder from trained members, without the release's score scale: for comparing
-trainings on the validation people (``train.edc --gaps-only --validation``), which orders
-captures and needs no calibration. Raw network outputs are the score (``fg-utility-v2``'s
-threshold and reliability do not apply).
+"""A weights folder from trained members, for comparing trainings on the validation people
+(``train.edc --gaps-only --validation``) without a whole release: the members, their ONNX
+graphs and the release's score scale (fitted on the same validation captures, as the release
+does), but no ablation, sensitivity or model card.
 
-Run: ``python -m train.package runs/probe/members runs/probe/weights --members mobilenet_v3_small``
+Why the scale, when the comparison only orders captures: raw outputs are clipped to the score
+range, and a member that predicts below 0 for many heavily degraded copies would give them all
+the score 0; the EDC discards tied captures together and would count that as a poor order. The
+scale's tails are strictly monotone, so every order survives.
+
+Run: ``python -m train.package runs/probe/members runs/probe/weights --csv runs/release/labels/labels.csv
+--members mobilenet_v3_small``
 """
 
 from __future__ import annotations
@@ -11,13 +17,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .release import MEMBERS, TRAINING_SPEC, write_weights
+from .release import MEMBERS, TRAINING_SPEC, calibrate_scale, write_weights
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("members_dir", type=Path, help="folder with <arch>.pt from train.fit")
     parser.add_argument("out", type=Path)
+    parser.add_argument("--csv", type=Path, required=True, help="the label CSV the members were trained on")
     parser.add_argument("--members", nargs="+", default=list(MEMBERS))
     parser.add_argument("--input-size", type=int, default=TRAINING_SPEC.input_size)
     args = parser.parse_args(argv)
@@ -26,6 +33,9 @@ def main(argv=None):
         parser.error(f"{args.members_dir}: no checkpoint for {', '.join(missing)}")
     spec = TRAINING_SPEC.with_(name=f"facegate-probe.{args.members_dir.name}", members=tuple(args.members),
                                input_size=args.input_size)
+    scale = calibrate_scale(args.csv, args.members_dir, spec)
+    spec = spec.with_(score_calibration=scale["knots"], default_threshold=scale["threshold"]["threshold"],
+                      threshold_rule="maximum Youden J on the validation captures (train.package)")
     print(f"weights: {write_weights(args.members_dir, args.out, spec).name} in {args.out}")
 
 
