@@ -37,7 +37,7 @@ from facegate.models import QualityNet, backbone_state_dict, build_member, to_te
 from facegate.recognition import MobileFaceNetRecognizer
 from facegate.spec import ScorerSpec
 
-from .data import load_crops, read_csv, resize_all, split
+from .data import load_crops, read_csv, split
 from .fit import _augment
 
 
@@ -103,9 +103,10 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     samples = read_csv(cfg.csv)
     train_idx, val_idx = split(samples, cfg.val_fraction, cfg.seed)
     cache = cfg.out / "targets.npz"
-    crops, kept = load_crops(samples, spec)
-    if cache.exists() and len(np.load(cache)["kept"]) == len(kept):
-        targets = np.load(cache)["targets"]
+    crops, kept = load_crops(samples, spec)  # at cfg.size already
+    cached = np.load(cache) if cache.exists() else None
+    if cached is not None and np.array_equal(cached["kept"], kept):
+        targets = cached["targets"]
     else:
         t0 = time.time()
         targets = teacher_targets(crops, spec, MobileFaceNetRecognizer(str(cfg.recognizer)))
@@ -116,7 +117,6 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     position = {int(k): p for p, k in enumerate(kept)}
     tr = np.array([position[i] for i in train_idx if i in position])
     va = np.array([position[i] for i in val_idx if i in position])
-    crops = resize_all(crops, cfg.size)
     student = Student(build_member(cfg.arch), targets.shape[1])
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,

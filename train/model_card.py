@@ -166,8 +166,8 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "and street photos of mostly adult public figures)." if v2 else "LFW-like photos (news photos of mostly") ,
         *([] if v2 else ["  adult public figures, 250x250, JPEG)."]),
         "  Other recognizers, cameras and populations can differ: calibrate the threshold on your own captures.",
-        (f"- Backbones distilled from the label recognizer (`train.distill`), then trained on {m['captures']:,} crops; "
-         "no ImageNet pretraining was available here." if m.get("pretrained_backbones") else
+        (f"- Backbones started from `--pretrained-backbones` files (`train.distill` or the user's own), then "
+         f"trained on {m['captures']:,} crops." if m.get("pretrained_backbones") else
          f"- Trained from scratch on {m['captures']:,} crops: no ImageNet pretraining was available here."),
         "",
         f"Machine: {m.get('machine', 'see metrics.json')}.",
