@@ -79,6 +79,21 @@ def test_tiny_progressive_training_lowers_the_loss(tmp_path, fixtures):
     assert after < before_train, (before, before_train, after)
 
 
+def test_another_seed_keeps_the_validation_people(tmp_path, fixtures):
+    """A rerun with another seed (initialisation, batch order) is compared on the same held-out
+    people; only ``split_seed`` changes who they are."""
+    csv_path = make_dataset(tmp_path, fixtures)
+    samples = read_csv(csv_path)
+    people = lambda seed: sorted({samples[i].identity for i in split(samples, 0.34, seed)[1]})  # noqa: E731
+    other = next(s for s in range(1, 50) if people(s) != people(0))
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(32, 1.0, 1)], batch_size=8,
+                    val_fraction=0.34)
+    held_out = {name: fit(FitConfig(out=tmp_path / name, **settings, **kw), log=lambda *_: None)["val_identities"]
+                for name, kw in [("first", {}), ("seed", {"seed": other}), ("split", {"split_seed": other})]}
+    assert held_out["first"] == held_out["seed"] == people(0)
+    assert held_out["split"] == people(other) != people(0)
+
+
 def _fixture_crops(fixtures, size=128):
     from facegate.detection import MTCNNDetector, choose_primary
 

@@ -69,6 +69,7 @@ class FitConfig:
     alpha: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
+    split_seed: int = 0  # apart from ``seed``: a rerun with another seed keeps the same validation people
     threads: int | None = None
     pretrained_backbone: Path | None = None
     init: Path | None = None
@@ -324,7 +325,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
     samples = read_csv(cfg.csv, target=cfg.target)
     crops, kept = load_crops(samples, spec, cfg.images)
     samples = [samples[i] for i in kept]
-    train_idx, val_idx = split(samples, cfg.val_fraction, cfg.seed)
+    train_idx, val_idx = split(samples, cfg.val_fraction, cfg.split_seed)
     scores = np.array([s.score for s in samples], dtype=np.float32)
     groups = [s.group for s in samples]
     reference = np.array([s.reference for s in samples])
@@ -486,7 +487,9 @@ def main(argv=None):
     parser.add_argument("--step-size", type=int, default=5)
     parser.add_argument("--gamma", type=float, default=0.5)
     parser.add_argument("--alpha", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="initialisation, batch order and augmentation")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="which people are held out for validation (keep it when comparing seeds)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--pretrained-backbone", type=Path, default=None)
     parser.add_argument("--init", type=Path, default=None, help="start from this facegate checkpoint")
