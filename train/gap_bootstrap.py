@@ -18,7 +18,7 @@ import numpy as np
 
 from facegate.evaluation import Method
 from facegate.evaluation.measure import impostor_comparisons
-from facegate.evaluation.metrics import (comparison_threshold, edc, pair_scores, pairwise_quality, perfect_edc,
+from facegate.evaluation.metrics import (comparison_threshold, edc, gap_share, pair_scores, pairwise_quality, perfect_edc,
                                          random_pauc)
 
 from .edc import _recognizer, measure
@@ -29,7 +29,7 @@ def share_of_gap(genuine: np.ndarray, pair_quality: np.ndarray, threshold: float
     """(random - method) / (random - perfect) pAUC, as ``train.edc`` reports it."""
     random_mean, _ = random_pauc(genuine, threshold, limit, random_repeats, seed)
     best = perfect_edc(genuine, threshold).pauc(limit)
-    return (random_mean - edc(genuine, pair_quality, threshold).pauc(limit)) / max(random_mean - best, 1e-12)
+    return gap_share(random_mean, edc(genuine, pair_quality, threshold).pauc(limit), best)
 
 
 def paired_bootstrap(genuine: np.ndarray, qualities: list[np.ndarray], threshold: float, *, limit: float = 0.2,

@@ -169,6 +169,12 @@ def random_pauc(genuine: np.ndarray, threshold: float, limit: float = 0.2, repea
     return float(np.mean(values)), float(np.std(values))
 
 
+def gap_share(random: float, method: float, reference: float) -> float:
+    """Share of the pAUC gap between random order and a reference order (perfect, or the
+    ceiling) that a method's order closes: 1 is as good as the reference, 0 no better than chance."""
+    return (random - method) / max(random - reference, 1e-12)
+
+
 @dataclass(frozen=True)
 class FNMRTarget:
     """A quality threshold chosen for a target FNMR, with what to expect at it.

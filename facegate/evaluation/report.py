@@ -12,7 +12,7 @@ import numpy as np
 
 from .measure import MeasuredCaptures, Method, impostor_comparisons
 from .metrics import (calibrate_for_fnmr, comparison_threshold, edc, false_match_rate, false_non_match_rate,
-                      pair_scores, pairwise_quality, perfect_edc, random_pauc)
+                      gap_share, pair_scores, pairwise_quality, perfect_edc, random_pauc)
 
 __all__ = ["CEILING", "PERFECT", "RANDOM", "edc_report", "gap_closed", "held_out_check", "plot_edc", "write_report"]
 
@@ -70,8 +70,7 @@ def gap_closed(report: dict, key, reference: Method = PERFECT) -> float:
     :data:`CEILING` for the share of what a gate can reach) that ``key``'s order closes, in
     pAUC: (random - method) / (random - reference); 1 is as good as the reference."""
     rows = {r["key"]: r for r in report["rows"]}
-    random_pauc, best = rows[RANDOM]["pauc"], rows[reference]["pauc"]
-    return (random_pauc - rows[key]["pauc"]) / max(random_pauc - best, 1e-12)
+    return gap_share(rows[RANDOM]["pauc"], rows[key]["pauc"], rows[reference]["pauc"])
 
 
 def held_out_check(calibration: MeasuredCaptures, calibration_pairs: np.ndarray, held_out: MeasuredCaptures,
