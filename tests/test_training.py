@@ -261,6 +261,8 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
     """train.distill: the teacher's targets do not change under the mirror (the augmentation
     keeps its target), the student moves toward them, and the backbone it writes is what
     train.fit --pretrained-backbone starts from."""
+    import pytest
+
     from facegate.models import build_member, load_backbone_weights
     from facegate.recognition import MobileFaceNetRecognizer
     from train.distill import DistillConfig, distill, teacher_targets
@@ -288,8 +290,13 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
     load_backbone_weights(net, str(out / "mobilenet_v3_small.backbone.pt"))
     student = torch.load(out / "mobilenet_v3_small.resume.pt", weights_only=True)["student"]
     assert all(torch.equal(v, student[f"net.features.{k}"]) for k, v in net.features.state_dict().items())
-    # the same command after the end carries on from the last epoch: nothing more to train
-    assert distill(cfg, log=lambda *_: None)["history"] == history
+    # the same command after the end carries on from the last epoch: nothing more to train,
+    # also when it names the labels through another path; other settings are refused
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
+    relinked = DistillConfig(**{**vars(cfg), "csv": tmp_path / "link" / csv_path.name})
+    assert distill(relinked, log=lambda *_: None)["history"] == history
+    with pytest.raises(ValueError, match="other settings"):
+        distill(DistillConfig(**{**vars(cfg), "lr": 1e-3}), log=lambda *_: None)
     result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "fit", stages=[Stage(48, 1.0, 1)],
                            batch_size=8, val_fraction=0.34, margin=0.2,
                            pretrained_backbone=out / "mobilenet_v3_small.backbone.pt"), log=lambda *_: None)
@@ -306,6 +313,25 @@ def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):
         backbone_file(tmp_path, "mobilenet_v3_small")
     (tmp_path / "mobilenet_v3_small.backbone.pt").write_bytes(b"")
     assert backbone_file(tmp_path, "mobilenet_v3_small") == tmp_path / "mobilenet_v3_small.backbone.pt"
+
+
+def test_release_phase_zero_distills_both_members_once(tmp_path, fixtures, shared):
+    """The release's phase 0 makes the teacher's targets once, distills every member's backbone
+    in parallel processes, records them for the model card, and does not redo a finished one."""
+    import argparse
+
+    from train.release import MEMBERS, backbone_file, distill_record, run_distills
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    args = argparse.Namespace(stages="48:1:1", recognizer=shared / "models" / "mobilefacenet_casia.ckpt",
+                              distill_epochs=1, jobs=2)
+    out = run_distills(args, csv_path, tmp_path / "distilled")
+    assert all(backbone_file(out, a).stat().st_size > 0 for a in MEMBERS)
+    record = distill_record(out)
+    assert set(record) == set(MEMBERS) and all(r["epochs"] == 1 and r["size"] == 48 for r in record.values())
+    made = {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in MEMBERS}
+    run_distills(args, csv_path, out)
+    assert {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in MEMBERS} == made
 
 
 def test_a_trained_member_packaged_alone_is_weights_the_gate_scores_with(tmp_path, fixtures):

@@ -38,7 +38,7 @@ from facegate.recognition import MobileFaceNetRecognizer
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
-from .fit import _augment
+from .fit import _augment, comparable
 
 
 @dataclass
@@ -92,6 +92,43 @@ def _cosine_on(student: Student, crops: np.ndarray, targets: np.ndarray, spec: S
     return float(np.mean(np.sum(np.concatenate(out) * targets, 1)))
 
 
+def cached_targets(cfg: DistillConfig, spec: ScorerSpec, crops: np.ndarray, kept: np.ndarray, log=print) -> np.ndarray:
+    """The teacher's targets for these crops, from ``out/targets.npz`` when it holds exactly
+    these crops (they take minutes: members distilled beside each other share them)."""
+    cache = cfg.out / "targets.npz"
+    cached = np.load(cache) if cache.exists() else None
+    if cached is not None and np.array_equal(cached["kept"], kept):
+        return cached["targets"]
+    t0 = time.time()
+    targets = teacher_targets(crops, spec, MobileFaceNetRecognizer(str(cfg.recognizer)))
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    partial = cache.with_suffix(".partial.npz")
+    np.savez(partial, targets=targets, kept=kept)
+    partial.replace(cache)  # whole or absent: a member started beside this one may read it
+    log(f"teacher targets for {len(kept)} crops in {time.time() - t0:.0f} s")
+    return targets
+
+
+def prepare_targets(cfg: DistillConfig, log=print) -> None:
+    """Fill the target cache once, before members are distilled in parallel processes."""
+    spec = ScorerSpec(input_size=cfg.size, margin=cfg.margin)
+    crops, kept = load_crops(read_csv(cfg.csv), spec)
+    cached_targets(cfg, spec, crops, kept, log)
+
+
+def finished(cfg: DistillConfig) -> bool:
+    """Whether ``cfg``'s backbone was distilled to the end with these settings."""
+    record = cfg.out / f"{cfg.arch}.distill.json"
+    if not (record.exists() and (cfg.out / f"{cfg.arch}.backbone.pt").exists()):
+        return False
+    recorded = json.loads(record.read_text())
+    return comparable(recorded["settings"]) == comparable(_settings(cfg)) and len(recorded["history"]) == cfg.epochs
+
+
+def _settings(cfg: DistillConfig) -> dict:
+    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}, default=str))
+
+
 def distill(cfg: DistillConfig, log=print) -> dict:
     """Train one member's backbone on the teacher's targets; returns the history (mean
     validation cosine per epoch). Resumes from ``<arch>.resume.pt`` when settings match."""
@@ -102,18 +139,8 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     spec = ScorerSpec(input_size=cfg.size, margin=cfg.margin)
     samples = read_csv(cfg.csv)
     train_idx, val_idx = split(samples, cfg.val_fraction, cfg.seed)
-    cache = cfg.out / "targets.npz"
     crops, kept = load_crops(samples, spec)  # at cfg.size already
-    cached = np.load(cache) if cache.exists() else None
-    if cached is not None and np.array_equal(cached["kept"], kept):
-        targets = cached["targets"]
-    else:
-        t0 = time.time()
-        targets = teacher_targets(crops, spec, MobileFaceNetRecognizer(str(cfg.recognizer)))
-        partial = cache.with_suffix(".partial.npz")
-        np.savez(partial, targets=targets, kept=kept)
-        partial.replace(cache)  # whole or absent: a member started beside this one may read it
-        log(f"teacher targets for {len(kept)} crops in {time.time() - t0:.0f} s")
+    targets = cached_targets(cfg, spec, crops, kept, log)
     position = {int(k): p for p, k in enumerate(kept)}
     tr = np.array([position[i] for i in train_idx if i in position])
     va = np.array([position[i] for i in val_idx if i in position])
@@ -124,10 +151,10 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     history, start_epoch = [], 0
     resume = cfg.out / f"{cfg.arch}.resume.pt"
-    settings = json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}, default=str))
+    settings = _settings(cfg)
     if resume.exists():
         state = torch.load(resume, map_location="cpu", weights_only=True)
-        if state["settings"] != settings:
+        if comparable(state["settings"]) != comparable(settings):
             raise ValueError(f"{resume}: a run with other settings left this; remove it or use the same settings")
         student.load_state_dict(state["student"])
         opt.load_state_dict(state["opt"])

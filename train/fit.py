@@ -251,7 +251,7 @@ NOT_FINGERPRINTED = ("threads", "stop_after_epochs", "device")
 
 #: Settings that name files: compared as the files they resolve to (a work folder reached
 #: through a link, or named relative to another folder, is the same run).
-PATH_SETTINGS = ("csv", "init", "pretrained_backbone")
+PATH_SETTINGS = ("csv", "init", "pretrained_backbone", "recognizer")
 
 
 def fingerprint(cfg: FitConfig) -> dict:
@@ -266,18 +266,18 @@ DEFAULT_FINGERPRINT = {k: v for k, v in fingerprint(FitConfig(csv=None, arch=Non
                        if k not in ("csv", "arch", "out")}
 
 
-def same_run(recorded: dict, cfg: FitConfig) -> bool:
-    """Whether settings recorded by an earlier run (its fingerprint) are ``cfg``'s: where the
-    run is written (``out``, the folder that holds the record) does not count, and file
-    settings count as the files they resolve to."""
-    def normal(fp: dict) -> dict:
-        # a setting added since the record was made counts as its default there
-        fp = {**DEFAULT_FINGERPRINT, **fp}
-        fp = {k: v for k, v in fp.items() if k != "out"}
-        return {k: (str(Path(v).resolve()) if k in PATH_SETTINGS and v not in (None, "None") else v)
-                for k, v in fp.items()}
+def comparable(settings: dict, defaults: dict | None = None) -> dict:
+    """Settings as two runs compare them: where the run is written (``out``, the folder that
+    holds the record) does not count, file settings count as the files they resolve to, and a
+    setting added since the record was made counts as its default (``defaults``)."""
+    settings = {**(defaults or {}), **settings}
+    return {k: (str(Path(v).resolve()) if k in PATH_SETTINGS and v not in (None, "None") else v)
+            for k, v in settings.items() if k != "out"}
 
-    return normal(recorded) == normal(fingerprint(cfg))
+
+def same_run(recorded: dict, cfg: FitConfig) -> bool:
+    """Whether settings recorded by an earlier run (its fingerprint) are ``cfg``'s."""
+    return comparable(recorded, DEFAULT_FINGERPRINT) == comparable(fingerprint(cfg))
 
 
 def _resume_state(path: Path, cfg: FitConfig, log) -> dict | None:

@@ -60,6 +60,9 @@ RESOLUTION_JITTER = 0.0
 #: Whether that term lowers the copy only (the photo's prediction taken as given): off in the
 #: shipped weights.
 RESOLUTION_COPIES_ONLY = False
+#: Epochs of feature distillation from the label recognizer (train.distill) before phase 1;
+#: 0: phase 1 starts from scratch.
+DISTILL_EPOCHS = 0
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 #: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
 TRAINING_SPEC = label_step.training_spec()
@@ -153,6 +156,22 @@ def backbone_file(folder: Path | None, arch: str) -> Path | None:
     return path
 
 
+def distill_record(folder: Path | None) -> dict:
+    """What train.distill recorded for each member's backbone in ``folder`` (settings, epochs,
+    seconds, last validation cosine), for the model card; empty for other backbones."""
+    record = {}
+    for arch in MEMBERS:
+        path = folder / f"{arch}.distill.json" if folder else None
+        if path and path.exists():
+            done = json.loads(path.read_text())
+            history = done["history"]
+            record[arch] = {"teacher": done["settings"]["recognizer"], "epochs": len(history),
+                            "size": done["settings"]["size"], "lr": done["settings"]["lr"],
+                            "seconds": round(sum(h["seconds"] for h in history), 1),
+                            "val_cosine": history[-1]["val_cosine"] if history else None}
+    return record
+
+
 def finished(cfg: FitConfig) -> bool:
     """Whether ``cfg``'s member has been trained to the end with these settings (its history
     records them); an unfinished one carries on from its last epoch when fitted again."""
@@ -184,6 +203,26 @@ def run_fits(args, configs: list[FitConfig]) -> None:
             fit(cfg)
 
 
+def run_distills(args, csv_path: Path, out: Path) -> Path:
+    """Phase 0: each member's backbone distilled from the label recognizer (``train.distill``),
+    in parallel processes after the teacher's targets are made once; a member distilled to the
+    end with these settings is not redone. Returns the folder of ``<arch>.backbone.pt``."""
+    from .distill import DistillConfig, distill, finished as distilled, prepare_targets
+
+    size = max(s.size for s in parse_stages(args.stages))
+    todo = [c for c in (DistillConfig(csv=csv_path, recognizer=args.recognizer, arch=a, out=out, size=size,
+                                      margin=TRAINING_SPEC.margin, epochs=args.distill_epochs) for a in MEMBERS)
+            if not distilled(c)]
+    if todo:
+        prepare_targets(todo[0])
+        jobs = max(1, min(args.jobs, len(todo)))
+        for cfg in todo:
+            cfg.threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            list(pool.map(distill, todo))
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -197,6 +236,11 @@ def main(argv=None):
     parser.add_argument("--pretrained-backbones", type=Path, default=None, metavar="DIR",
                         help="phase 1 starts each member's backbone from DIR/<arch>.backbone.pt (made by train.distill, "
                              "or torchvision ImageNet weights saved under that name); default: from scratch")
+    parser.add_argument("--distill-epochs", type=int, default=DISTILL_EPOCHS,
+                        help="phase 0: epochs of distilling each backbone from --recognizer's embedding "
+                             "(train.distill) before phase 1; 0: from scratch; ignored with --pretrained-backbones")
+    parser.add_argument("--recognizer", type=Path, default=None,
+                        help="teacher of phase 0 (default: SHARED/models/mobilefacenet_casia.ckpt, the label recognizer)")
     parser.add_argument("--variants", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rank-stage", default=RANK_STAGE,
@@ -240,12 +284,16 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone", "jitter", "pretrained_backbones")}
+                                           "monotone_weight", "lr_backbone", "jitter", "pretrained_backbones",
+                                           "distilled")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
     else:
         # Phase 1: the paper's recipe with the progressive schedule, from scratch.
         base_dir = args.work / "members"
+        if args.pretrained_backbones is None and args.distill_epochs > 0:
+            args.recognizer = args.recognizer or args.shared / "models" / "mobilefacenet_casia.ckpt"
+            args.pretrained_backbones = run_distills(args, csv_path, args.work / "distilled")
         backbones = {a: backbone_file(args.pretrained_backbones, a) for a in MEMBERS}
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
                                   lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
@@ -256,7 +304,8 @@ def main(argv=None):
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
                 "lr_backbone": args.lr_backbone, "jitter": args.jitter,
-                "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None}}
+                "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None},
+                "distilled": distill_record(args.pretrained_backbones)}
         commands = []
         # Phase 2: fine-tune at full size with the ranking term (each degraded copy below its
         # original photo), since utility labels alone barely separate mild degradations.
