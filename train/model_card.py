@@ -262,9 +262,23 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         "the side (nothing that changes quality)"
         + (f"; half the crops re-sampled through a random similarity of up to {m['jitter']:g} (`train.fit --jitter`)."
            if m.get("jitter") else "."),
+        *_distilled_lines(m.get("distilled") or {}),
         "How this recipe was chosen (label variants tried, the label-ranking",
         "stage left out), measured on the validation people only: docs/results.md.",
     ]
+
+
+def _distilled_lines(distilled: dict) -> list[str]:
+    """Phase 0 (train.distill), when the backbones were distilled from a recognizer."""
+    if not distilled:
+        return []
+    lines = ["", "Phase 0 (`train.distill`): each backbone, with a linear map, first trained to reproduce the",
+             "teacher's embedding of every training crop (crop and mirror summed, normalised; loss 1 - cosine;",
+             "AdamW with a one-cycle schedule; training side of the labels' identity split only):"]
+    for arch, r in distilled.items():
+        lines.append(f"- {arch}: teacher `{r['teacher']}`, {r['epochs']} epochs at {r['size']} px, peak lr {r['lr']:g}, "
+                     f"{r['seconds'] / 60:.0f} min, validation cosine to the teacher {r['val_cosine']:.2f}.")
+    return lines + [""]
 
 
 def write(weights: Path) -> Path:
