@@ -96,7 +96,8 @@ def render(spec: ScorerSpec, m: dict) -> str:
         ]
     commands = m.get("commands", [m["command"]])
     if len(commands) > 1:
-        lines += ["", f"The shipped weights were made in {len(commands)} invocations, each resuming from the one before:", ""]
+        lines += ["", f"The shipped weights were made by these {len(commands)} invocations, in order, each later one "
+                  "reusing what the earlier ones wrote:", ""]
         lines += [f"{n}. `{c}`" for n, c in enumerate(commands, 1)]
     lines += [
         "",
@@ -257,7 +258,8 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} "
         + (f"(backbones from {', '.join(f'`{f}`' for f in m['pretrained_backbones'].values())})"
            if m.get("pretrained_backbones") else "(from scratch)") + ", weight decay 1e-4, step",
-        "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, progressive stages (size:data share:epochs)",
+        "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, "
+        + ("progressive stages" if "," in m["stages"] else "one stage") + " (size:data share:epochs)",
         f"`{m['stages']}`, best validation SRCC kept. Augmentation: horizontal flips and shifts of up to 4% of",
         "the side (nothing that changes quality)"
         + (f"; half the crops re-sampled through a random similarity of up to {m['jitter']:g} (`train.fit --jitter`)."
