@@ -236,7 +236,8 @@ def main(argv=None):
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="similarity jitter of phase 1's crops (train.fit --jitter; 0 in the shipped recipe)")
     parser.add_argument("--lr-backbone", type=float, default=5e-4,
-                        help="backbone learning rate (default 5e-4: trained from scratch, not fine-tuned)")
+                        help="backbone learning rate (default 5e-4, the head's: the backbones are trained on, "
+                             "whether distilled or from scratch, not just fine-tuned)")
     parser.add_argument("--pretrained-backbones", type=Path, default=None, metavar="DIR",
                         help="phase 1 starts each member's backbone from DIR/<arch>.backbone.pt (made by train.distill, "
                              "or torchvision ImageNet weights saved under that name) instead of phase 0")
@@ -293,7 +294,8 @@ def main(argv=None):
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
     else:
-        # Phase 1: the paper's recipe (members, heads, MSECorrLoss) from the distilled backbones.
+        # Phase 1: the paper's recipe (members, heads, MSECorrLoss) from the phase-0 backbones
+        # (or from scratch with --distill-epochs 0).
         base_dir = args.work / "members"
         if args.pretrained_backbones is None and args.distill_epochs > 0:
             args.recognizer = args.recognizer or args.shared / "models" / "mobilefacenet_casia.ckpt"
