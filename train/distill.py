@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from facegate.recognition import MobileFaceNetRecognizer
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
-from .fit import _augment, comparable
+from .fit import _augment, comparable, recorded_settings
 
 
 @dataclass
@@ -122,11 +122,7 @@ def finished(cfg: DistillConfig) -> bool:
     if not (record.exists() and (cfg.out / f"{cfg.arch}.backbone.pt").exists()):
         return False
     recorded = json.loads(record.read_text())
-    return comparable(recorded["settings"]) == comparable(_settings(cfg)) and len(recorded["history"]) == cfg.epochs
-
-
-def _settings(cfg: DistillConfig) -> dict:
-    return json.loads(json.dumps({k: v for k, v in asdict(cfg).items() if k != "threads"}, default=str))
+    return comparable(recorded["settings"]) == comparable(recorded_settings(cfg, ("threads",))) and len(recorded["history"]) == cfg.epochs
 
 
 def distill(cfg: DistillConfig, log=print) -> dict:
@@ -151,7 +147,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     history, start_epoch = [], 0
     resume = cfg.out / f"{cfg.arch}.resume.pt"
-    settings = _settings(cfg)
+    settings = recorded_settings(cfg, ("threads",))
     if resume.exists():
         state = torch.load(resume, map_location="cpu", weights_only=True)
         if comparable(state["settings"]) != comparable(settings):

@@ -254,10 +254,16 @@ NOT_FINGERPRINTED = ("threads", "stop_after_epochs", "device")
 PATH_SETTINGS = ("csv", "init", "pretrained_backbone", "recognizer")
 
 
+def recorded_settings(cfg, ignore=()) -> dict:
+    """A config dataclass as JSON holds it (paths as strings), less the ``ignore`` fields: what a
+    run records so that a later run can tell whether it is the same one."""
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ignore}
+    return json.loads(json.dumps(keep, default=str))
+
+
 def fingerprint(cfg: FitConfig) -> dict:
     """What a resumed run must share with the run it resumes (threads and the stop may differ)."""
-    keep = {k: v for k, v in asdict(cfg).items() if k not in NOT_FINGERPRINTED}
-    return json.loads(json.dumps(keep, default=str))
+    return recorded_settings(cfg, NOT_FINGERPRINTED)
 
 
 #: Every defaulted setting as a fingerprint holds it: a record made before a setting existed

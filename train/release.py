@@ -196,15 +196,21 @@ def run_fits(args, configs: list[FitConfig]) -> None:
             and not (args.skip_training and (c.out / f"{c.arch}.history.json").exists())]
     if not todo:
         return
-    jobs = max(1, min(args.jobs, len(todo)))
-    for cfg in todo:
+    in_parallel(fit, todo, args.jobs)
+
+
+def in_parallel(run, configs: list, jobs: int) -> None:
+    """``run`` on each config, in up to ``jobs`` spawned processes that share the cores out
+    (each config's ``threads``); in this process when one job is left."""
+    jobs = max(1, min(jobs, len(configs)))
+    for cfg in configs:
         cfg.threads = max(1, (os.cpu_count() or 1) // jobs)
     if jobs > 1:
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(fit, todo))
+            list(pool.map(run, configs))
     else:
-        for cfg in todo:
-            fit(cfg)
+        for cfg in configs:
+            run(cfg)
 
 
 def run_distills(args, csv_path: Path, out: Path) -> Path:
@@ -219,11 +225,7 @@ def run_distills(args, csv_path: Path, out: Path) -> Path:
             if not distilled(c)]
     if todo:
         prepare_targets(todo[0])
-        jobs = max(1, min(args.jobs, len(todo)))
-        for cfg in todo:
-            cfg.threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            list(pool.map(distill, todo))
+        in_parallel(distill, todo, args.jobs)
     return out
 
 
