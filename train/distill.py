@@ -41,6 +41,10 @@ from .data import load_crops, read_csv, split
 from .fit import _augment, comparable, recorded_settings
 
 
+#: What may differ between a run and the run it resumes or repeats.
+NOT_RECORDED = ("threads",)
+
+
 @dataclass
 class DistillConfig:
     csv: Path
@@ -122,7 +126,8 @@ def finished(cfg: DistillConfig) -> bool:
     if not (record.exists() and (cfg.out / f"{cfg.arch}.backbone.pt").exists()):
         return False
     recorded = json.loads(record.read_text())
-    return comparable(recorded["settings"]) == comparable(recorded_settings(cfg, ("threads",))) and len(recorded["history"]) == cfg.epochs
+    same = comparable(recorded["settings"]) == comparable(recorded_settings(cfg, NOT_RECORDED))
+    return same and len(recorded["history"]) == cfg.epochs
 
 
 def distill(cfg: DistillConfig, log=print) -> dict:
@@ -147,7 +152,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     history, start_epoch = [], 0
     resume = cfg.out / f"{cfg.arch}.resume.pt"
-    settings = recorded_settings(cfg, ("threads",))
+    settings = recorded_settings(cfg, NOT_RECORDED)
     if resume.exists():
         state = torch.load(resume, map_location="cpu", weights_only=True)
         if comparable(state["settings"]) != comparable(settings):

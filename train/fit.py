@@ -464,9 +464,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
                             "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
                             "stage_best": stage_best, "best": best, "history": history}, partial)
                 partial.replace(resume_path)
-    cfg_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
-    result = {"config": cfg_json, "fingerprint": fingerprint(cfg), "history": history, "best": best, "val_identities": sorted(
-        {samples[i].identity or "" for i in val_idx})}
+    result = {"config": recorded_settings(cfg), "fingerprint": fingerprint(cfg), "history": history, "best": best,
+              "val_identities": sorted({samples[i].identity or "" for i in val_idx})}
     if d.main:
         (cfg.out / f"{cfg.arch}.history.json").write_text(json.dumps(result, indent=1))
         resume_path.unlink(missing_ok=True)  # finished: the history says so
