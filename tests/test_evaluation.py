@@ -134,6 +134,27 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
     assert out["first_minus_other_95"][1] == [0.0, 0.0]
 
 
+def test_misses_by_kind_counts_the_failures_a_quality_leaves_in():
+    """train.edc_misses' table: a quality that knows the comparison scores takes out only
+    failures, one that ranks a kind's matching pairs lowest wastes its discards on them."""
+    from train.edc_misses import misses_by_kind
+
+    rng = np.random.default_rng(1)
+    kinds = np.array(["blur", "noise"] * 100)
+    genuine = rng.uniform(0, 1, 200)
+    threshold = 0.3
+    failed = genuine < threshold
+    noise_first = np.where(kinds == "noise", -1.0 + genuine, genuine)  # every noisy pair lowest
+    out = misses_by_kind(kinds, genuine, threshold, {"knows": genuine, "noise first": noise_first}, discard=0.2)
+    assert out["all"]["pairs"] == 200 and out["all"]["failed"] == failed.sum()
+    assert out["blur"]["failed"] + out["noise"]["failed"] == out["all"]["failed"]
+    assert out["all"]["knows"] == {"caught": min(40, int(failed.sum())), "wasted": max(0, 40 - int(failed.sum()))}
+    noisy_failed = int((failed & (kinds == "noise")).sum())
+    assert out["noise"]["noise first"]["caught"] == min(noisy_failed, 40)
+    assert out["blur"]["noise first"] == {"caught": 0, "wasted": 0}
+    assert out["noise"]["noise first"]["wasted"] == 40 - out["noise"]["noise first"]["caught"]
+
+
 def test_the_evaluation_looks_again_as_the_gate_does(fixtures, shared):
     """A washed-out face the first look misses is found on a darkened copy, as the gate finds
     it, and scored (low) instead of being counted as no face."""

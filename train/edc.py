@@ -24,6 +24,7 @@ import csv
 import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,8 @@ import torch
 
 from facegate.evaluation import (BASELINES, CEILING, OBSERVER, MeasuredCaptures, Method, edc_report, gap_closed,
                                  held_out_check, measure_captures, plot_edc)
-from facegate.evaluation.measure import CENTRED_LANDMARKS
+from facegate.evaluation.measure import CENTRED_LANDMARKS, impostor_comparisons
+from facegate.evaluation.metrics import comparison_threshold, pair_scores, pairwise_quality
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
 
@@ -121,6 +123,32 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
     probes = {"rows": np.arange(len(lefts)), "cols": np.arange(len(lefts), len(lefts) + len(copies.names))}
     return {"natural": (natural, natural_pairs[genuine], {}), "degraded": (degraded, degraded_pairs[genuine], probes)}, \
         {"folds": folds[genuine], "records": records}
+
+
+@dataclass
+class Comparisons:
+    """One LFW set of ``measure`` as its EDC sees it: the genuine comparisons' scores and the
+    recognizer's threshold fixed at the FMR over the set's impostor comparisons."""
+
+    captures: MeasuredCaptures
+    pairs: np.ndarray
+    genuine: np.ndarray
+    threshold: float
+
+    def pair_quality(self, method: Method) -> np.ndarray:
+        return pairwise_quality(self.captures.quality[method], self.pairs)
+
+
+def lfw_comparisons(shared: Path, work: Path, fmr: float = 1e-3, recognizer=None) -> tuple[dict[str, Comparisons], dict]:
+    """The natural and degraded LFW sets from ``measure``'s cache in ``work`` (as train.edc fixes
+    their thresholds), and its record of the pairs (folds, degradation of each copy)."""
+    sets, meta = measure(shared, work, observer=False, recognizer=recognizer)
+    out = {}
+    for name, (captures, pairs, probes) in sets.items():
+        _, impostor = impostor_comparisons(captures, probes.get("rows"), probes.get("cols"))
+        out[name] = Comparisons(captures, pairs, pair_scores(captures.embeddings, pairs),
+                                comparison_threshold(impostor=impostor, fmr=fmr))
+    return out, meta
 
 
 def celeba_sets(shared: Path, work: Path, recognizer, seed: int = 0, observer=None, weights: Path | None = None,

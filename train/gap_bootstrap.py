@@ -17,11 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from facegate.evaluation import Method
-from facegate.evaluation.measure import impostor_comparisons
-from facegate.evaluation.metrics import (comparison_threshold, edc, gap_share, pair_scores, pairwise_quality, perfect_edc,
-                                         random_pauc)
+from facegate.evaluation.metrics import edc, gap_share, perfect_edc, random_pauc
 
-from .edc import _recognizer, measure
+from .edc import _recognizer, lfw_comparisons
 
 
 def share_of_gap(genuine: np.ndarray, pair_quality: np.ndarray, threshold: float, limit: float,
@@ -60,19 +58,16 @@ def main(argv=None):
     parser.add_argument("--resamples", type=int, default=300)
     args = parser.parse_args(argv)
     recognizer = _recognizer(args.shared)
-    measured = [measure(args.shared, cache, observer=False, recognizer=recognizer)[0] for cache in args.caches]
+    measured = [lfw_comparisons(args.shared, cache, args.fmr, recognizer)[0] for cache in args.caches]
     method = Method(args.method, args.views)
     out = {}
     for name in ("natural", "degraded"):
-        captures, pairs, probes = measured[0][name]
+        first = measured[0][name]
         for other in measured[1:]:
-            if other[name][0].names != captures.names:
+            if other[name].captures.names != first.captures.names:
                 parser.error(f"{name}: the caches hold different captures; compare measurements of the same sets")
-        _, impostor = impostor_comparisons(captures, probes.get("rows"), probes.get("cols"))
-        threshold = comparison_threshold(impostor=impostor, fmr=args.fmr)  # as train.edc fixes it
-        genuine = pair_scores(captures.embeddings, pairs)
-        qualities = [pairwise_quality(m[name][0].quality[method], pairs) for m in measured]
-        out[f"LFW {name}"] = paired_bootstrap(genuine, qualities, threshold, limit=args.limit,
+        qualities = [m[name].pair_quality(method) for m in measured]
+        out[f"LFW {name}"] = paired_bootstrap(first.genuine, qualities, first.threshold, limit=args.limit,
                                               resamples=args.resamples)
     print(json.dumps({"caches": [str(c) for c in args.caches], "method": str(method), **out}, indent=1))
 
