@@ -6,7 +6,7 @@ of the gap closed, and to what.
 
     python -m train.edc_misses runs/edc/<weights> [--discard 0.2]
 
-Methods: the ensemble with full views and the FROQ observer (as ``train.edc`` records them).
+Methods: the ensemble with full views and the FROQ observer, those of them the folder holds.
 """
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ def main(argv=None):
     sets, meta = lfw_comparisons(args.shared, args.cache, args.fmr, _recognizer(args.shared))
     degraded = sets["degraded"]
     kinds = np.array([r["kind"] for r in meta["records"] if r["genuine"]])
+    methods = [m for m in METHODS if m in degraded.captures.quality]
+    if not methods:
+        parser.error(f"{args.cache}: no measurement of {', '.join(map(str, METHODS))} there; make it with train.edc")
     table = misses_by_kind(kinds, degraded.genuine, degraded.threshold,
-                           {str(m): degraded.pair_quality(m) for m in METHODS}, args.discard)
+                           {str(m): degraded.pair_quality(m) for m in methods}, args.discard)
     print(json.dumps({"cache": str(args.cache), "threshold": degraded.threshold, "discard": args.discard,
                       "by_kind": table}, indent=1))
 
