@@ -92,7 +92,19 @@ def make_bad_inputs(folder: Path) -> list[tuple[str, str, str]]:
     return cases
 
 
-def render(cases, records: dict[str, dict]) -> str:
+def kept_sections(path: Path) -> str:
+    """What follows the generated table in ``path`` (the hand-kept sections, from its first
+    ``## `` heading on), so that writing the table again does not delete them."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    at = text.find("\n## ")
+    return text[at:] if at >= 0 else ""
+
+
+def render(cases, records: dict[str, dict], root: Path | None = None) -> str:
+    """The table; ``root`` (the fixture's temporary folder) is cut from the messages' paths, so
+    the file does not change from one run to the next."""
     lines = [
         "# Bad inputs: what `facegate filter` reports",
         "",
@@ -110,6 +122,8 @@ def render(cases, records: dict[str, dict]) -> str:
         else:
             status = rec["status"]
             message = rec.get("error") or "; ".join(rec.get("notes") or []) or ", ".join(rec.get("reasons") or [])
+            if root is not None:
+                message = message.replace(f"{root}{os.sep}", "")
         if name == "no_permission.jpg" and os.geteuid() == 0:
             message = "this run was as root, which reads any file; another user gets unreadable: permission denied"
         shown = name.encode("utf-8", "backslashreplace").decode()
@@ -133,7 +147,7 @@ def main(argv=None):
         subprocess.run([sys.executable, "-m", "facegate.cli", "filter", str(tmp / "src"), "--accepted",
                         str(tmp / "a"), "--rejected", str(tmp / "r"), "--manifest", str(manifest)], check=False)
         records = {r["file"]: r for r in map(json.loads, manifest.read_text().splitlines())}
-        args.write.write_text(render(cases, records))
+        args.write.write_text(render(cases, records, tmp / "src") + kept_sections(args.write))
         os.chmod(tmp / "src" / "no_permission.jpg", 0o600)
         shutil.rmtree(tmp, ignore_errors=True)
     print(args.write)
