@@ -45,13 +45,13 @@ from .scale import isotonic_knots, reliability_table
 
 #: Schedule of the shipped weights (size:data fraction:epochs per stage): one short stage from
 #: the distilled backbones. The progressive schedule of the paper ("64:0.4:5,96:0.7:5,128:1:7",
-#: the first fg-utility-v2 weights, from scratch) washes the distilled features out: from a distilled start it
-#: ordered natural photos no better than from scratch (docs/results.md). A short progressive
-#: schedule ("64:0.4:1,96:0.7:1,128:1:4") is as good and was not shipped: one large photo's
-#: decision then differs at the working resolution (docs/results.md, runs/v3p).
+#: the first fg-utility-v2 weights, from scratch) washes the distilled features out: from a
+#: distilled start it ordered natural photos no better than from scratch (docs/results.md). A
+#: short progressive schedule ("64:0.4:1,96:0.7:1,128:1:4") is as good and was not shipped: one
+#: large photo's decision then differs at the working resolution (docs/results.md, runs/v3p).
 SHIPPED_STAGES = "128:1:5"
 #: Fine-tuning stage with the ranking term (each degraded copy in the labels below its photo),
-#: after the progressive schedule. Off for the v2 weights: on the validation people it took the
+#: after phase 1. Off for the v2 weights: on the validation people it took the
 #: share of the gap closed on degraded captures from 0.83 to 0.65 (``train.edc --validation``),
 #: since it orders copies against their photo whatever the labels say.
 RANK_STAGE = ""
