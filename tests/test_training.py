@@ -349,3 +349,38 @@ def test_a_trained_member_packaged_alone_is_weights_the_gate_scores_with(tmp_pat
     # (on real data the scale has many knots and strictly monotone tails: tests/test_scale.py)
     result = gate.assess(fixtures / "colin_powell_1.jpg")
     assert result.score is not None and np.isfinite(result.score)
+
+
+def test_the_consistency_view_moves_each_crop_by_whole_pixels_never_by_none():
+    from train.fit import moved_by_pixels
+
+    x = torch.rand(32, 3, 20, 20)
+    moved = moved_by_pixels(x, torch.Generator().manual_seed(0), 3)
+    assert moved.shape == x.shape
+    shifts = []
+    for i in range(len(x)):
+        # the shift that explains the moved crop, found from the pixels alone
+        found = [(dy, dx) for dy in range(-3, 4) for dx in range(-3, 4)
+                 if torch.equal(moved[i, :, max(0, dy):20 + min(0, dy), max(0, dx):20 + min(0, dx)],
+                                x[i, :, max(0, -dy):20 - max(0, dy), max(0, -dx):20 - max(0, dx)])]
+        assert len(found) == 1 and found[0] != (0, 0), (i, found)
+        shifts.append(found[0])
+    seen = set(shifts)
+    assert len(seen) > 8  # each crop draws its own shift
+    # edges are repeated into the gap, not wrapped round
+    i, (dy, _) = next((i, s) for i, s in enumerate(shifts) if s[0] > 0)
+    assert all(torch.equal(moved[i, :, row], moved[i, :, dy]) for row in range(dy))
+
+
+def test_a_training_with_the_consistency_term_scores_each_batch_twice_and_records_it(tmp_path, fixtures):
+    """The term trains end to end (both views through the net, finite losses) and is part of
+    what a resumed run must share: a run recorded before the setting existed had it off."""
+    from train.fit import DEFAULT_FINGERPRINT, fingerprint
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    cfg = FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out", stages=[Stage(48, 1.0, 2)],
+                    batch_size=8, val_fraction=0.34, seed=0, consistency=5.0)
+    result = fit(cfg, log=lambda *_: None)
+    assert all(np.isfinite(h["loss"]) for h in result["history"]) and len(result["history"]) == 2
+    assert result["config"]["consistency"] == 5.0 and fingerprint(cfg)["consistency"] == 5.0
+    assert DEFAULT_FINGERPRINT["consistency"] == 0.0

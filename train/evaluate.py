@@ -124,13 +124,28 @@ def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people:
         round_no += 1
 
 
+EIGHT_DIRECTIONS = [(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, -1), (1, -1), (-1, 1)]
+
+
+def shifted_crop(crop: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """``crop`` moved by whole pixels, its edge rows and columns repeated into the gap."""
+    h, w = crop.shape[:2]
+    padded = np.pad(crop, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    y0, x0 = abs(dy) - dy, abs(dx) - dx
+    return np.ascontiguousarray(padded[y0:y0 + h, x0:x0 + w])
+
+
 def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, draws: int = 8, seed: int = 0,
                        weights: Path | None = None, threads: int | None = None,
-                       people: set[str] | None = None) -> dict:
+                       people: set[str] | None = None, shift: int = 0) -> dict:
     """How far a score moves when the landmarks move as little as two detectors disagree:
     each of the 5 points of each photo's face shifted by Gaussian noise of ``jitter`` times
     the eye distance (``draws`` times), the face cropped and scored again. A user's own
-    aligner never puts the points exactly where ours does."""
+    aligner never puts the points exactly where ours does.
+
+    ``shift`` > 0: instead, the crop itself moved by that many whole pixels in each of 8
+    directions (edges replicated): no resampling at all, so what moves the score is the
+    networks' own sensitivity to where the face sits."""
     gate = Gate(weights=weights, threads=threads)
     rng = np.random.default_rng([seed, 1])
     spreads, deviations, flips, bases = [], [], 0, []
@@ -138,7 +153,10 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
         points = base.face.landmarks
         eyes = float(np.linalg.norm(points[1] - points[0]))
         crops = [gate.spec.crop(rgb, points)]
-        crops += [gate.spec.crop(rgb, points + rng.normal(0, jitter * eyes, points.shape)) for _ in range(draws)]
+        if shift:
+            crops += [shifted_crop(crops[0], dx * shift, dy * shift) for dx, dy in EIGHT_DIRECTIONS]
+        else:
+            crops += [gate.spec.crop(rgb, points + rng.normal(0, jitter * eyes, points.shape)) for _ in range(draws)]
         scores = gate.scorer.score(np.stack(crops)).ensemble
         spreads.append(float(scores.max() - scores.min()))
         deviations.append(float(np.abs(scores[1:] - scores[0]).mean()))
@@ -156,7 +174,8 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
                 "median_spread": float(np.median(spreads[keep])), "p95_spread": float(np.percentile(spreads[keep], 95)),
                 "max_spread": float(spreads[keep].max())}
 
-    return {"jitter": jitter, "draws": draws, **stats(np.ones(len(spreads), bool)),
+    moved = {"shift_px": shift} if shift else {"jitter": jitter, "draws": draws}
+    return {**moved, **stats(np.ones(len(spreads), bool)),
             "within_25_of_threshold": stats(near),
             "decision_changes": flips, "share_decision_changes": flips / len(spreads)}
 
@@ -215,6 +234,8 @@ def main(argv=None):
     j.add_argument("--shared", type=Path, default=Path("../shared"))
     j.add_argument("--photos", type=int, default=100)
     j.add_argument("--jitter", type=float, default=0.01, help="noise per landmark, as a share of the eye distance")
+    j.add_argument("--shift", type=int, default=0,
+                   help="move the crop by this many whole pixels in 8 directions instead of jittering landmarks")
     j.add_argument("--weights", type=Path, default=None)
     j.add_argument("--threads", type=int, default=None)
     j.add_argument("--people", choices=["lfw", "celeba"], default="lfw",
@@ -230,7 +251,7 @@ def main(argv=None):
         if args.people == "celeba":
             people = {f"celeba/{name}" for name in celeba_identities(args.shared, evaluation=True)}
         print(json.dumps(landmark_stability(args.shared, args.photos, args.jitter, weights=args.weights,
-                                            threads=args.threads, people=people), indent=1))
+                                            threads=args.threads, people=people, shift=args.shift), indent=1))
     else:
         people = validation_people(args.csv) if args.people == "validation" else None
         print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads,

@@ -80,6 +80,7 @@ class FitConfig:
     monotone_mix: str | None = None
     monotone_eyes: tuple[float, float] = (8.0, 28.0)
     jitter: float = 0.0
+    consistency: float = 0.0
     select: str = "srcc"
     target: str = "score"
     margin: float = 0.2
@@ -125,6 +126,29 @@ def _augment(x: torch.Tensor, gen: torch.Generator, jitter: float = 0.0) -> torc
     if jitter > 0:
         x = _similarity_jitter(x, gen, jitter)
     return x
+
+
+#: How far the consistency view moves a 128 px crop at most (scaled with the stage's size):
+#: the working resolution's landmarks differ from full resolution's by up to 1.35% of the
+#: eye distance, and users' aligners by more.
+CONSISTENCY_PIXELS = 3
+
+
+def moved_by_pixels(x: torch.Tensor, gen: torch.Generator, most: int) -> torch.Tensor:
+    """Each crop of ``x`` moved by its own whole-pixel shift of 1 to ``most`` pixels (per
+    axis; never none), edges repeated: the same face, framed as another aligner would."""
+    b, _, h, w = x.shape
+    steps = torch.randint(-most, most + 1, (b, 2), generator=gen)
+    still = (steps == 0).all(1)
+    steps[still, 0] = torch.where(torch.rand(int(still.sum()), generator=gen) < 0.5, -1, 1)
+    padded = torch.nn.functional.pad(x, (most, most, most, most), mode="replicate")
+    return torch.stack([padded[i, :, most - dy: most - dy + h, most - dx: most - dx + w]
+                        for i, (dy, dx) in enumerate(steps.tolist())])
+
+
+def consistency_term(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between two scores of the same capture."""
+    return (first - second).pow(2).mean()
 
 
 def _similarity_jitter(x: torch.Tensor, gen: torch.Generator, jitter: float) -> torch.Tensor:
@@ -414,9 +438,19 @@ def fit(cfg: FitConfig, log=print) -> dict:
             for batch in batches:
                 if len(batch) < 2:
                     continue
-                x = on_device(_augment(to_tensor(stage_spec, x_train[batch]), gen, cfg.jitter))
-                pred = forward_sharded(model, net, x, d)
-                loss = loss_fn(pred, on_device(y_train[batch]))
+                x = _augment(to_tensor(stage_spec, x_train[batch]), gen, cfg.jitter)
+                if cfg.consistency > 0:
+                    # the batch again, each crop moved by a pixel or few: both views learn the
+                    # label and must agree (the score must not hang on exact framing)
+                    both = forward_sharded(model, net, on_device(torch.cat([x, moved_by_pixels(
+                        x, gen, CONSISTENCY_PIXELS * stage.size // 128 or 1)])), d).view(2, len(batch))
+                    target = on_device(y_train[batch])
+                    pred = both[0]
+                    loss = (loss_fn(both[0], target) + loss_fn(both[1], target)) / 2
+                    loss = loss + cfg.consistency * consistency_term(both[0], both[1])
+                else:
+                    pred = forward_sharded(model, net, on_device(x), d)
+                    loss = loss_fn(pred, on_device(y_train[batch]))
                 if cfg.rank_weight > 0:
                     a, b = rank_pairs([groups[used[i]] for i in batch], reference[used[batch]])
                     if len(a):
@@ -512,6 +546,9 @@ def main(argv=None):
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="re-sample half the crops through a random similarity this large (shift as a share of "
                              "the side, scale, radians), so the score does not hang on exact landmark placement")
+    parser.add_argument("--consistency", type=float, default=0.0,
+                        help="weight of the term: the same crop moved by 1-3 px scores the same (each batch is "
+                             "scored twice, so an epoch costs about twice as long)")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
     parser.add_argument("--target", default="score", help="CSV column trained on (default: score)")
