@@ -90,6 +90,8 @@ def render(spec: ScorerSpec, m: dict) -> str:
             lines += [f"Half the crops of that stage are re-sampled through a random similarity (shift up to {j:.0%} of",
                       f"the side, scale 1 +- {j:g}, rotation +- {j:g} rad) so that the score does not hang on exactly",
                       "where the landmarks fell (`train.fit --jitter`)."]
+        if m.get("resolution_consistency"):
+            lines += [_consistency_line(m["resolution_consistency"], "that stage")]
         lines += [
             "The checkpoint kept is the epoch with the highest validation SRCC plus validation order accuracy",
             "(share of validation photos that outscore a worse copy of themselves, fixed seed).",
@@ -264,10 +266,17 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         "the side (nothing that changes quality)"
         + (f"; half the crops re-sampled through a random similarity of up to {m['jitter']:g} (`train.fit --jitter`)."
            if m.get("jitter") else "."),
+        *([_consistency_line(m["consistency"], "phase 1")] if m.get("consistency") else []),
         *_distilled_lines(m.get("distilled") or {}),
         "How this recipe was chosen (label variants tried, the label-ranking",
         "stage left out), measured on the validation people only: docs/results.md.",
     ]
+
+
+def _consistency_line(weight: float, where: str) -> str:
+    return (f"In {where} every batch is scored twice, the second time with each crop moved by 1-3 px; both views "
+            f"learn the label and their mean squared difference enters the loss at weight {weight:g} "
+            "(`train.fit --consistency`): a score that does not hang on the exact framing.")
 
 
 def _distilled_lines(distilled: dict) -> list[str]:

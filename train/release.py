@@ -50,6 +50,9 @@ from .scale import isotonic_knots, reliability_table
 #: short progressive schedule ("64:0.4:1,96:0.7:1,128:1:4") is as good and was not shipped: one
 #: large photo's decision then differs at the working resolution (docs/results.md, runs/v3p).
 SHIPPED_STAGES = "128:1:5"
+#: Weight of the consistency term (train.fit --consistency) in phase 1 and in the last stage.
+CONSISTENCY = 0.0
+RESOLUTION_CONSISTENCY = 0.0
 #: Fine-tuning stage with the ranking term (each degraded copy in the labels below its photo),
 #: after phase 1. Off for the v2 weights: on the validation people it took the
 #: share of the gap closed on degraded captures from 0.83 to 0.65 (``train.edc --validation``),
@@ -239,6 +242,8 @@ def main(argv=None):
     parser.add_argument("--stages", default=SHIPPED_STAGES)
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="similarity jitter of phase 1's crops (train.fit --jitter; 0 in the shipped recipe)")
+    parser.add_argument("--consistency", type=float, default=CONSISTENCY,
+                        help="phase 1's consistency term: a crop moved by 1-3 px scores the same (train.fit --consistency)")
     parser.add_argument("--lr-backbone", type=float, default=5e-4,
                         help="backbone learning rate (default 5e-4, the head's: the backbones are trained on, "
                              "whether distilled or from scratch, not just fine-tuned)")
@@ -270,6 +275,8 @@ def main(argv=None):
                         help="margin of both ranking terms in the resolution stage")
     parser.add_argument("--resolution-jitter", type=float, default=RESOLUTION_JITTER,
                         help="similarity jitter of the resolution stage's crops (see train.fit --jitter)")
+    parser.add_argument("--resolution-consistency", type=float, default=RESOLUTION_CONSISTENCY,
+                        help="the consistency term in the resolution stage (train.fit --consistency)")
     parser.add_argument("--resolution-copies-only", action=argparse.BooleanOptionalAction,
                         default=RESOLUTION_COPIES_ONLY,
                         help="the on-the-fly term lowers the copy only, never lifts its photo (train.fit --monotone-copies-only)")
@@ -293,7 +300,7 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone", "jitter", "pretrained_backbones",
+                                           "monotone_weight", "lr_backbone", "jitter", "consistency", "pretrained_backbones",
                                            "distilled")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
@@ -307,13 +314,13 @@ def main(argv=None):
         backbones = {a: backbone_file(args.pretrained_backbones, a) for a in MEMBERS}
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
                                   lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
-                                  pretrained_backbone=backbones[a])
+                                  consistency=args.consistency, pretrained_backbone=backbones[a])
                          for a in MEMBERS])
         fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
-                "lr_backbone": args.lr_backbone, "jitter": args.jitter,
+                "lr_backbone": args.lr_backbone, "jitter": args.jitter, "consistency": args.consistency,
                 "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None},
                 "distilled": distill_record(args.pretrained_backbones)}
         commands = []
@@ -331,7 +338,8 @@ def main(argv=None):
                           rank_weight=args.resolution_rank_weight,
                           rank_margin=args.resolution_margin, monotone_weight=args.resolution_weight,
                           monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes),
-                          jitter=args.resolution_jitter, monotone_copies_only=args.resolution_copies_only)
+                          jitter=args.resolution_jitter, monotone_copies_only=args.resolution_copies_only,
+                          consistency=args.resolution_consistency)
         fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
@@ -375,6 +383,7 @@ def main(argv=None):
         "resolution_margin": args.resolution_margin,
         "resolution_jitter": args.resolution_jitter,
         "resolution_copies_only": args.resolution_copies_only,
+        "resolution_consistency": args.resolution_consistency,
         "command": "python -m train.release --shared ../shared",
         "commands": commands,
         "seconds_total": round(time.time() - t0, 1),
