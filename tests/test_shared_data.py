@@ -78,6 +78,10 @@ def test_landmark_stability_measures_the_spread_that_landmark_noise_causes(share
     assert still["photos"] == small["photos"] == 4
     assert still["max_spread"] == 0.0 and still["decision_changes"] == 0
     assert 0.0 < small["mean_abs_change"] < large["mean_abs_change"]
+    # the crop itself moved by whole pixels, scored without test-time views: the scores move
+    moved = landmark_stability(shared, photos=4, shift=2, threads=2, views="none")
+    assert moved["photos"] == 4 and moved["shift_px"] == 2 and moved["views"] == "none"
+    assert moved["mean_abs_change"] > 0.0
 
 
 def test_validation_sets_hold_only_the_validation_people_of_the_training_split(shared, tmp_path):

@@ -137,7 +137,7 @@ def shifted_crop(crop: np.ndarray, dx: int, dy: int) -> np.ndarray:
 
 def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, draws: int = 8, seed: int = 0,
                        weights: Path | None = None, threads: int | None = None,
-                       people: set[str] | None = None, shift: int = 0) -> dict:
+                       people: set[str] | None = None, shift: int = 0, views: str = "full") -> dict:
     """How far a score moves when the landmarks move as little as two detectors disagree:
     each of the 5 points of each photo's face shifted by Gaussian noise of ``jitter`` times
     the eye distance (``draws`` times), the face cropped and scored again. A user's own
@@ -145,8 +145,8 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
 
     ``shift`` > 0: instead, the crop itself moved by that many whole pixels in each of 8
     directions (edges replicated): no resampling at all, so what moves the score is the
-    networks' own sensitivity to where the face sits."""
-    gate = Gate(weights=weights, threads=threads)
+    networks' own sensitivity to where the face sits. ``views``: the test-time views scored."""
+    gate = Gate(weights=weights, threads=threads, views=views)
     rng = np.random.default_rng([seed, 1])
     spreads, deviations, flips, bases = [], [], 0, []
     for _, rgb, base in held_out_faces(shared, gate, photos, seed, people):
@@ -175,6 +175,7 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
                 "max_spread": float(spreads[keep].max())}
 
     moved = {"shift_px": shift} if shift else {"jitter": jitter, "draws": draws}
+    moved["views"] = views
     return {**moved, **stats(np.ones(len(spreads), bool)),
             "within_25_of_threshold": stats(near),
             "decision_changes": flips, "share_decision_changes": flips / len(spreads)}
@@ -236,6 +237,8 @@ def main(argv=None):
     j.add_argument("--jitter", type=float, default=0.01, help="noise per landmark, as a share of the eye distance")
     j.add_argument("--shift", type=int, default=0,
                    help="move the crop by this many whole pixels in 8 directions instead of jittering landmarks")
+    j.add_argument("--views", choices=["none", "flip", "full"], default="full",
+                   help="test-time views scored (default: those the weights were trained for)")
     j.add_argument("--weights", type=Path, default=None)
     j.add_argument("--threads", type=int, default=None)
     j.add_argument("--people", choices=["lfw", "celeba"], default="lfw",
@@ -251,7 +254,7 @@ def main(argv=None):
         if args.people == "celeba":
             people = {f"celeba/{name}" for name in celeba_identities(args.shared, evaluation=True)}
         print(json.dumps(landmark_stability(args.shared, args.photos, args.jitter, weights=args.weights,
-                                            threads=args.threads, people=people, shift=args.shift), indent=1))
+                                            threads=args.threads, people=people, shift=args.shift, views=args.views), indent=1))
     else:
         people = validation_people(args.csv) if args.people == "validation" else None
         print(json.dumps(sensitivity(args.shared, args.photos, weights=args.weights, threads=args.threads,
