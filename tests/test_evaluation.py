@@ -153,6 +153,12 @@ def test_misses_by_kind_counts_the_failures_a_quality_leaves_in():
     assert out["noise"]["noise first"]["caught"] == min(noisy_failed, 40)
     assert out["blur"]["noise first"] == {"caught": 0, "wasted": 0}
     assert out["noise"]["noise first"]["wasted"] == 40 - out["noise"]["noise first"]["caught"]
+    assert "failed_clean_too" not in out["all"]
+    # the failures that fail with clean photos as well: counted within the failures of each kind
+    clean_fails = genuine < 0.1
+    counted = misses_by_kind(kinds, genuine, threshold, {"knows": genuine}, failed_clean=clean_fails)
+    assert counted["all"]["failed_clean_too"] == int(clean_fails.sum())
+    assert counted["blur"]["failed_clean_too"] == int((clean_fails & (kinds == "blur")).sum())
 
 
 def test_the_evaluation_looks_again_as_the_gate_does(fixtures, shared):

@@ -1,8 +1,9 @@
 """Which failed comparisons does a quality leave in? On ``train.edc``'s LFW degraded set (a
 clean photo against a degraded copy of its pair's other photo), the genuine comparisons that
 fail at the threshold fixed at FMR 1e-3, and how many of them the lowest ``--discard`` share of
-pairs by each method takes out, by the copy's degradation. Where a method loses the share
-of the gap closed, and to what.
+pairs by each method takes out, by the copy's degradation, and how many of those failures
+fail with both photos clean as well (the copy did not cause them). Where a method loses the
+share of the gap closed, and to what.
 
     python -m train.edc_misses runs/edc/<weights> [--discard 0.2]
 
@@ -25,10 +26,12 @@ METHODS = (Method("ensemble", "full"), OBSERVER)
 
 
 def misses_by_kind(kinds: np.ndarray, genuine: np.ndarray, threshold: float, qualities: dict[str, np.ndarray],
-                   discard: float = 0.2) -> dict:
+                   discard: float = 0.2, failed_clean: np.ndarray | None = None) -> dict:
     """Per degradation kind: pairs, failed pairs, and for each method the failures among its
     lowest ``discard`` share of pairs (``caught``) and the pairs that match among them
-    (``wasted``). Ties in quality keep the pairs' order (as no face found: all tied lowest)."""
+    (``wasted``). Ties in quality keep the pairs' order (as no face found: all tied lowest).
+    ``failed_clean``: which pairs fail with both photos clean too (the natural set); their
+    count among the failures (``failed_clean_too``) says how many the copy did not cause."""
     failed = genuine < threshold
     cut = int(round(discard * len(genuine)))
     lowest = {}
@@ -40,6 +43,8 @@ def misses_by_kind(kinds: np.ndarray, genuine: np.ndarray, threshold: float, qua
     for kind in [*sorted(set(kinds)), "all"]:
         mask = np.ones(len(kinds), bool) if kind == "all" else kinds == kind
         out[kind] = {"pairs": int(mask.sum()), "failed": int((failed & mask).sum()),
+                     **({"failed_clean_too": int((failed & failed_clean & mask).sum())} if failed_clean is not None
+                        else {}),
                      **{name: {"caught": int((failed & low & mask).sum()), "wasted": int((~failed & low & mask).sum())}
                         for name, low in lowest.items()}}
     return out
@@ -59,7 +64,8 @@ def main(argv=None):
     if not methods:
         parser.error(f"{args.cache}: no measurement of {', '.join(map(str, METHODS))} there; make it with train.edc")
     table = misses_by_kind(kinds, degraded.genuine, degraded.threshold,
-                           {str(m): degraded.pair_quality(m) for m in methods}, args.discard)
+                           {str(m): degraded.pair_quality(m) for m in methods}, args.discard,
+                           failed_clean=sets["natural"].genuine < sets["natural"].threshold)
     print(json.dumps({"cache": str(args.cache), "threshold": degraded.threshold, "discard": args.discard,
                       "by_kind": table}, indent=1))
 
