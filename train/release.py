@@ -300,8 +300,8 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone", "jitter", "consistency", "pretrained_backbones",
-                                           "distilled")}
+                                           "monotone_weight", "lr_backbone", "jitter", "consistency",
+                                           "pretrained_backbones", "distilled")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
     else:
