@@ -439,18 +439,18 @@ def fit(cfg: FitConfig, log=print) -> dict:
                 if len(batch) < 2:
                     continue
                 x = _augment(to_tensor(stage_spec, x_train[batch]), gen, cfg.jitter)
+                target = on_device(y_train[batch])
                 if cfg.consistency > 0:
                     # the batch again, each crop moved by a pixel or few: both views learn the
                     # label and must agree (the score must not hang on exact framing)
                     both = forward_sharded(model, net, on_device(torch.cat([x, moved_by_pixels(
                         x, gen, CONSISTENCY_PIXELS * stage.size // 128 or 1)])), d).view(2, len(batch))
-                    target = on_device(y_train[batch])
                     pred = both[0]
                     loss = (loss_fn(both[0], target) + loss_fn(both[1], target)) / 2
                     loss = loss + cfg.consistency * consistency_term(both[0], both[1])
                 else:
                     pred = forward_sharded(model, net, on_device(x), d)
-                    loss = loss_fn(pred, on_device(y_train[batch]))
+                    loss = loss_fn(pred, target)
                 if cfg.rank_weight > 0:
                     a, b = rank_pairs([groups[used[i]] for i in batch], reference[used[batch]])
                     if len(a):
@@ -547,7 +547,7 @@ def main(argv=None):
                         help="re-sample half the crops through a random similarity this large (shift as a share of "
                              "the side, scale, radians), so the score does not hang on exact landmark placement")
     parser.add_argument("--consistency", type=float, default=0.0,
-                        help="weight of the term: the same crop moved by 1-3 px scores the same (each batch is "
+                        help=f"weight of the term: the same crop moved by 1-{CONSISTENCY_PIXELS} px (at 128 px) scores the same (each batch is "
                              "scored twice, so an epoch costs about twice as long)")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")

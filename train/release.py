@@ -40,7 +40,7 @@ from . import labels as label_step
 from . import model_card
 from .data import load_crops, read_csv, split
 from .evaluate import ablation, sensitivity, validation_people
-from .fit import NOT_FINGERPRINTED, FitConfig, fit, parse_stages, predict, same_run
+from .fit import CONSISTENCY_PIXELS, NOT_FINGERPRINTED, FitConfig, fit, parse_stages, predict, same_run
 from .scale import isotonic_knots, reliability_table
 
 #: Schedule of the shipped weights (size:data fraction:epochs per stage): one short stage from
@@ -243,7 +243,8 @@ def main(argv=None):
     parser.add_argument("--jitter", type=float, default=0.0,
                         help="similarity jitter of phase 1's crops (train.fit --jitter; 0 in the shipped recipe)")
     parser.add_argument("--consistency", type=float, default=CONSISTENCY,
-                        help="phase 1's consistency term: a crop moved by 1-3 px scores the same (train.fit --consistency)")
+                        help=f"phase 1's consistency term: a crop moved by 1-{CONSISTENCY_PIXELS} px scores the same "
+                             "(train.fit --consistency)")
     parser.add_argument("--lr-backbone", type=float, default=5e-4,
                         help="backbone learning rate (default 5e-4, the head's: the backbones are trained on, "
                              "whether distilled or from scratch, not just fine-tuned)")
