@@ -384,3 +384,22 @@ def test_a_training_with_the_consistency_term_scores_each_batch_twice_and_record
     assert all(np.isfinite(h["loss"]) for h in result["history"]) and len(result["history"]) == 2
     assert result["config"]["consistency"] == 5.0 and fingerprint(cfg)["consistency"] == 5.0
     assert DEFAULT_FINGERPRINT["consistency"] == 0.0
+
+
+def test_the_model_card_says_where_the_consistency_term_was_used_and_how_far_crops_moved():
+    """Rendered from the shipped metrics with the term switched on: phase 1 and the last stage
+    each get their line, with the move the training really used."""
+    import json
+
+    from train.fit import CONSISTENCY_PIXELS
+    from train.model_card import render
+
+    weights = Path(__file__).resolve().parents[1] / "facegate" / "weights"
+    spec = ScorerSpec.load(weights / "spec.json")
+    metrics = json.loads((weights / "metrics.json").read_text())
+    assert "scored twice" not in render(spec, metrics)
+    card = render(spec, {**metrics, "consistency": 50.0, "resolution_consistency": 20.0})
+    lines = [line for line in card.splitlines() if "scored twice" in line]
+    assert len(lines) == 2 and "phase 1" in lines[0] and "that stage" in lines[1]
+    assert all(f"1-{CONSISTENCY_PIXELS} px" in line for line in lines)
+    assert "weight 50" in card and "weight 20" in card

@@ -69,12 +69,13 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
     if per_fold:
         pairs = [p for f in range(1, 6) for g in (True, False)
                  for p in [q for q in pairs if q.fold == f and q.genuine == g][:per_fold]]
-    recognizer = recognizer or _recognizer(shared)
-    observer = _observer(recognizer) if observer else None
     work.mkdir(parents=True, exist_ok=True)
+    natural_cache, degraded_cache = work / "natural.npz", work / "degraded.npz"
+    if not (natural_cache.exists() and degraded_cache.exists()):  # the recognizer only to measure
+        recognizer = recognizer or _recognizer(shared)
+        observer = _observer(recognizer) if observer else None
     photos = sorted({str(p) for pair in pairs for p in (pair.left, pair.right)})
     index = {p: i for i, p in enumerate(photos)}
-    natural_cache = work / "natural.npz"
     if natural_cache.exists():
         natural = MeasuredCaptures.load(natural_cache)
     else:
@@ -85,7 +86,6 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
         natural.save(natural_cache)
     natural_pairs = np.array([[index[str(p.left)], index[str(p.right)]] for p in pairs])
 
-    degraded_cache = work / "degraded.npz"
     rng = np.random.default_rng(seed)
     records, images = [], []
     kinds = sorted(DEGRADATIONS)

@@ -274,7 +274,10 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
 
 
 def _consistency_line(weight: float, where: str) -> str:
-    return (f"In {where} every batch is scored twice, the second time with each crop moved by 1-3 px; both views "
+    from .fit import CONSISTENCY_PIXELS  # torch only when the card has this line
+
+    return (f"In {where} every batch is scored twice, the second time with each crop moved by "
+            f"1-{CONSISTENCY_PIXELS} px (at 128 px); both views "
             f"learn the label and their mean squared difference enters the loss at weight {weight:g} "
             "(`train.fit --consistency`): a score that does not hang on the exact framing.")
 
