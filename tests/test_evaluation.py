@@ -179,3 +179,23 @@ def test_the_evaluation_looks_again_as_the_gate_does(fixtures, shared):
     assert as_the_gate.found[0]
     score = as_the_gate.quality[Method("ensemble", "none")][0]
     assert np.isfinite(score) and score < create_scorer(None).spec.default_threshold
+
+
+def test_caught_by_one_only_lists_the_failures_only_that_method_takes_out_with_the_worse_photo():
+    """Of four pairs, two fail; the first method's lowest pair is one failure, the second's the
+    other: each method lists its own catch, naming the photo it found worse, with percentiles."""
+    from train.edc_misses import caught_by_one_only
+
+    names = [f"p{i}.jpg" for i in range(8)]
+    pairs = np.array([[0, 1], [2, 3], [4, 5], [6, 7]])
+    genuine = np.array([0.1, 0.2, 0.8, 0.9])  # pairs 0 and 1 fail at 0.5
+    first = np.array([9, 0, 9, 8, 9, 7, 9, 6], float)   # pair 0 lowest (photo 1)
+    second = np.array([9, 8, 0, 9, 9, 7, 9, 6], float)  # pair 1 lowest (photo 2)
+    out = caught_by_one_only(genuine, 0.5, pairs, names, {"first": first, "second": second}, discard=0.25)
+    assert [r["photo"] for r in out["first"]] == ["p1.jpg"]
+    assert [r["photo"] for r in out["second"]] == ["p2.jpg"]
+    # photo 1: the lowest of 8 for the first method, the fourth lowest (3 of 7 steps up) for the second
+    assert out["first"][0]["percentile first"] == 0.0 and out["first"][0]["percentile second"] == round(3 / 7, 3)
+    # both take out the same failure: neither lists it
+    both = caught_by_one_only(genuine, 0.5, pairs, names, {"first": first, "same": first}, discard=0.25)
+    assert both == {"first": [], "same": []}

@@ -3,7 +3,9 @@ clean photo against a degraded copy of its pair's other photo), the genuine comp
 fail at the threshold fixed at FMR 1e-3, and how many of them the lowest ``--discard`` share of
 pairs by each method takes out, by the copy's degradation, and how many of those failures
 fail with both photos clean as well (the copy did not cause them). Where a method loses the
-share of the gap closed, and to what.
+share of the gap closed, and to what. On the natural set, the same count, and the failures
+one method takes out and the other leaves in, each with the photo that method found worse and
+that photo's percentile under both (where the ensemble loses to the observer, and on what).
 
     python -m train.edc_misses runs/edc/<weights> [--discard 0.2]
 
@@ -19,10 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from facegate.evaluation import OBSERVER, Method
+from facegate.evaluation.metrics import pairwise_quality
 
-from .edc import _recognizer, lfw_comparisons
+from .edc import lfw_comparisons
 
 METHODS = (Method("ensemble", "full"), OBSERVER)
+
+
+def lowest_share(quality: np.ndarray, discard: float) -> np.ndarray:
+    """The lowest ``discard`` share of ``quality`` (ties keep their order, as the EDC takes them)."""
+    low = np.zeros(len(quality), bool)
+    low[np.argsort(quality, kind="stable")[:int(round(discard * len(quality)))]] = True
+    return low
 
 
 def misses_by_kind(kinds: np.ndarray, genuine: np.ndarray, threshold: float, qualities: dict[str, np.ndarray],
@@ -33,12 +43,7 @@ def misses_by_kind(kinds: np.ndarray, genuine: np.ndarray, threshold: float, qua
     ``failed_clean``: which pairs fail with both photos clean too (the natural set); their
     count among the failures (``failed_clean_too``) says how many the copy did not cause."""
     failed = genuine < threshold
-    cut = int(round(discard * len(genuine)))
-    lowest = {}
-    for name, quality in qualities.items():
-        low = np.zeros(len(genuine), bool)
-        low[np.argsort(quality, kind="stable")[:cut]] = True
-        lowest[name] = low
+    lowest = {name: lowest_share(quality, discard) for name, quality in qualities.items()}
     out = {}
     for kind in [*sorted(set(kinds)), "all"]:
         mask = np.ones(len(kinds), bool) if kind == "all" else kinds == kind
@@ -50,6 +55,27 @@ def misses_by_kind(kinds: np.ndarray, genuine: np.ndarray, threshold: float, qua
     return out
 
 
+def caught_by_one_only(genuine: np.ndarray, threshold: float, pairs: np.ndarray, names: list[str],
+                       qualities: dict[str, np.ndarray], discard: float = 0.2) -> dict:
+    """For each method (``qualities``: per capture, a pair's quality its lower one), the failed
+    pairs among its lowest ``discard`` share that no other method's takes out: the photo it
+    found worse and that photo's percentile among all captures under every method (0: lowest)."""
+    low = {name: lowest_share(pairwise_quality(q, pairs), discard) for name, q in qualities.items()}
+    rank = {name: np.argsort(np.argsort(q, kind="stable"), kind="stable") / max(1, len(q) - 1)
+            for name, q in qualities.items()}
+    failed = genuine < threshold
+    out = {}
+    for name in qualities:
+        alone = failed & low[name] & ~np.any([low[o] for o in qualities if o != name] or [np.zeros_like(failed)], 0)
+        rows = []
+        for a, b in pairs[alone]:
+            worse = a if qualities[name][a] <= qualities[name][b] else b
+            rows.append({"photo": names[worse], **{f"percentile {o}": round(float(rank[o][worse]), 3)
+                                                   for o in qualities}})
+        out[name] = rows
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("cache", type=Path, help="a train.edc measurement folder (runs/edc/...)")
@@ -57,7 +83,7 @@ def main(argv=None):
     parser.add_argument("--fmr", type=float, default=1e-3)
     parser.add_argument("--discard", type=float, default=0.2)
     args = parser.parse_args(argv)
-    sets, meta = lfw_comparisons(args.shared, args.cache, args.fmr, _recognizer(args.shared))
+    sets, meta = lfw_comparisons(args.shared, args.cache, args.fmr)
     degraded = sets["degraded"]
     kinds = np.array([r["kind"] for r in meta["records"] if r["genuine"]])
     methods = [m for m in METHODS if m in degraded.captures.quality]
@@ -66,8 +92,16 @@ def main(argv=None):
     table = misses_by_kind(kinds, degraded.genuine, degraded.threshold,
                            {str(m): degraded.pair_quality(m) for m in methods}, args.discard,
                            failed_clean=sets["natural"].genuine < sets["natural"].threshold)
+    natural = sets["natural"]
+    qualities = {str(m): natural.captures.quality[m] for m in methods}
+    natural_table = misses_by_kind(np.full(len(natural.genuine), "natural"), natural.genuine, natural.threshold,
+                                   {name: natural.pair_quality(m) for name, m in zip(qualities, methods)},
+                                   args.discard)["natural"]
+    only = caught_by_one_only(natural.genuine, natural.threshold, natural.pairs, natural.captures.names, qualities,
+                              args.discard)
     print(json.dumps({"cache": str(args.cache), "threshold": degraded.threshold, "discard": args.discard,
-                      "by_kind": table}, indent=1))
+                      "by_kind": table, "natural": {"threshold": natural.threshold, **natural_table,
+                                                    "caught_by_one_only": only}}, indent=1))
 
 
 if __name__ == "__main__":
