@@ -64,9 +64,10 @@ def caught_by_one_only(genuine: np.ndarray, threshold: float, pairs: np.ndarray,
     rank = {name: np.argsort(np.argsort(q, kind="stable"), kind="stable") / max(1, len(q) - 1)
             for name, q in qualities.items()}
     failed = genuine < threshold
+    discarded_by = np.sum(list(low.values()), 0)  # how many methods discard each pair
     out = {}
     for name in qualities:
-        alone = failed & low[name] & ~np.any([low[o] for o in qualities if o != name] or [np.zeros_like(failed)], 0)
+        alone = failed & low[name] & (discarded_by == 1)
         rows = []
         for a, b in pairs[alone]:
             worse = a if qualities[name][a] <= qualities[name][b] else b
@@ -84,15 +85,14 @@ def main(argv=None):
     parser.add_argument("--discard", type=float, default=0.2)
     args = parser.parse_args(argv)
     sets, meta = lfw_comparisons(args.shared, args.cache, args.fmr)
-    degraded = sets["degraded"]
+    degraded, natural = sets["degraded"], sets["natural"]
     kinds = np.array([r["kind"] for r in meta["records"] if r["genuine"]])
     methods = [m for m in METHODS if m in degraded.captures.quality]
     if not methods:
         parser.error(f"{args.cache}: no measurement of {', '.join(map(str, METHODS))} there; make it with train.edc")
     table = misses_by_kind(kinds, degraded.genuine, degraded.threshold,
                            {str(m): degraded.pair_quality(m) for m in methods}, args.discard,
-                           failed_clean=sets["natural"].genuine < sets["natural"].threshold)
-    natural = sets["natural"]
+                           failed_clean=natural.genuine < natural.threshold)
     qualities = {str(m): natural.captures.quality[m] for m in methods}
     natural_table = misses_by_kind(np.full(len(natural.genuine), "natural"), natural.genuine, natural.threshold,
                                    {name: natural.pair_quality(m) for name, m in zip(qualities, methods)},
