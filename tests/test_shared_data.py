@@ -55,6 +55,19 @@ def test_labels_fall_with_degradation(shared, tmp_path):
     assert np.mean(by_kind["degraded"]) < np.mean(by_kind["clean"])
     assert (tmp_path / rows[0]["path"]).is_file()
 
+    # copies of one kind labelled again: they replace that kind's rows, the others stay as
+    # they were, and hiding part of the face costs utility against the same references
+    build(shared, tmp_path, variants=1, seed=3, limit_people=40, only="accessory")
+    added = list(csv.DictReader(csv_path.open()))
+    others = [r for r in rows if r["degradation"] != "accessory"]
+    assert len(others) < len(rows) and added[: len(others)] == others
+    worn = added[len(others):]
+    assert worn and {r["degradation"] for r in worn} == {"accessory"}
+    assert all((tmp_path / r["path"]).is_file() for r in worn)
+    assert len({r["path"] for r in added}) == len(added)
+    clean_match = np.mean([float(r["match"]) for r in rows if r["degradation"] == "none"])
+    assert np.mean([float(r["match"]) for r in worn]) < clean_match
+
 
 def test_held_out_faces_score_lower_when_degraded(shared):
     """The issue's sensitivity check on a smaller sample (the release measures 100 photos):

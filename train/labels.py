@@ -6,7 +6,8 @@ Who: the LFW training people (folds 1-5 held out) and the CelebA training identi
 
 Captures: every photo of a person with a good reference besides it, as it is, and
 ``variants`` copies degraded at random (``train/degradations.py``, including the
-training-only turned photos and JPEG quality 1-5). Every capture goes through facegate's
+training-only turned photos, JPEG quality 1-5 and accessories: sunglasses, a cap, hair, a
+hand). Every capture goes through facegate's
 capture stage as inference does (detection, look-again, alignment onto the spec's crop):
 a copy in which no face is found is no training sample, the gate rejects it anyway.
 
@@ -57,8 +58,9 @@ TAU = 0.04
 FMR = 1e-3
 #: A reference is good when it matches at least this share of its identity's other photos.
 GOOD_REFERENCE = 0.5
-#: Share of degraded copies that are a turned photo, and that are JPEG quality 1-5.
-ROTATION_SHARE, JPEG_EXTREME_SHARE = 0.12, 0.06
+#: Share of degraded copies that are a turned photo, that are JPEG quality 1-5, and that
+#: wear an accessory (sunglasses, a cap, hair, a hand: ``degradations._accessory``).
+ROTATION_SHARE, JPEG_EXTREME_SHARE, ACCESSORY_SHARE = 0.12, 0.06, 0.10
 
 CSV_FIELDS = [
     "path", "score", "identity", "source", "degradation", "severity", "match", "match_hard",
@@ -133,22 +135,27 @@ def soft_match(cosines: np.ndarray, threshold: float, tau: float = TAU) -> np.nd
 
 
 def draw_degradation(rng: np.random.Generator) -> list[tuple[str, float]]:
-    """One degraded copy's recipe: a turned photo, extreme JPEG, or one or two of
-    :data:`DEGRADATIONS` at random severities."""
+    """One degraded copy's recipe: a turned photo, extreme JPEG, an accessory, or one or two
+    of :data:`DEGRADATIONS` at random severities."""
     u = rng.uniform()
-    if u < ROTATION_SHARE:
-        return [("rotation", float(rng.uniform()))]
-    if u < ROTATION_SHARE + JPEG_EXTREME_SHARE:
-        return [("jpeg_extreme", float(rng.uniform()))]
+    for kind, upto in (("rotation", ROTATION_SHARE), ("jpeg_extreme", ROTATION_SHARE + JPEG_EXTREME_SHARE),
+                       ("accessory", ROTATION_SHARE + JPEG_EXTREME_SHARE + ACCESSORY_SHARE)):
+        if u < upto:
+            return [(kind, float(rng.uniform()))]
     kinds = sorted(DEGRADATIONS)
     count = 1 if rng.uniform() < 0.7 else 2
     return [(str(k), float(rng.uniform())) for k in rng.choice(kinds, size=count, replace=False)]
 
 
 def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: int | None = None,
-          checkpoint: Path | None = None, spec: ScorerSpec | None = None) -> Path:
+          checkpoint: Path | None = None, spec: ScorerSpec | None = None, only: str | None = None) -> Path:
     """Write ``labels.csv`` and its crops into ``out``; crops and detections follow ``spec``
-    (default: :func:`training_spec`), so labels see the faces inference will see."""
+    (default: :func:`training_spec`), so labels see the faces inference will see.
+
+    ``only``: a degradation kind; label ``variants`` copies of that kind per photo and no
+    clean captures, and add them to the ``labels.csv`` already in ``out`` (same photos,
+    threshold and references: its cached detections are reused). For measuring what one
+    kind of copy adds to a training without labelling everything again."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -188,10 +195,10 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
         if not len(refs):
             continue
         rgb = load_rgb(photo)
-        captures = [("none", 0.0, rgb, landmarks[str(photo)], spec.crop(rgb, landmarks[str(photo)]), "")]
+        captures = [] if only else [("none", 0.0, rgb, landmarks[str(photo)], spec.crop(rgb, landmarks[str(photo)]), "")]
         for k in range(variants):
             img, lm = rgb, landmarks[str(photo)]
-            recipe = draw_degradation(rng)
+            recipe = [(only, float(rng.uniform()))] if only else draw_degradation(rng)
             for kind, severity in recipe:
                 img, lm = degrade(img, lm, kind, severity, rng)
             found = stage.analyse_rgb(img, source=f"{photo} copy {k}")
@@ -200,13 +207,15 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
                 continue
             captures.append(("+".join(kind for kind, _ in recipe), max(s for _, s in recipe), img,
                              found.primary.landmarks, found.crop, found.found_by or ""))
+        if not captures:
+            continue
         aligned = np.stack([recognizer.align(img, lm) for _, _, img, lm, _, _ in captures])
         emb = recognizer.embed_aligned(aligned)
         observed = observer.score_aligned(aligned)
         sims = emb @ ref_emb.T
         impostor = ref_ident != name
         for k, ((kind, severity, _, _, crop, found_by), s, obs) in enumerate(zip(captures, sims, observed)):
-            rel = f"crops/{photo.parent.name}_{photo.stem}_{k}.png"
+            rel = f"crops/{photo.parent.name}_{photo.stem}_{only + '_' if only else ''}{k}.png"
             cv2.imwrite(str(out / rel), crop[..., ::-1])
             genuine = s[refs]
             imp = s[impostor]
@@ -225,11 +234,17 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     for row in rows:
         row["score"] = row["match"]
     csv_path = out / "labels.csv"
-    with csv_path.open("w", newline="") as fh:
+    if only:
+        with csv_path.open(newline="") as fh:
+            earlier = [r for r in csv.DictReader(fh) if r["degradation"] != only]
+        rows = earlier + rows
+    partial = csv_path.with_suffix(".csv.partial")
+    with partial.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    match = np.array([r["match"] for r in rows])
+    partial.replace(csv_path)
+    match = np.array([float(r["match"]) for r in rows])
     clean = np.array([r["degradation"] == "none" for r in rows])
     print(f"wrote {len(rows)} captures to {csv_path} ({skipped} degraded copies without a face left out); "
           f"match clean mean {match[clean].mean():.3f}, degraded mean {match[~clean].mean():.3f}", flush=True)
@@ -244,13 +259,17 @@ def main(argv=None):
                         help="crops and detector settings of this weights folder's spec (default: training_spec())")
     parser.add_argument("--variants", type=int, default=2, help="degraded copies per photo")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default=None, metavar="KIND",
+                        help="label only copies of this degradation kind and add them to OUT/labels.csv "
+                             "(replacing earlier rows of that kind)")
     parser.add_argument("--limit-people", type=int, default=None, help="label a random subset (for trials)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = ScorerSpec.load(args.weights / "spec.json") if args.weights else None
-    build(args.shared, args.out, variants=args.variants, seed=args.seed, limit_people=args.limit_people, spec=spec)
+    build(args.shared, args.out, variants=args.variants, seed=args.seed, limit_people=args.limit_people, spec=spec,
+          only=args.only)
 
 
 if __name__ == "__main__":
