@@ -6,8 +6,8 @@ Who: the LFW training people (folds 1-5 held out) and the CelebA training identi
 
 Captures: every photo of a person with a good reference besides it, as it is, and
 ``variants`` copies degraded at random (``train/degradations.py``, including the
-training-only turned photos, JPEG quality 1-5 and accessories: sunglasses, a cap, hair, a
-hand). Every capture goes through facegate's
+training-only turned photos and JPEG quality 1-5); ``train.release --accessory-copies``
+adds copies wearing sunglasses, a cap, hair or a hand (``build(..., only="accessory")``). Every capture goes through facegate's
 capture stage as inference does (detection, look-again, alignment onto the spec's crop):
 a copy in which no face is found is no training sample, the gate rejects it anyway.
 
@@ -58,9 +58,9 @@ TAU = 0.04
 FMR = 1e-3
 #: A reference is good when it matches at least this share of its identity's other photos.
 GOOD_REFERENCE = 0.5
-#: Share of degraded copies that are a turned photo, that are JPEG quality 1-5, and that
-#: wear an accessory (sunglasses, a cap, hair, a hand: ``degradations._accessory``).
-ROTATION_SHARE, JPEG_EXTREME_SHARE, ACCESSORY_SHARE = 0.12, 0.06, 0.10
+#: Share of degraded copies that are a turned photo, and that are JPEG quality 1-5.
+#: (Copies wearing an accessory are labelled apart: ``build(..., only="accessory")``.)
+ROTATION_SHARE, JPEG_EXTREME_SHARE = 0.12, 0.06
 
 CSV_FIELDS = [
     "path", "score", "identity", "source", "degradation", "severity", "match", "match_hard",
@@ -135,13 +135,13 @@ def soft_match(cosines: np.ndarray, threshold: float, tau: float = TAU) -> np.nd
 
 
 def draw_degradation(rng: np.random.Generator) -> list[tuple[str, float]]:
-    """One degraded copy's recipe: a turned photo, extreme JPEG, an accessory, or one or two
-    of :data:`DEGRADATIONS` at random severities."""
+    """One degraded copy's recipe: a turned photo, extreme JPEG, or one or two of
+    :data:`DEGRADATIONS` at random severities."""
     u = rng.uniform()
-    for kind, upto in (("rotation", ROTATION_SHARE), ("jpeg_extreme", ROTATION_SHARE + JPEG_EXTREME_SHARE),
-                       ("accessory", ROTATION_SHARE + JPEG_EXTREME_SHARE + ACCESSORY_SHARE)):
-        if u < upto:
-            return [(kind, float(rng.uniform()))]
+    if u < ROTATION_SHARE:
+        return [("rotation", float(rng.uniform()))]
+    if u < ROTATION_SHARE + JPEG_EXTREME_SHARE:
+        return [("jpeg_extreme", float(rng.uniform()))]
     kinds = sorted(DEGRADATIONS)
     count = 1 if rng.uniform() < 0.7 else 2
     return [(str(k), float(rng.uniform())) for k in rng.choice(kinds, size=count, replace=False)]
@@ -249,6 +249,12 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     print(f"wrote {len(rows)} captures to {csv_path} ({skipped} degraded copies without a face left out); "
           f"match clean mean {match[clean].mean():.3f}, degraded mean {match[~clean].mean():.3f}", flush=True)
     return csv_path
+
+
+def degradations(csv_path: Path) -> set[str]:
+    """The degradation kinds a labels CSV holds (``none`` for the photos as they are)."""
+    with Path(csv_path).open(newline="") as fh:
+        return {row["degradation"] for row in csv.DictReader(fh)}
 
 
 def main(argv=None):

@@ -257,6 +257,8 @@ def main(argv=None):
     parser.add_argument("--recognizer", type=Path, default=None,
                         help="teacher of phase 0 (default: SHARED/models/mobilefacenet_casia.ckpt, the label recognizer)")
     parser.add_argument("--variants", type=int, default=2)
+    parser.add_argument("--accessory-copies", type=int, default=0,
+                        help="copies per photo wearing sunglasses, a cap, hair or a hand, labelled after the others")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rank-stage", default=RANK_STAGE,
                         help="fine-tuning stage with the ranking term (size:fraction:epochs; empty to skip)")
@@ -296,6 +298,9 @@ def main(argv=None):
     csv_path = label_dir / "labels.csv"
     if not csv_path.exists():
         label_step.build(args.shared, label_dir, variants=args.variants, seed=0, spec=TRAINING_SPEC)
+    if args.accessory_copies and "accessory" not in label_step.degradations(csv_path):
+        label_step.build(args.shared, label_dir, variants=args.accessory_copies, seed=7, spec=TRAINING_SPEC,
+                         only="accessory")
     if args.from_weights:
         # phases 1-2 were run before (by this command); their record travels with the weights
         prior = json.loads((args.from_weights / "metrics.json").read_text())
@@ -372,6 +377,7 @@ def main(argv=None):
         "parameters": n_params,
         "macs": macs,
         "variants": args.variants,
+        "accessory_copies": args.accessory_copies,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "captures": len(read_csv(csv_path)),
         "validation_captures": scale["validation_captures"],
