@@ -7,9 +7,10 @@ Who: the LFW training people (folds 1-5 held out) and the CelebA training identi
 Captures: every photo of a person with a good reference besides it, as it is, and
 ``variants`` copies degraded at random (``train/degradations.py``, including the
 training-only turned photos and JPEG quality 1-5); ``train.release --accessory-copies``
-adds copies wearing sunglasses, a cap, hair or a hand (``build(..., only="accessory")``). Every capture goes through facegate's
-capture stage as inference does (detection, look-again, alignment onto the spec's crop):
-a copy in which no face is found is no training sample, the gate rejects it anyway.
+adds copies wearing sunglasses, a cap, hair or a hand (``build(..., only="accessory")``).
+Every capture goes through facegate's capture stage as inference does (detection,
+look-again, alignment onto the spec's crop): a copy in which no face is found is no
+training sample, the gate rejects it anyway.
 
 Label of a capture ``c`` of identity ``i`` (the recognizer: MobileFaceNet, image and mirror):
 
@@ -153,9 +154,11 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     (default: :func:`training_spec`), so labels see the faces inference will see.
 
     ``only``: a degradation kind; label ``variants`` copies of that kind per photo and no
-    clean captures, and add them to the ``labels.csv`` already in ``out`` (same photos,
-    threshold and references: its cached detections are reused). For measuring what one
-    kind of copy adds to a training without labelling everything again."""
+    clean captures, and add them to the ``labels.csv`` already in ``out`` in place of its
+    earlier rows of that kind (same photos, threshold and references: its cached detections
+    are reused). For adding one kind of copy without labelling everything again."""
+    if only and not (out / "labels.csv").is_file():
+        raise FileNotFoundError(f"{out / 'labels.csv'}: no labels to add {only} copies to (label without --only first)")
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
