@@ -560,6 +560,7 @@ def main(argv=None):
     if args.gaps_only:
         _print_gaps(reports)
         return
+    args.docs.mkdir(parents=True, exist_ok=True)  # a new --docs folder, not a crash after the measuring
     for name, report in reports.items():
         plot_edc(report, args.docs / f"edc_{name.lower().replace(' ', '_')}.png", title=f"EDC, {name}, FMR {args.fmr:g}",
                  methods=[ENSEMBLE_FULL, Method("ensemble", "none"), OBSERVER, *BASELINES])
