@@ -263,7 +263,7 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
     train.fit --pretrained-backbone starts from."""
     import pytest
 
-    from facegate.models import build_member, load_backbone_weights
+    from facegate.models import build_member, load_backbone_weights, to_tensor
     from facegate.recognition import MobileFaceNetRecognizer
     from train.distill import DistillConfig, distill, teacher_targets
 
@@ -301,6 +301,29 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
                            batch_size=8, val_fraction=0.34, margin=0.2,
                            pretrained_backbone=out / "mobilenet_v3_small.backbone.pt"), log=lambda *_: None)
     assert len(result["history"]) == 1
+
+    # the teacher term: a fit that keeps it ends nearer the recognizer's view than one without
+    from train.distill import TeacherTerm
+
+    _, kept = load_crops(read_csv(csv_path), spec)
+    term = TeacherTerm.load(out, "mobilenet_v3_small", kept)
+    with torch.inference_mode():
+        start = build_member("mobilenet_v3_small")
+        load_backbone_weights(start, str(out / "mobilenet_v3_small.backbone.pt"))
+        drift = {"start": float(term(start.train(False).forward_features(to_tensor(spec, crops)), np.arange(len(kept))))}
+    for weight in (0.0, 20.0):
+        fitted = tmp_path / f"teacher_{weight}"
+        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=fitted, stages=[Stage(48, 1.0, 4)], batch_size=8,
+                      val_fraction=0.34, margin=0.2, lr_backbone=1e-2,
+                      pretrained_backbone=out / "mobilenet_v3_small.backbone.pt",
+                      teacher=out if weight else None, teacher_weight=weight), log=lambda *_: None)
+        net = load_member(fitted / "mobilenet_v3_small.pt", "mobilenet_v3_small").train(False)
+        with torch.inference_mode():
+            features = net.forward_features(to_tensor(spec, crops))
+            drift[weight] = float(term(features, np.arange(len(kept))))
+    assert drift[20.0] < min(drift[0.0], drift["start"]) - 0.05
+    with pytest.raises(ValueError, match="other crops"):
+        TeacherTerm.load(out, "mobilenet_v3_small", kept[:-1])
 
 
 def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):

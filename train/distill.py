@@ -194,6 +194,39 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     return {"history": history}
 
 
+class TeacherTerm(nn.Module):
+    """Keeps a distilled backbone seeing faces as the recognizer does while the quality head is
+    fitted: the features, through the distillation's own linear map, stay near the teacher's
+    embedding of each crop (1 - cosine). Without it the quality fit drifts from the distilled
+    features, which carry the natural-photo ordering (docs/results.md)."""
+
+    def __init__(self, targets: np.ndarray, project: nn.Linear):
+        super().__init__()
+        self.register_buffer("targets", torch.from_numpy(targets))
+        self.project = project.requires_grad_(False)  # fixed: a resumed run rebuilds it exactly
+
+    @classmethod
+    def load(cls, folder: Path, arch: str, kept: np.ndarray) -> "TeacherTerm":
+        """From a ``train.distill`` folder (``targets.npz`` and ``<arch>.resume.pt``), for the
+        crops ``kept`` of the same labels."""
+        cache, resume = folder / "targets.npz", folder / f"{arch}.resume.pt"
+        for f in (cache, resume):
+            if not f.exists():
+                raise FileNotFoundError(f"{f}: not there; the teacher term needs a train.distill folder of {arch}")
+        cached = np.load(cache)
+        if not np.array_equal(cached["kept"], kept):
+            raise ValueError(f"{cache}: its targets were made for other crops (another labels file or framing)")
+        student = torch.load(resume, map_location="cpu", weights_only=True)["student"]
+        weight = student["project.weight"]
+        project = nn.Linear(weight.shape[1], weight.shape[0])
+        project.load_state_dict({"weight": weight, "bias": student["project.bias"]})
+        return cls(cached["targets"].astype(np.float32), project)
+
+    def forward(self, features: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        out = nn.functional.normalize(self.project(features), dim=1)
+        return (1.0 - (out * self.targets[torch.from_numpy(rows)]).sum(1)).mean()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, required=True)

@@ -81,6 +81,9 @@ class FitConfig:
     monotone_eyes: tuple[float, float] = (8.0, 28.0)
     jitter: float = 0.0
     consistency: float = 0.0
+    #: a train.distill folder and the weight of its term (features stay near the recognizer's view)
+    teacher: Path | None = None
+    teacher_weight: float = 0.0
     select: str = "srcc"
     target: str = "score"
     margin: float = 0.2
@@ -275,7 +278,7 @@ NOT_FINGERPRINTED = ("threads", "stop_after_epochs", "device")
 
 #: Settings that name files: compared as the files they resolve to (a work folder reached
 #: through a link, or named relative to another folder, is the same run).
-PATH_SETTINGS = ("csv", "init", "pretrained_backbone", "recognizer")
+PATH_SETTINGS = ("csv", "init", "pretrained_backbone", "recognizer", "teacher")
 
 
 def recorded_settings(cfg, ignore=()) -> dict:
@@ -375,6 +378,13 @@ def fit(cfg: FitConfig, log=print) -> dict:
         # net stays the plain module inside, with the same parameter and buffer names
         model = DistributedDataParallel(ShardedDropout.convert(SyncBatchNorm2d.convert(net)))
     loss_fn = MSECorrLoss(cfg.alpha)
+    teacher = None
+    if cfg.teacher_weight > 0:
+        from .distill import TeacherTerm
+
+        if d.active or cfg.consistency > 0:
+            raise ValueError("the teacher term is not combined with torchrun or --consistency yet")
+        teacher = TeacherTerm.load(Path(cfg.teacher), cfg.arch, kept).to(d.device)
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     val_refs = np.array([i for i in val_idx if reference[i]], dtype=int)
@@ -448,6 +458,10 @@ def fit(cfg: FitConfig, log=print) -> dict:
                     pred = both[0]
                     loss = (loss_fn(both[0], target) + loss_fn(both[1], target)) / 2
                     loss = loss + cfg.consistency * consistency_term(both[0], both[1])
+                elif teacher is not None:
+                    features = net.forward_features(on_device(x))
+                    pred = net.forward_head(features)
+                    loss = loss_fn(pred, target) + cfg.teacher_weight * teacher(features, used[batch])
                 else:
                     pred = forward_sharded(model, net, on_device(x), d)
                     loss = loss_fn(pred, target)
@@ -549,6 +563,10 @@ def main(argv=None):
     parser.add_argument("--consistency", type=float, default=0.0,
                         help=f"weight of the term: the same crop moved by 1-{CONSISTENCY_PIXELS} px (at 128 px) scores the same (each batch is "
                              "scored twice, so an epoch costs about twice as long)")
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="a train.distill folder (its targets.npz and <arch>.resume.pt), for --teacher-weight")
+    parser.add_argument("--teacher-weight", type=float, default=0.0,
+                        help="weight of the term keeping the features near the recognizer's embedding of each crop")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
     parser.add_argument("--target", default="score", help="CSV column trained on (default: score)")
