@@ -338,6 +338,20 @@ def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):
     assert backbone_file(tmp_path, "mobilenet_v3_small") == tmp_path / "mobilenet_v3_small.backbone.pt"
 
 
+def test_release_passes_the_teacher_term_to_its_fits_only_with_distilled_backbones(tmp_path):
+    import argparse
+
+    import pytest
+
+    from train.release import teacher_term
+
+    assert teacher_term(argparse.Namespace(teacher_weight=0.0, pretrained_backbones=None)) == {}
+    assert teacher_term(argparse.Namespace(teacher_weight=1.0, pretrained_backbones=tmp_path)) == {
+        "teacher": tmp_path, "teacher_weight": 1.0}
+    with pytest.raises(SystemExit, match="needs distilled backbones"):
+        teacher_term(argparse.Namespace(teacher_weight=1.0, pretrained_backbones=None))
+
+
 def test_release_phase_zero_distills_both_members_once(tmp_path, fixtures, shared):
     """The release's phase 0 makes the teacher's targets once, distills every member's backbone
     in parallel processes, records them for the model card, and does not redo a finished one."""
@@ -426,3 +440,16 @@ def test_the_model_card_says_where_the_consistency_term_was_used_and_how_far_cro
     assert len(lines) == 2 and "phase 1" in lines[0] and "that stage" in lines[1]
     assert all(f"1-{CONSISTENCY_PIXELS} px" in line for line in lines)
     assert "weight 50" in card and "weight 20" in card
+
+
+def test_the_model_card_names_the_teacher_term_only_when_it_was_used():
+    import json
+
+    from train.model_card import render
+
+    weights = Path(__file__).resolve().parents[1] / "facegate" / "weights"
+    spec = ScorerSpec.load(weights / "spec.json")
+    metrics = json.loads((weights / "metrics.json").read_text())
+    assert "--teacher-weight" not in render(spec, metrics)
+    card = render(spec, {**metrics, "teacher_weight": 2.0})
+    assert "recognizer's embedding of each crop: 1 - cosine enters the loss at weight 2" in card

@@ -267,6 +267,9 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         + (f"; half the crops re-sampled through a random similarity of up to {m['jitter']:g} (`train.fit --jitter`)."
            if m.get("jitter") else "."),
         *([_consistency_line(m["consistency"], "phase 1")] if m.get("consistency") else []),
+        *([f"In phase 1 and the last stage the pooled features, through the distillation's own (fixed) linear map, are "
+           f"kept near the recognizer's embedding of each crop: 1 - cosine enters the loss at weight "
+           f"{m['teacher_weight']:g} (`train.fit --teacher-weight`)."] if m.get("teacher_weight") else []),
         *_distilled_lines(m.get("distilled") or {}),
         "How this recipe was chosen (label variants tried, the label-ranking",
         "stage left out), measured on the validation people only: docs/results.md.",

@@ -72,6 +72,8 @@ RESOLUTION_COPIES_ONLY = False
 #: Epochs of feature distillation from the label recognizer (train.distill) before phase 1;
 #: 0: phase 1 starts from scratch.
 DISTILL_EPOCHS = 6
+#: Weight of the teacher term (train.fit --teacher-weight) in phase 1 and the last stage.
+TEACHER_WEIGHT = 0.0
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 #: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
 TRAINING_SPEC = label_step.training_spec()
@@ -163,6 +165,16 @@ def backbone_file(folder: Path | None, arch: str) -> Path | None:
     if not path.is_file():
         raise SystemExit(f"{path}: no backbone for {arch} (make one with python -m train.distill --arch {arch})")
     return path
+
+
+def teacher_term(args) -> dict:
+    """train.fit's teacher settings: the distilled backbones' folder (targets and projections)."""
+    if not args.teacher_weight:
+        return {}
+    if args.pretrained_backbones is None:
+        raise SystemExit("--teacher-weight needs distilled backbones (phase 0, or --pretrained-backbones DIR from "
+                         "train.distill)")
+    return {"teacher": args.pretrained_backbones, "teacher_weight": args.teacher_weight}
 
 
 def distill_record(folder: Path | None) -> dict:
@@ -278,6 +290,9 @@ def main(argv=None):
                         help="margin of both ranking terms in the resolution stage")
     parser.add_argument("--resolution-jitter", type=float, default=RESOLUTION_JITTER,
                         help="similarity jitter of the resolution stage's crops (see train.fit --jitter)")
+    parser.add_argument("--teacher-weight", type=float, default=TEACHER_WEIGHT,
+                        help="in phase 1 and the last stage, keep the distilled features near the recognizer's embedding "
+                             "of each crop at this weight (train.fit --teacher-weight; needs distilled backbones)")
     parser.add_argument("--resolution-consistency", type=float, default=RESOLUTION_CONSISTENCY,
                         help="the consistency term in the resolution stage (train.fit --consistency)")
     parser.add_argument("--resolution-copies-only", action=argparse.BooleanOptionalAction,
@@ -306,7 +321,7 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone", "jitter", "consistency",
+                                           "monotone_weight", "lr_backbone", "jitter", "consistency", "teacher_weight",
                                            "pretrained_backbones", "distilled")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
@@ -320,13 +335,15 @@ def main(argv=None):
         backbones = {a: backbone_file(args.pretrained_backbones, a) for a in MEMBERS}
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
                                   lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
-                                  consistency=args.consistency, pretrained_backbone=backbones[a])
+                                  consistency=args.consistency, pretrained_backbone=backbones[a],
+                                  **teacher_term(args))
                          for a in MEMBERS])
         fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
                 "lr_backbone": args.lr_backbone, "jitter": args.jitter, "consistency": args.consistency,
+                "teacher_weight": args.teacher_weight,
                 "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None},
                 "distilled": distill_record(args.pretrained_backbones)}
         commands = []
@@ -345,7 +362,7 @@ def main(argv=None):
                           rank_margin=args.resolution_margin, monotone_weight=args.resolution_weight,
                           monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes),
                           jitter=args.resolution_jitter, monotone_copies_only=args.resolution_copies_only,
-                          consistency=args.resolution_consistency)
+                          consistency=args.resolution_consistency, **teacher_term(args))
         fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
