@@ -134,6 +134,36 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
     assert out["first_minus_other_95"][1] == [0.0, 0.0]
 
 
+def test_the_bootstrap_resamples_people_whose_comparisons_go_together():
+    """CelebA and validation people give many comparisons each: two orders that err person by
+    person differ by less than a comparison-level bootstrap claims; resampling people shows it."""
+    from train.gap_bootstrap import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    people = np.repeat(np.arange(30), 20)
+    genuine = rng.normal(0.6, 0.1, 30)[people] + rng.normal(0, 0.05, 600)
+    first, second = (genuine + rng.normal(0, 0.15, 30)[people] for _ in range(2))
+    width = {}
+    for unit, clusters in (("comparison", None), ("person", people)):
+        out = paired_bootstrap(genuine, [first, second], 0.45, resamples=60, clusters=clusters)
+        low, high = out["first_minus_other_95"][0]
+        width[unit] = high - low
+    assert width["person"] > 1.8 * width["comparison"]
+
+
+def test_the_bootstrap_says_what_it_lacks_before_loading_anything(tmp_path, capsys):
+    import pytest
+
+    from train.gap_bootstrap import main
+
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), str(tmp_path), "--sets", "validation"])
+    assert "--sets validation needs --labels" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "nowhere"), str(tmp_path)])
+    assert "nowhere: not a train.edc measurement folder" in capsys.readouterr().err
+
+
 def test_misses_by_kind_counts_the_failures_a_quality_leaves_in():
     """train.edc_misses' table: a quality that knows the comparison scores takes out only
     failures, one that ranks a kind's matching pairs lowest wastes its discards on them."""

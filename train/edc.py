@@ -143,12 +143,18 @@ def lfw_comparisons(shared: Path, work: Path, fmr: float = 1e-3, recognizer=None
     """The natural and degraded LFW sets from ``measure``'s cache in ``work`` (as train.edc fixes
     their thresholds), and its record of the pairs (folds, degradation of each copy)."""
     sets, meta = measure(shared, work, observer=False, recognizer=recognizer)
+    return comparisons(sets, fmr), meta
+
+
+def comparisons(sets: dict, fmr: float = 1e-3) -> dict[str, Comparisons]:
+    """Sets as ``measure`` and :func:`people_sets` give them (captures, genuine pairs, impostor
+    probes), each with its genuine scores and the threshold fixed on its impostors."""
     out = {}
     for name, (captures, pairs, probes) in sets.items():
         _, impostor = impostor_comparisons(captures, probes.get("rows"), probes.get("cols"))
         out[name] = Comparisons(captures, pairs, pair_scores(captures.embeddings, pairs),
                                 comparison_threshold(impostor=impostor, fmr=fmr))
-    return out, meta
+    return out
 
 
 def celeba_sets(shared: Path, work: Path, recognizer, seed: int = 0, observer=None, weights: Path | None = None,
