@@ -324,6 +324,9 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
     assert drift[20.0] < min(drift[0.0], drift["start"]) - 0.05
     with pytest.raises(ValueError, match="other crops"):
         TeacherTerm.load(out, "mobilenet_v3_small", kept[:-1])
+    with pytest.raises(ValueError, match="needs --teacher DIR"):
+        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "no_teacher", stages=[Stage(48, 1.0, 1)],
+                      batch_size=8, val_fraction=0.34, margin=0.2, teacher_weight=1.0), log=lambda *_: None)
 
 
 def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):

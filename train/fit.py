@@ -382,6 +382,8 @@ def fit(cfg: FitConfig, log=print) -> dict:
     if cfg.teacher_weight > 0:
         from .distill import TeacherTerm
 
+        if cfg.teacher is None:
+            raise ValueError("--teacher-weight needs --teacher DIR, a train.distill folder")
         if d.active or cfg.consistency > 0:
             raise ValueError("the teacher term is not combined with torchrun or --consistency yet")
         teacher = TeacherTerm.load(Path(cfg.teacher), cfg.arch, kept).to(d.device)
