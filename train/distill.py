@@ -96,14 +96,22 @@ def _cosine_on(student: Student, crops: np.ndarray, targets: np.ndarray, spec: S
     return float(np.mean(np.sum(np.concatenate(out) * targets, 1)))
 
 
-def cached_targets(cfg: DistillConfig, spec: ScorerSpec, crops: np.ndarray, kept: np.ndarray, log=print) -> np.ndarray:
-    """The teacher's targets for these crops, from ``out/targets.npz`` when it holds exactly
-    these crops (they take minutes: members distilled beside each other share them)."""
-    cache = cfg.out / "targets.npz"
+def stored_targets(folder: Path, kept: np.ndarray) -> np.ndarray | None:
+    """``folder/targets.npz``'s targets when they were made for exactly the crops ``kept``."""
+    cache = folder / "targets.npz"
     cached = np.load(cache) if cache.exists() else None
     if cached is not None and np.array_equal(cached["kept"], kept):
         return cached["targets"]
-    t0 = time.time()
+    return None
+
+
+def cached_targets(cfg: DistillConfig, spec: ScorerSpec, crops: np.ndarray, kept: np.ndarray, log=print) -> np.ndarray:
+    """The teacher's targets for these crops, from ``out/targets.npz`` when it holds exactly
+    these crops (they take minutes: members distilled beside each other share them)."""
+    stored = stored_targets(cfg.out, kept)
+    if stored is not None:
+        return stored
+    cache, t0 = cfg.out / "targets.npz", time.time()
     targets = teacher_targets(crops, spec, MobileFaceNetRecognizer(str(cfg.recognizer)))
     cfg.out.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial.npz")
@@ -214,14 +222,14 @@ class TeacherTerm(nn.Module):
         for f in (cache, resume):
             if not f.exists():
                 raise FileNotFoundError(f"{f}: not there; the teacher term needs a train.distill folder of {arch}")
-        cached = np.load(cache)
-        if not np.array_equal(cached["kept"], kept):
+        targets = stored_targets(folder, kept)
+        if targets is None:
             raise ValueError(f"{cache}: its targets were made for other crops (another labels file or framing)")
         student = torch.load(resume, map_location="cpu", weights_only=True)["student"]
         weight = student["project.weight"]
         project = nn.Linear(weight.shape[1], weight.shape[0])
         project.load_state_dict({"weight": weight, "bias": student["project.bias"]})
-        return cls(cached["targets"].astype(np.float32), project)
+        return cls(targets.astype(np.float32), project)
 
     def forward(self, features: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         out = nn.functional.normalize(self.project(features), dim=1)

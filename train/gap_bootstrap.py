@@ -42,14 +42,13 @@ def paired_bootstrap(genuine: np.ndarray, qualities: list[np.ndarray], threshold
     person), resampled whole; without it, comparisons are resampled one by one."""
     point = [share_of_gap(genuine, q, threshold, limit) for q in qualities]
     rng = np.random.default_rng(seed)
-    units = np.unique(clusters) if clusters is not None else None
-    members = [np.flatnonzero(clusters == u) for u in units] if units is not None else None
+    members = None if clusters is None else [np.flatnonzero(clusters == u) for u in np.unique(clusters)]
     draws = []
     for b in range(resamples):
         if members is None:
             pick = rng.integers(0, len(genuine), len(genuine))
         else:
-            pick = np.concatenate([members[k] for k in rng.integers(0, len(units), len(units))])
+            pick = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
         draws.append([share_of_gap(genuine[pick], q[pick], threshold, limit, seed=b) for q in qualities])
     draws = np.array(draws)
     diffs = draws[:, :1] - draws[:, 1:]
