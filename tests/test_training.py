@@ -242,6 +242,49 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
         fit(FitConfig(out=tmp_path / "other", **changed), log=lambda *_: None)
 
 
+def test_a_weight_averaged_training_keeps_the_average_and_beside_it_the_run_without_one(tmp_path, fixtures):
+    """--ema validates and keeps a moving average of the weights; the training steps are those
+    of the run without it, whose best is kept as <arch>.raw.pt (the same file that run keeps);
+    stopped and run again, it carries the average on to the same weights."""
+    import pytest
+
+    from train.fit import WeightAverage
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    torch.set_num_threads(1)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(48, 1.0, 3)], batch_size=6,
+                    lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, seed=1, monotone_weight=0.5, margin=0.0)
+    plain = fit(FitConfig(out=tmp_path / "plain", **settings), log=lambda *_: None)
+    averaged = fit(FitConfig(out=tmp_path / "ema", ema=0.9, **settings), log=lambda *_: None)
+    assert [h["loss"] for h in averaged["history"]] == [h["loss"] for h in plain["history"]]
+    assert [h["raw_srcc"] for h in averaged["history"]] == [h["srcc"] for h in plain["history"]]
+
+    def weights(folder, name="mobilenet_v3_small.pt"):
+        return torch.load(tmp_path / folder / name, weights_only=True)["state_dict"]
+
+    raw, kept, without = weights("ema", "mobilenet_v3_small.raw.pt"), weights("ema"), weights("plain")
+    assert all(torch.equal(raw[k], without[k]) for k in raw)
+    assert not all(torch.equal(kept[k], raw[k]) for k in raw)
+    assert load_member(tmp_path / "ema" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
+    # interrupted after one epoch and run again: the average carries on
+    fit(FitConfig(out=tmp_path / "parts", ema=0.9, stop_after_epochs=1, **settings), log=lambda *_: None)
+    fit(FitConfig(out=tmp_path / "parts", ema=0.9, **settings), log=lambda *_: None)
+    resumed = weights("parts")
+    assert all(torch.equal(resumed[k], kept[k]) for k in kept)
+    # the average itself: ramped decay, batch counters copied, nonsense decays refused
+    net = torch.nn.BatchNorm1d(2)
+    average = WeightAverage(net, 0.99)
+    with torch.no_grad():
+        net.weight.fill_(3.0)
+    net.num_batches_tracked.fill_(5)
+    average.update(net)  # first step: decay min(0.99, 2/11)
+    assert torch.allclose(average.net.weight, torch.full((2,), 1.0 + (3.0 - 1.0) * (1 - 2 / 11)))
+    assert int(average.net.num_batches_tracked) == 5
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            WeightAverage(net, bad)
+
+
 def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, fixtures):
     """--device cuda without a GPU stops with the reason; --device auto trains on the CPU."""
     import pytest
@@ -456,3 +499,5 @@ def test_the_model_card_names_the_teacher_term_only_when_it_was_used():
     assert "--teacher-weight" not in render(spec, metrics)
     card = render(spec, {**metrics, "teacher_weight": 2.0})
     assert "recognizer's embedding of each crop: 1 - cosine enters the loss at weight 2" in card
+    assert "moving average of the weights" not in card
+    assert "(decay 0.998 per step" in render(spec, {**metrics, "ema": 0.998})

@@ -11,12 +11,18 @@ the photo it was made from) and ``monotone_weight`` (so must a worse copy made o
 see :func:`worse_copies`); with ``select="srcc+order"`` the kept checkpoint maximises SRCC
 plus the validation share of photos that outscore their worse copy.
 
+``ema`` > 0 keeps a moving average of the weights (decay per step) and validates, selects and
+saves that average instead of the last step's weights; the last step's own best is kept beside
+it as ``<arch>.raw.pt`` (the run without averaging follows the same steps), so one run says
+whether averaging helps.
+
 Run: ``python -m train.fit --csv runs/labels/labels.csv --arch mobilenet_v3_small --out runs/m``
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import time
@@ -84,6 +90,8 @@ class FitConfig:
     #: a train.distill folder and the weight of its term (features stay near the recognizer's view)
     teacher: Path | None = None
     teacher_weight: float = 0.0
+    #: decay per step of the weight average kept instead of the last step's weights (0: none)
+    ema: float = 0.0
     select: str = "srcc"
     target: str = "score"
     margin: float = 0.2
@@ -268,6 +276,46 @@ def monotone_term(photo: torch.Tensor, copy: torch.Tensor, margin: float, copies
     return ranking_hinge(photo.detach() if copies_only else photo, copy, margin)
 
 
+class WeightAverage:
+    """An exponential moving average of a network's weights and batch-norm statistics.
+
+    One step's weights carry that step's batch; the average over the last few hundred steps
+    does not, so validation (and the checkpoint it keeps) depends less on where an epoch
+    happened to end. The decay ramps up over the first steps (as timm's ModelEmaV2 and the
+    EMA of Polyak averaging do), so a fresh average is not stuck at its starting point."""
+
+    def __init__(self, net: torch.nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema {decay}: the decay per step must lie between 0 and 1 (e.g. 0.998)")
+        self.decay, self.steps = decay, 0
+        self.net = copy.deepcopy(net).eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def restart(self, net: torch.nn.Module) -> None:
+        """Average from ``net``'s weights afresh (a new stage starts from its best)."""
+        self.net.load_state_dict(net.state_dict())
+        self.steps = 0
+
+    @torch.no_grad()
+    def update(self, net: torch.nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        current = net.state_dict()
+        for name, kept in self.net.state_dict().items():
+            if kept.is_floating_point():
+                kept.lerp_(current[name], 1.0 - decay)
+            else:  # batch counters
+                kept.copy_(current[name])
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.net.load_state_dict(state["net"])
+        self.steps = int(state["steps"])
+
+
 def save_checkpoint(net: QualityNet, path: Path, spec: ScorerSpec, **meta) -> None:
     torch.save({"arch": net.arch, "input_size": spec.input_size, "state_dict": net.state_dict(), **meta}, path)
 
@@ -371,6 +419,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
     if cfg.init:
         net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["state_dict"])
     net.to(d.device)
+    averaged = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None  # of the plain module, before any wrapping
     model = net
     if d.active:
         from torch.nn.parallel import DistributedDataParallel
@@ -394,6 +443,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
               "eyes_px": tuple(cfg.monotone_eyes)}
     history, best = [], {"srcc": -math.inf}
     best_path = cfg.out / f"{cfg.arch}.pt"
+    raw_path = cfg.out / f"{cfg.arch}.raw.pt"  # with ema: the last step's weights' own best
     resume_path = cfg.out / f"{cfg.arch}.resume.pt"
     state = _resume_state(resume_path, cfg, log)
     if state is not None:
@@ -413,9 +463,19 @@ def fit(cfg: FitConfig, log=print) -> dict:
         y_train = torch.from_numpy(scores[used])
         x_val = resize_all(crops[val_idx], stage.size)
         x_val_refs = resize_all(crops[val_refs], stage.size) if len(val_refs) else None
+
+        def validate(candidate: QualityNet) -> tuple[dict, float]:
+            """Validation metrics, and the figure the kept checkpoint maximises."""
+            metrics = correlations(predict(candidate, x_val, stage_spec), scores[val_idx])
+            if x_val_refs is not None and (cfg.monotone_weight > 0 or cfg.select != "srcc"):
+                metrics["order"] = order_accuracy(candidate, x_val_refs, stage_spec, cfg.seed + 1, **copies)
+            return metrics, metrics["srcc"] + (metrics.get("order", 0.0) if cfg.select == "srcc+order" else 0.0)
+
         d.barrier()  # rank 0 has written the previous stage's best
         if stage_no > 1 and best_path.exists():
             net.load_state_dict(torch.load(best_path, map_location=d.device, weights_only=True)["state_dict"])
+        if averaged is not None:
+            averaged.restart(net)
         optimizer = torch.optim.Adam(
             [
                 {"params": list(net.head_parameters()), "lr": cfg.lr_head},
@@ -424,12 +484,15 @@ def fit(cfg: FitConfig, log=print) -> dict:
             weight_decay=cfg.weight_decay,
         )
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
-        stage_best, first_epoch = -math.inf, 1
+        stage_best, raw_best, first_epoch = -math.inf, -math.inf, 1
         if state is not None and stage_no == state["stage"]:
             net.load_state_dict(state["net"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             stage_best, first_epoch = state["stage_best"], state["epoch"] + 1
+            if averaged is not None:
+                averaged.load_state_dict(state["ema"])
+                raw_best = state["raw_best"]
         if state is not None and stage_no >= state["stage"]:
             gen.set_state(state["generator"])
             rng.bit_generator.state = json.loads(state["numpy_rng"])
@@ -486,16 +549,25 @@ def fit(cfg: FitConfig, log=print) -> dict:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if averaged is not None:
+                    averaged.update(net)
                 losses.append(loss.item())
             scheduler.step()
             epochs_run += 1
-            metrics = correlations(predict(net, x_val, stage_spec), scores[val_idx])
-            if x_val_refs is not None and (cfg.monotone_weight > 0 or cfg.select != "srcc"):
-                metrics["order"] = order_accuracy(net, x_val_refs, stage_spec, cfg.seed + 1, **copies)
-            chosen = metrics["srcc"] + (metrics.get("order", 0.0) if cfg.select == "srcc+order" else 0.0)
+
+            kept = net if averaged is None else averaged.net
+            metrics, chosen = validate(kept)
+            raw = {}
+            if averaged is not None:
+                raw_metrics, raw_chosen = validate(net)
+                raw = {f"raw_{k}": v for k, v in raw_metrics.items()}
+                if raw_chosen > raw_best:
+                    raw_best = raw_chosen
+                    if d.main:
+                        save_checkpoint(net, raw_path, stage_spec, stage=stage_no, epoch=epoch, metrics=raw_metrics)
             record = {"stage": stage_no, "size": stage.size, "samples": len(used), "epoch": epoch,
                       "loss": float(np.mean(losses)) if losses else float("nan"),
-                      "seconds": round(time.time() - t0, 1), **metrics}
+                      "seconds": round(time.time() - t0, 1), **metrics, **raw}
             history.append(record)
             log(json.dumps(record))
             # Later stages run at the final size; keep the best of the final size only
@@ -503,7 +575,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
             if chosen > stage_best:
                 stage_best = chosen
                 if d.main:
-                    save_checkpoint(net, best_path, stage_spec, stage=stage_no, epoch=epoch, metrics=metrics)
+                    save_checkpoint(kept, best_path, stage_spec, stage=stage_no, epoch=epoch, metrics=metrics)
                 if stage_no == len(cfg.stages):
                     best = {**metrics, "stage": stage_no, "epoch": epoch}
             if d.main:  # written whole, then moved: a kill mid-write leaves the previous one
@@ -512,7 +584,9 @@ def fit(cfg: FitConfig, log=print) -> dict:
                             "net": net.state_dict(), "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "generator": gen.get_state(),
                             "numpy_rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(),
-                            "stage_best": stage_best, "best": best, "history": history}, partial)
+                            "stage_best": stage_best, "best": best, "history": history,
+                            "ema": averaged.state_dict() if averaged is not None else None,
+                            "raw_best": raw_best}, partial)
                 partial.replace(resume_path)
     result = {"config": recorded_settings(cfg), "fingerprint": fingerprint(cfg), "history": history, "best": best,
               "val_identities": sorted({samples[i].identity or "" for i in val_idx})}
@@ -569,6 +643,9 @@ def main(argv=None):
                         help="a train.distill folder (its targets.npz and <arch>.resume.pt), for --teacher-weight")
     parser.add_argument("--teacher-weight", type=float, default=0.0,
                         help="weight of the term keeping the features near the recognizer's embedding of each crop")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="validate, select and save a moving average of the weights (decay per step, e.g. 0.998) "
+                             "instead of the last step's; the last step's own best is kept as <arch>.raw.pt")
     parser.add_argument("--select", choices=["srcc", "srcc+order"], default="srcc",
                         help="checkpoint kept per stage: best validation SRCC, or SRCC + order accuracy")
     parser.add_argument("--target", default="score", help="CSV column trained on (default: score)")

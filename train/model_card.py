@@ -270,6 +270,9 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         *([f"In phase 1 and the last stage the pooled features, through the distillation's own (fixed) linear map, are "
            f"kept near the recognizer's embedding of each crop: 1 - cosine enters the loss at weight "
            f"{m['teacher_weight']:g} (`train.fit --teacher-weight`)."] if m.get("teacher_weight") else []),
+        *([f"In phase 1 and the last stage the checkpoint validated and kept is a moving average of the weights "
+           f"(decay {m['ema']:g} per step, ramped up over the first steps; `train.fit --ema`), not the last step's."]
+          if m.get("ema") else []),
         *_distilled_lines(m.get("distilled") or {}),
         "How this recipe was chosen (label variants tried, the label-ranking",
         "stage left out), measured on the validation people only: docs/results.md.",

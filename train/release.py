@@ -74,6 +74,8 @@ RESOLUTION_COPIES_ONLY = False
 DISTILL_EPOCHS = 6
 #: Weight of the teacher term (train.fit --teacher-weight) in phase 1 and the last stage.
 TEACHER_WEIGHT = 0.0
+#: Decay per step of the weight average kept in phase 1 and the last stage (train.fit --ema); 0: none.
+EMA = 0.0
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 #: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
 TRAINING_SPEC = label_step.training_spec()
@@ -293,6 +295,9 @@ def main(argv=None):
     parser.add_argument("--teacher-weight", type=float, default=TEACHER_WEIGHT,
                         help="in phase 1 and the last stage, keep the distilled features near the recognizer's embedding "
                              "of each crop at this weight (train.fit --teacher-weight; needs distilled backbones)")
+    parser.add_argument("--ema", type=float, default=EMA, metavar="DECAY",
+                        help="in phase 1 and the last stage keep a moving average of the weights (train.fit --ema); "
+                             "each member's last-step weights are kept beside it as <arch>.raw.pt")
     parser.add_argument("--resolution-consistency", type=float, default=RESOLUTION_CONSISTENCY,
                         help="the consistency term in the resolution stage (train.fit --consistency)")
     parser.add_argument("--resolution-copies-only", action=argparse.BooleanOptionalAction,
@@ -321,7 +326,7 @@ def main(argv=None):
         prior = json.loads((args.from_weights / "metrics.json").read_text())
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
-                                           "monotone_weight", "lr_backbone", "jitter", "consistency", "teacher_weight",
+                                           "monotone_weight", "lr_backbone", "jitter", "consistency", "teacher_weight", "ema",
                                            "pretrained_backbones", "distilled")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
@@ -336,14 +341,14 @@ def main(argv=None):
         run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
                                   lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
                                   consistency=args.consistency, pretrained_backbone=backbones[a],
-                                  **teacher_term(args))
+                                  ema=args.ema, **teacher_term(args))
                          for a in MEMBERS])
         fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
                 "lr_backbone": args.lr_backbone, "jitter": args.jitter, "consistency": args.consistency,
-                "teacher_weight": args.teacher_weight,
+                "teacher_weight": args.teacher_weight, "ema": args.ema,
                 "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None},
                 "distilled": distill_record(args.pretrained_backbones)}
         commands = []
@@ -362,7 +367,7 @@ def main(argv=None):
                           rank_margin=args.resolution_margin, monotone_weight=args.resolution_weight,
                           monotone_mix=args.resolution_mix, monotone_eyes=tuple(args.resolution_eyes),
                           jitter=args.resolution_jitter, monotone_copies_only=args.resolution_copies_only,
-                          consistency=args.resolution_consistency, **teacher_term(args))
+                          consistency=args.resolution_consistency, ema=args.ema, **teacher_term(args))
         fits = {a: add_phase(fits[a], phase[a]) for a in MEMBERS}
         member_dir = res_dir
     commands.append(" ".join(["python -m train.release", *(argv if argv is not None else sys.argv[1:])]))
