@@ -281,8 +281,9 @@ class WeightAverage:
 
     One step's weights carry that step's batch; the average over the last few hundred steps
     does not, so validation (and the checkpoint it keeps) depends less on where an epoch
-    happened to end. The decay ramps up over the first steps (as timm's ModelEmaV2 and the
-    EMA of Polyak averaging do), so a fresh average is not stuck at its starting point."""
+    happened to end. The decay ramps up over the first steps, min(decay, (1 + t) / (10 + t)) as
+    TensorFlow's ExponentialMovingAverage does with ``num_updates``, so a fresh average is not
+    stuck at its starting point."""
 
     def __init__(self, net: torch.nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
