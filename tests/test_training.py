@@ -501,3 +501,54 @@ def test_the_model_card_names_the_teacher_term_only_when_it_was_used():
     assert "recognizer's embedding of each crop: 1 - cosine enters the loss at weight 2" in card
     assert "moving average of the weights" not in card
     assert "(decay 0.998 per step" in render(spec, {**metrics, "ema": 0.998})
+
+
+def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(tmp_path, fixtures):
+    """train.soup: two runs from one start with other seeds, averaged weight by weight; the
+    batch-norm statistics are measured again on training crops (the mean of what each layer
+    sees there), not averaged; each ingredient and the soup are scored on the validation
+    captures; runs of different architectures are refused."""
+    import json
+
+    import pytest
+
+    from facegate.models import build_member
+    from train.soup import average_states, main, measure_batch_norm
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    start = tmp_path / "start.pt"
+    torch.save({"arch": "mobilenet_v3_small", "state_dict": build_member("mobilenet_v3_small").state_dict()}, start)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(48, 1.0, 2)], batch_size=6,
+                    lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, margin=0.0, init=start)
+    for seed in (1, 2):
+        fit(FitConfig(out=tmp_path / f"s{seed}", seed=seed, **settings), log=lambda *_: None)
+    main([str(tmp_path / "soup"), str(tmp_path / "s1"), str(tmp_path / "s2"), "--csv", str(csv_path),
+          "--members", "mobilenet_v3_small", "--bn-crops", "8", "--val-fraction", "0.34"])
+
+    def weights(folder):
+        return torch.load(tmp_path / folder / "mobilenet_v3_small.pt", weights_only=True)["state_dict"]
+
+    soup, a, b = weights("soup"), weights("s1"), weights("s2")
+    assert not torch.equal(a["head.0.weight"], b["head.0.weight"])  # the seeds did train apart
+    for name in ("head.0.weight", "head.3.bias", "features.0.0.weight"):
+        assert torch.allclose(soup[name], (a[name] + b[name]) / 2)
+    bn_mean = "features.0.1.running_mean"
+    assert not torch.allclose(soup[bn_mean], (a[bn_mean] + b[bn_mean]) / 2)
+    report = json.loads((tmp_path / "soup" / "soup.json").read_text())["mobilenet_v3_small"]
+    assert set(report["ingredients"]) == {str(tmp_path / "s1"), str(tmp_path / "s2")}
+    assert -1.0 <= report["soup"]["srcc"] <= 1.0
+    assert load_member(tmp_path / "soup" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
+
+    # measured again: a layer's running mean is the mean of its inputs over the crops
+    net = build_member("mobilenet_v3_small")
+    seen = []
+    net.features[0][1].register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0].detach()))
+    crops = np.random.default_rng(0).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+    measure_batch_norm(net, crops, ScorerSpec(input_size=48), batch_size=4)
+    expected = torch.stack([x.mean((0, 2, 3)) for x in seen]).mean(0)
+    assert len(seen) == 2 and torch.allclose(net.features[0][1].running_mean, expected, atol=1e-5)
+    assert not net.training
+    with pytest.raises(ValueError, match="differ in architecture"):
+        average_states([net.state_dict(), build_member("shufflenet_v2_x1_0").state_dict()])
