@@ -504,42 +504,46 @@ def test_the_model_card_names_the_teacher_term_only_when_it_was_used():
 
 
 def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(tmp_path, fixtures):
-    """train.soup: two runs from one start with other seeds, averaged weight by weight; the
-    batch-norm statistics are measured again on training crops (the mean of what each layer
-    sees there), not averaged; each ingredient and the soup are scored on the validation
-    captures; runs of different architectures are refused."""
+    """train.release --soup 2: phase 1 trained twice from one start, the start a plain run of
+    seed 0 draws (so that run is one of the ingredients, bit for bit); the soup is the average
+    weight by weight, with batch-norm statistics measured again on training crops (the mean of
+    what each layer sees there), not averaged; the validation figures of each run and of the
+    soup are reported; runs of different architectures are refused; the model card says so."""
+    import argparse
     import json
+    import os
 
     import pytest
 
     from facegate.models import build_member
-    from train.soup import average_states, main, measure_batch_norm
+    from train.model_card import render
+    from train.release import soup_phase
+    from train.soup import average_states, measure_batch_norm
 
     csv_path = make_dataset(tmp_path, fixtures)
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    start = tmp_path / "start.pt"
-    torch.save({"arch": "mobilenet_v3_small", "state_dict": build_member("mobilenet_v3_small").state_dict()}, start)
     settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(48, 1.0, 2)], batch_size=6,
-                    lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, margin=0.0, init=start)
-    for seed in (1, 2):
-        fit(FitConfig(out=tmp_path / f"s{seed}", seed=seed, **settings), log=lambda *_: None)
-    main([str(tmp_path / "soup"), str(tmp_path / "s1"), str(tmp_path / "s2"), "--csv", str(csv_path),
-          "--members", "mobilenet_v3_small", "--bn-crops", "8", "--val-fraction", "0.34"])
+                    lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, margin=0.0)
+    # one job: the release fits in this process on every core; the plain run alike
+    fit(FitConfig(out=tmp_path / "plain", threads=os.cpu_count() or 1, **settings), log=lambda *_: None)
+    args = argparse.Namespace(work=tmp_path / "work", soup=2, jobs=1, skip_training=False)
+    records = soup_phase(args, [FitConfig(out=tmp_path / "members", **settings)], tmp_path / "members")
 
     def weights(folder):
         return torch.load(tmp_path / folder / "mobilenet_v3_small.pt", weights_only=True)["state_dict"]
 
-    soup, a, b = weights("soup"), weights("s1"), weights("s2")
+    soup, a, b, plain = weights("members"), weights("work/soup/seed0"), weights("work/soup/seed1"), weights("plain")
+    assert all(torch.equal(a[k], plain[k]) for k in plain)
     assert not torch.equal(a["head.0.weight"], b["head.0.weight"])  # the seeds did train apart
     for name in ("head.0.weight", "head.3.bias", "features.0.0.weight"):
         assert torch.allclose(soup[name], (a[name] + b[name]) / 2)
     bn_mean = "features.0.1.running_mean"
     assert not torch.allclose(soup[bn_mean], (a[bn_mean] + b[bn_mean]) / 2)
-    report = json.loads((tmp_path / "soup" / "soup.json").read_text())["mobilenet_v3_small"]
-    assert set(report["ingredients"]) == {str(tmp_path / "s1"), str(tmp_path / "s2")}
-    assert -1.0 <= report["soup"]["srcc"] <= 1.0
-    assert load_member(tmp_path / "soup" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
+    report = json.loads((tmp_path / "members" / "soup.json").read_text())["mobilenet_v3_small"]
+    assert set(report["ingredients"]) == {str(tmp_path / "work" / "soup" / f"seed{k}") for k in (0, 1)}
+    assert records["mobilenet_v3_small"]["best"]["srcc"] == report["soup"]["srcc"]
+    assert records["mobilenet_v3_small"]["epochs"] == 4
+    assert load_member(tmp_path / "members" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
 
     # measured again: a layer's running mean is the mean of its inputs over the crops
     net = build_member("mobilenet_v3_small")
@@ -552,3 +556,9 @@ def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(t
     assert not net.training
     with pytest.raises(ValueError, match="differ in architecture"):
         average_states([net.state_dict(), build_member("shufflenet_v2_x1_0").state_dict()])
+
+    weights_dir = Path(__file__).resolve().parents[1] / "facegate" / "weights"
+    spec = ScorerSpec.load(weights_dir / "spec.json")
+    metrics = json.loads((weights_dir / "metrics.json").read_text())
+    assert "model soup" not in render(spec, metrics)
+    assert "trained 3 times from one start" in render(spec, {**metrics, "soup": 3})

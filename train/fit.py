@@ -387,6 +387,19 @@ def forward_sharded(module: torch.nn.Module, net: QualityNet, x: torch.Tensor, d
     return pred[torch.from_numpy(np.argsort(order)).to(pred.device)]
 
 
+def initial_member(cfg: FitConfig) -> QualityNet:
+    """The weights ``cfg``'s run starts from: the head drawn from ``cfg.seed`` (the first use of
+    torch's generator in a run), on the pretrained backbone or ``cfg.init``. Runs that must share a
+    start (the ingredients of :mod:`train.soup`) get it from here as ``init``."""
+    torch.manual_seed(cfg.seed)
+    net = build_member(cfg.arch)
+    if cfg.pretrained_backbone:
+        load_backbone_weights(net, str(cfg.pretrained_backbone))
+    if cfg.init:
+        net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["state_dict"])
+    return net
+
+
 def fit(cfg: FitConfig, log=print) -> dict:
     """Train one member; returns the history and the best validation metrics.
 
@@ -401,7 +414,6 @@ def fit(cfg: FitConfig, log=print) -> dict:
         log = _silent  # the same run, told once
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
     cfg.out.mkdir(parents=True, exist_ok=True)
     spec = ScorerSpec(input_size=max(s.size for s in cfg.stages), margin=cfg.margin)
     samples = read_csv(cfg.csv, target=cfg.target)
@@ -414,11 +426,7 @@ def fit(cfg: FitConfig, log=print) -> dict:
     log(f"{cfg.arch}: {len(train_idx)} training and {len(val_idx)} validation samples on {d.device}")
     growth_order = np.random.default_rng(cfg.seed).permutation(train_idx)
 
-    net = build_member(cfg.arch)
-    if cfg.pretrained_backbone:
-        load_backbone_weights(net, str(cfg.pretrained_backbone))
-    if cfg.init:
-        net.load_state_dict(torch.load(cfg.init, map_location="cpu", weights_only=True)["state_dict"])
+    net = initial_member(cfg)
     net.to(d.device)
     averaged = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None  # of the plain module, before any wrapping
     model = net

@@ -273,6 +273,10 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         *([f"In phase 1 and the last stage the checkpoint validated and kept is a moving average of the weights "
            f"(decay {m['ema']:g} per step, ramped up over the first steps; `train.fit --ema`), not the last step's."]
           if m.get("ema") else []),
+        *([f"Phase 1 is trained {m['soup']} times from one start (the same heads on the same backbones; seeds 0-"
+           f"{m['soup'] - 1} for batch order and augmentation) and the runs' weights averaged, batch-norm statistics "
+           f"measured again on 4,096 training crops (a uniform model soup, `train.soup`)."]
+          if (m.get("soup") or 1) > 1 else []),
         *_distilled_lines(m.get("distilled") or {}),
         "How this recipe was chosen (label variants tried, the label-ranking",
         "stage left out), measured on the validation people only: docs/results.md.",

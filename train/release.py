@@ -40,7 +40,7 @@ from . import labels as label_step
 from . import model_card
 from .data import load_crops, read_csv, split
 from .evaluate import ablation, sensitivity, validation_people
-from .fit import CONSISTENCY_PIXELS, NOT_FINGERPRINTED, FitConfig, fit, parse_stages, predict, same_run
+from .fit import CONSISTENCY_PIXELS, NOT_FINGERPRINTED, FitConfig, fit, initial_member, parse_stages, predict, same_run
 from .scale import isotonic_knots, reliability_table
 
 #: Schedule of the shipped weights (size:data fraction:epochs per stage): one short stage from
@@ -76,6 +76,8 @@ DISTILL_EPOCHS = 6
 TEACHER_WEIGHT = 0.0
 #: Decay per step of the weight average kept in phase 1 and the last stage (train.fit --ema); 0: none.
 EMA = 0.0
+#: Phase 1 trained this many times from one start and averaged (train.soup); 1: one run.
+SOUP = 1
 MEMBERS = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
 #: Crop, views and scale of the weights this command makes (ArcFace framing at 128 px).
 TRAINING_SPEC = label_step.training_spec()
@@ -131,6 +133,36 @@ def add_phase(record: dict, phase: dict) -> dict:
     """A member's training record after one more phase: its epochs and time added, its best kept."""
     return {"best": phase["best"], "epochs": record["epochs"] + phase["epochs"],
             "seconds": round(record["seconds"] + phase["seconds"], 1)}
+
+
+def soup_phase(args, configs: list[FitConfig], out: Path) -> dict:
+    """Phase 1 as a soup: every member trained ``args.soup`` times from one start (the heads
+    ``configs`` would draw, on their backbones; seeds 0..K-1 for batch order and augmentation),
+    the runs' weights averaged into ``out`` (:mod:`train.soup`); returns each member's record."""
+    from dataclasses import replace
+
+    from .soup import soup_members
+
+    folder = args.work / "soup"
+    (folder / "start").mkdir(parents=True, exist_ok=True)
+    runs = []
+    for cfg in configs:
+        start = folder / "start" / f"{cfg.arch}.pt"
+        if not start.exists():
+            torch.save({"arch": cfg.arch, "state_dict": initial_member(cfg).state_dict()}, start)
+        runs += [replace(cfg, seed=k, init=start, pretrained_backbone=None, out=folder / f"seed{k}")
+                 for k in range(args.soup)]
+    run_fits(args, runs)
+    report = soup_members([folder / f"seed{k}" for k in range(args.soup)], out, configs[0].csv,
+                          [c.arch for c in configs], split_seed=configs[0].split_seed,
+                          val_fraction=configs[0].val_fraction)
+    records = {}
+    for cfg in configs:
+        seeds = [summarise(folder / f"seed{k}" / f"{cfg.arch}.history.json") for k in range(args.soup)]
+        records[cfg.arch] = {"best": {**report[cfg.arch]["soup"], "stage": "soup", "epoch": args.soup},
+                             "epochs": sum(r["epochs"] for r in seeds),
+                             "seconds": round(sum(r["seconds"] for r in seeds), 1)}
+    return records
 
 
 def fine_tune(args, csv_path: Path, out: Path, stage: str, init_dir: Path, lr: float, **terms) -> dict:
@@ -303,6 +335,9 @@ def main(argv=None):
     parser.add_argument("--resolution-copies-only", action=argparse.BooleanOptionalAction,
                         default=RESOLUTION_COPIES_ONLY,
                         help="the on-the-fly term lowers the copy only, never lifts its photo (train.fit --monotone-copies-only)")
+    parser.add_argument("--soup", type=int, default=SOUP, metavar="K",
+                        help="train phase 1 K times from one start (seeds 0..K-1) and average the weights "
+                             "(train.soup): one member's cost at inference, less of one seed's luck; 1: one run")
     parser.add_argument("--from-weights", type=Path, default=None,
                         help="skip phases 1-2: start the resolution stage from these members (e.g. facegate/weights) "
                              "and carry over their metrics.json training record")
@@ -311,6 +346,8 @@ def main(argv=None):
     parser.add_argument("--train-only", action="store_true",
                         help="stop once the members are trained (the same command without it finishes the release)")
     args = parser.parse_args(argv)
+    if args.soup < 1:
+        parser.error(f"--soup {args.soup}: the number of runs averaged is at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
@@ -327,7 +364,7 @@ def main(argv=None):
         fits = {a: prior["training"][a] for a in MEMBERS}
         done = {k: prior.get(k) for k in ("stages", "rank_stage", "rank_weight", "rank_margin",
                                            "monotone_weight", "lr_backbone", "jitter", "consistency", "teacher_weight", "ema",
-                                           "pretrained_backbones", "distilled")}
+                                           "soup", "pretrained_backbones", "distilled")}
         commands = prior.get("commands", [prior["command"]])
         member_dir = args.from_weights
     else:
@@ -338,17 +375,21 @@ def main(argv=None):
             args.recognizer = args.recognizer or args.shared / "models" / "mobilefacenet_casia.ckpt"
             args.pretrained_backbones = run_distills(args, csv_path, args.work / "distilled")
         backbones = {a: backbone_file(args.pretrained_backbones, a) for a in MEMBERS}
-        run_fits(args, [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
-                                  lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
-                                  consistency=args.consistency, pretrained_backbone=backbones[a],
-                                  ema=args.ema, **teacher_term(args))
-                         for a in MEMBERS])
-        fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
+        configs = [FitConfig(csv=csv_path, arch=a, out=base_dir, stages=parse_stages(args.stages),
+                             lr_backbone=args.lr_backbone, margin=TRAINING_SPEC.margin, jitter=args.jitter,
+                             consistency=args.consistency, pretrained_backbone=backbones[a],
+                             ema=args.ema, **teacher_term(args))
+                   for a in MEMBERS]
+        if args.soup > 1:
+            fits = soup_phase(args, configs, base_dir)
+        else:
+            run_fits(args, configs)
+            fits = {a: summarise(base_dir / f"{a}.history.json") for a in MEMBERS}
         member_dir = base_dir
         done = {"stages": args.stages, "rank_stage": args.rank_stage, "rank_weight": args.rank_weight,
                 "rank_margin": args.rank_margin, "monotone_weight": args.monotone_weight,
                 "lr_backbone": args.lr_backbone, "jitter": args.jitter, "consistency": args.consistency,
-                "teacher_weight": args.teacher_weight, "ema": args.ema,
+                "teacher_weight": args.teacher_weight, "ema": args.ema, "soup": args.soup,
                 "pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None},
                 "distilled": distill_record(args.pretrained_backbones)}
         commands = []

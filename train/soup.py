@@ -79,6 +79,22 @@ def make_soup(ingredients: list[Path], arch: str, out: Path, samples, crops: np.
     return report
 
 
+def soup_members(ingredients: list[Path], out: Path, csv: Path, members=MEMBERS, bn_crops: int = 4096,
+                 split_seed: int = 0, val_fraction: float = 0.2) -> dict:
+    """Every member in ``members`` averaged over ``ingredients`` into ``out`` (with ``soup.json``,
+    the validation figures of each ingredient and of the soup); returns that report."""
+    first = torch.load(ingredients[0] / f"{members[0]}.pt", map_location="cpu", weights_only=True)
+    spec = TRAINING_SPEC.with_(input_size=int(first["input_size"]))
+    samples = read_csv(csv)
+    crops, kept = load_crops(samples, spec)
+    samples = [samples[i] for i in kept]
+    train_idx, val_idx = split(samples, val_fraction, split_seed)
+    reports = {arch: make_soup(ingredients, arch, out, samples, crops, train_idx, val_idx, spec, bn_crops)
+               for arch in members}
+    (out / "soup.json").write_text(json.dumps(reports, indent=1) + "\n")
+    return reports
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
@@ -97,18 +113,9 @@ def main(argv=None):
         parser.error(f"no checkpoint: {', '.join(missing)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    first = torch.load(args.ingredients[0] / f"{args.members[0]}.pt", map_location="cpu", weights_only=True)
-    spec = TRAINING_SPEC.with_(input_size=int(first["input_size"]))
-    samples = read_csv(args.csv)
-    crops, kept = load_crops(samples, spec)
-    samples = [samples[i] for i in kept]
-    train_idx, val_idx = split(samples, args.val_fraction, args.split_seed)
-    reports = {}
-    for arch in args.members:
-        reports[arch] = make_soup(args.ingredients, arch, args.out, samples, crops, train_idx, val_idx, spec,
-                                  args.bn_crops)
-        print(arch, json.dumps(reports[arch], indent=1))
-    (args.out / "soup.json").write_text(json.dumps(reports, indent=1) + "\n")
+    reports = soup_members(args.ingredients, args.out, args.csv, args.members, args.bn_crops, args.split_seed,
+                           args.val_fraction)
+    print(json.dumps(reports, indent=1))
 
 
 if __name__ == "__main__":
