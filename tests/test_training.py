@@ -544,6 +544,14 @@ def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(t
     assert records["mobilenet_v3_small"]["best"]["srcc"] == report["soup"]["srcc"]
     assert records["mobilenet_v3_small"]["epochs"] == 4
     assert load_member(tmp_path / "members" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
+    # the command line: never into one of its own runs
+    from train.soup import main
+
+    before = (tmp_path / "plain" / "mobilenet_v3_small.pt").read_bytes()
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "plain"), str(tmp_path / "plain"), str(tmp_path / "members"), "--csv", str(csv_path),
+              "--members", "mobilenet_v3_small"])
+    assert (tmp_path / "plain" / "mobilenet_v3_small.pt").read_bytes() == before
 
     # measured again: a layer's running mean is the mean of its inputs over the crops
     net = build_member("mobilenet_v3_small")

@@ -108,6 +108,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if len(args.ingredients) < 2:
         parser.error("a soup needs at least two trained runs")
+    if any(f.resolve() == args.out.resolve() for f in args.ingredients):
+        parser.error(f"{args.out} is one of the runs: the soup would overwrite its checkpoints; write it elsewhere")
     missing = [f"{f}/{a}.pt" for f in args.ingredients for a in args.members if not (f / f"{a}.pt").is_file()]
     if missing:
         parser.error(f"no checkpoint: {', '.join(missing)}")
