@@ -33,6 +33,9 @@ from .data import load_crops, read_csv, split
 from .fit import correlations, predict
 from .release import MEMBERS, TRAINING_SPEC
 
+#: Training crops the batch-norm statistics of a soup are measured on (the model card repeats it).
+BN_CROPS = 4096
+
 
 def average_states(states: list[dict]) -> dict:
     """The mean of each floating-point tensor; counters are taken from the first."""
@@ -61,7 +64,7 @@ def measure_batch_norm(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, bat
 
 
 def make_soup(ingredients: list[Path], arch: str, out: Path, samples, crops: np.ndarray,
-              train_idx, val_idx, spec: ScorerSpec, bn_crops: int = 4096, seed: int = 0) -> dict:
+              train_idx, val_idx, spec: ScorerSpec, bn_crops: int = BN_CROPS, seed: int = 0) -> dict:
     """Average ``arch``'s checkpoints from ``ingredients`` into ``out/<arch>.pt``; returns the
     validation SRCC and PLCC of every ingredient and of the soup."""
     nets = [load_member(folder / f"{arch}.pt", arch) for folder in ingredients]
@@ -79,7 +82,7 @@ def make_soup(ingredients: list[Path], arch: str, out: Path, samples, crops: np.
     return report
 
 
-def soup_members(ingredients: list[Path], out: Path, csv: Path, members=MEMBERS, bn_crops: int = 4096,
+def soup_members(ingredients: list[Path], out: Path, csv: Path, members=MEMBERS, bn_crops: int = BN_CROPS,
                  split_seed: int = 0, val_fraction: float = 0.2) -> dict:
     """Every member in ``members`` averaged over ``ingredients`` into ``out`` (with ``soup.json``,
     the validation figures of each ingredient and of the soup); returns that report."""
@@ -101,7 +104,7 @@ def main(argv=None):
     parser.add_argument("ingredients", type=Path, nargs="+", help="train.fit output folders, one start, other seeds")
     parser.add_argument("--csv", type=Path, required=True, help="the label CSV the members were trained on")
     parser.add_argument("--members", nargs="+", default=list(MEMBERS))
-    parser.add_argument("--bn-crops", type=int, default=4096, help="training crops the batch-norm statistics are measured on")
+    parser.add_argument("--bn-crops", type=int, default=BN_CROPS, help="training crops the batch-norm statistics are measured on")
     parser.add_argument("--split-seed", type=int, default=0, help="the runs' --split-seed (which people validate)")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="the runs' --val-fraction")
     parser.add_argument("--threads", type=int, default=None)
