@@ -20,6 +20,7 @@ import click
 
 from . import __version__
 from .errors import ConfigError, FacegateError
+from .extras import MissingExtraError, missing, require
 from .policy import PROFILE_NAMES, Policy, Status
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -34,6 +35,9 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except ConfigError as exc:
             raise click.UsageError(str(exc)) from None
+        except MissingExtraError as exc:  # a usage error too, told in one line
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
         except FacegateError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_FAILED)
@@ -207,6 +211,8 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
     """
     from .folder import plan_filter, run_filter
 
+    if parquet:  # told before the run, not after it
+        require("ray", "--parquet")
     accepted, rejected = Path(accepted), Path(rejected)
     src_path = Path(src).resolve()
     for dest in (accepted, rejected):
@@ -349,6 +355,10 @@ def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_
     from .recognition import load_recognizer
     from .runtime import configure_threads
 
+    if plot and "matplotlib" in missing("eval"):  # before minutes of measuring, not after
+        raise MissingExtraError("--plot", "eval", "matplotlib")
+    if observer_path:
+        require("torch", "--observer")
     configure_threads(threads)
     model = load_recognizer(recognizer)
     images, identities, genuine_pairs = labelled_captures(source, pairs_file)
@@ -496,6 +506,7 @@ def export(fmt, out, weights, views):
     The ONNX graph takes `crops` (B, S, S, 3) uint8 RGB aligned faces and returns
     `utility` (0-1) and `score` (0-100).
     """
+    require("onnx", "facegate export")
     from .export import export_onnx
     from .scorer import create_scorer
 

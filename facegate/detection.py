@@ -336,6 +336,10 @@ def create_detector(name: str = "mtcnn", settings: dict[str, Any] | None = None,
     options = {k: v for k, v in (settings or {}).items() if k not in POLICY_SETTINGS}
     if name == "yunet":
         return YuNetDetector(**options)
+    if backend == "torch" and name == "mtcnn":
+        from .extras import require
+
+        require("torch", "facenet-pytorch's MTCNN (--backend torch)")
     cls = TorchMTCNNDetector if backend == "torch" else MTCNNDetector
     return cls(**options, threads=threads)
 

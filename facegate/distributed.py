@@ -35,10 +35,10 @@ RESULT_COLUMNS = ("source", "status", "reasons", "score", "record")
 
 
 def _ray():
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError('the Ray engine needs Ray: pip install "facegate[ray]"') from None
+    from .extras import require
+
+    require("ray", "the Ray engine (--engine ray)")
+    import ray
     import logging
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-stage progress lines on stderr
@@ -75,11 +75,11 @@ def done_sources(output: str | Path) -> set[str]:
     it is renamed ``_<name>.incomplete`` (out of readers' way: Arrow and Ray skip names
     starting with ``_``; not deleted) and its rows are decided again, so no record is lost
     and none is doubled."""
-    try:
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError('resuming needs pyarrow: pip install "facegate[ray]"') from None
+    from .extras import require
+
+    require("ray", "resuming a Parquet output")
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
     fs, root = pafs.FileSystem.from_uri(str(output) if "://" in str(output) else str(Path(output).resolve()))
     if fs.get_file_info(root).type == pafs.FileType.NotFound:
         return set()
@@ -163,10 +163,10 @@ def write_records_parquet(records: list[dict], path: str | Path) -> int:
     """Manifest records as one Parquet file (written whole, then renamed into place): flat
     columns ``file``, ``source``, ``side``, ``status``, ``reasons``, ``score`` and the full
     record as JSON in ``record`` (see :func:`_table`). Returns the number of rows."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError('Parquet output needs pyarrow: pip install "facegate[ray]"') from None
+    from .extras import require
+
+    require("ray", "Parquet output (--parquet)")
+    import pyarrow.parquet as pq
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     pq.write_table(_table(records, ("file", "source", "side", "status", "reasons", "score", "record")), tmp)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, WeightsError
-from .recognition import STAGE_CHANNELS, STAGE_NAMES, MobileFaceNet, MobileFaceNetRecognizer
+from .mobilefacenet import STAGE_CHANNELS, STAGE_NAMES, MobileFaceNet, MobileFaceNetRecognizer
 
 __all__ = [
     "FEATURE_KINDS",

@@ -172,6 +172,9 @@ def create_scorer(weights: str | Path | None = None, *, backend: str = "onnx", v
             raise ConfigError(f"device {device!r} needs backend='torch' (the onnx backend runs on the CPU)")
         return OnnxScorer(weights, views=views, members=members, threads=threads)
     if backend == "torch":
+        from .extras import require
+
+        require("torch", "the torch backend (--backend torch)")
         from .models import TorchScorer
 
         return TorchScorer(weights, views=views, members=members, device=device, threads=threads)

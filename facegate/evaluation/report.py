@@ -118,13 +118,14 @@ def held_out_check(calibration: MeasuredCaptures, calibration_pairs: np.ndarray,
 
 def plot_edc(report: dict, path, title: str = "", methods=None) -> None:
     """Write the EDC plot (needs matplotlib: ``pip install facegate[eval]``)."""
-    try:
-        import matplotlib
+    from ..extras import MissingExtraError, missing
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("plotting needs matplotlib: pip install 'facegate[eval]'") from exc
+    if "matplotlib" in missing("eval"):
+        raise MissingExtraError("the EDC plot", "eval", "matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     limit = report["discard_limit"]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     for method, curve in report["curves"].items():
