@@ -23,6 +23,7 @@ _EXPORTS = {
     "CaptureResult": "gate", "Gate": "gate",
     "REASONS": "policy", "Policy": "policy", "Status": "policy", "decide": "policy",
     "Scorer": "scorer", "Scores": "scorer", "create_scorer": "scorer", "default_weights_dir": "scorer",
+    "weights_info": "scorer",
     "SCORE_SCALE": "spec", "ScorerSpec": "spec",
 }
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .errors import ConfigError, FacegateError, ImageError, SourceError, WeightsError  # noqa: F401
     from .gate import CaptureResult, Gate  # noqa: F401
     from .policy import REASONS, Policy, Status, decide  # noqa: F401
-    from .scorer import Scorer, Scores, create_scorer, default_weights_dir  # noqa: F401
+    from .scorer import Scorer, Scores, create_scorer, default_weights_dir, weights_info  # noqa: F401
     from .spec import SCORE_SCALE, ScorerSpec  # noqa: F401
 
 
@@ -77,5 +78,6 @@ __all__ = [
     "create_scorer",
     "decide",
     "default_weights_dir",
+    "weights_info",
     "__version__",
 ]

@@ -106,14 +106,21 @@ def main():
             stream.reconfigure(errors="backslashreplace")
 
 
-def _collect(paths) -> list[Path]:
-    """Files named, and every file in folders named (sidecars in folders skipped, and said)."""
+#: The name a capture read from standard input (``-``) is reported by.
+STDIN_NAME = "<stdin>"
+
+
+def _collect(paths, *, stdin: bool = False) -> list:
+    """Files named, and every file in folders named (sidecars in folders skipped, and said);
+    with ``stdin``, ``-`` is one image read from standard input (``curl ... | facegate score -``)."""
     from .folder import find_images, split_sidecars
 
     files, skipped = [], []
     for p in paths:
         path = Path(p)
-        if path.is_dir():
+        if stdin and p == "-":
+            files.append(_read_stdin())
+        elif path.is_dir():
             captures, sidecars = split_sidecars(find_images(path))
             files.extend(captures)
             skipped.extend(sidecars)
@@ -125,6 +132,16 @@ def _collect(paths) -> list[Path]:
     if not files:
         raise click.UsageError("no image files found in the given paths")
     return files
+
+
+def _read_stdin():
+    """The image piped to standard input, as an encoded file (decoded exactly as a file is)."""
+    from .images import EncodedImage
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise click.UsageError("'-' reads an image from standard input, but nothing is piped in "
+                               "(e.g. curl -s URL | facegate score -)")
+    return EncodedImage(STDIN_NAME, sys.stdin.buffer.read())
 
 
 # -- output formats: one row dict per capture, written as a table, JSON lines or CSV ----------
@@ -162,8 +179,11 @@ class _Rows:
               help="Inputs are aligned face crops: decided on the score alone, without detection.")
 @gate_options()
 def score(paths, fmt, aligned, **options):
-    """Score captures: one line per image (files or folders, searched recursively)."""
-    files = _collect(paths)
+    """Score captures: one line per image (files or folders, searched recursively; - reads
+    one image from standard input)."""
+    if list(paths).count("-") > 1:
+        raise click.UsageError("'-' (standard input) can be given once")
+    files = _collect(paths, stdin=True)
     gate = _gate(**options)
     columns = (["status", "score", "reasons", "faces", "source", "prompt"] if fmt == "table"
                else ["source", "status", "reasons", "score", "faces", "box", "error", "prompt"])
@@ -491,6 +511,32 @@ def report(manifest, out, page_size, best_per_person):
     summary = write_review(manifest, out, page_size=page_size, best_per_person=best_per_person)
     missing = f", {summary['missing_originals']} originals missing or unreadable" if summary["missing_originals"] else ""
     click.echo(f"{summary['captures']} captures{missing}; review page: {out}")
+
+
+@main.command()
+@click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def info(weights, fmt):
+    """Which weights are loaded, their score scale and their terms of use (and the code's)."""
+    from .scorer import weights_info
+
+    about = weights_info(weights)
+    if fmt == "json":
+        click.echo(json.dumps(about, indent=1))
+        return
+    w = about["weights"]
+    lines = [
+        f"facegate {about['facegate']} (code: {about['code_license']} licence)",
+        f"weights: {w['name']}" + (" (shipped)" if w["shipped"] else "") + f" in {w['folder']}",
+        f"  terms: {w['terms']}",
+        f"  score scale {w['score_scale']}, default threshold {w['default_threshold']:g}, views {','.join(w['views'])}, "
+        f"{w['input_size']} px crops",
+        *(f"  {arch} sha256 {digest[:12]}" for arch, digest in w["members"].items()),
+        *([f"  model card: {w['model_card']}"] if w["model_card"] else []),
+        *(f"detector {name}: {terms}" for name, terms in about["detectors"].items()),
+        "extras: " + ", ".join(f"{name} {'installed' if ok else 'not installed'}" for name, ok in about["extras"].items()),
+    ]
+    click.echo("\n".join(lines))
 
 
 @main.command()

@@ -315,6 +315,13 @@ class YuNetDetector:
         return faces_from_arrays(boxes, found[:, 14], np.concatenate([eyes, points[:, 2:3], mouth], axis=1))
 
 
+#: The terms of the detector weights shipped in ``facegate/weights`` (each NOTICE file there
+#: has the source and digest); YuNet's and MTCNN's weights are not trained by facegate.
+SHIPPED_DETECTOR_TERMS = {
+    "mtcnn": "MIT (facenet-pytorch 2.5.3's conversion of the MTCNN authors' released models; weights/mtcnn/NOTICE.txt)",
+    "yunet": "Apache-2.0 (OpenCV model zoo, face_detection_yunet_2023mar; weights/yunet_NOTICE.txt)",
+}
+
 #: Detectors by name; ``backend="torch"`` picks facenet-pytorch's own MTCNN.
 DETECTORS = {"mtcnn": MTCNNDetector, "yunet": YuNetDetector}
 

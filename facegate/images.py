@@ -181,7 +181,9 @@ def _decode(open_image, name: str, reduce_to=None, read_bytes=None) -> LoadedIma
         raise ImageError(name, f"refused as a decompression bomb ({exc})") from None
     except PermissionError:
         raise ImageError(name, "permission denied") from None
-    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError, EOFError) as exc:
+    except Image.UnidentifiedImageError:  # (its text names Pillow's file object, not the input)
+        raise ImageError(name, "cannot decode image (not an image format Pillow reads)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(name, f"cannot decode image ({exc})") from None
 
 

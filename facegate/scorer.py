@@ -20,7 +20,10 @@ from .frozen import FrozenValue
 from .spec import ScorerSpec
 
 __all__ = ["BACKENDS", "VIEWS", "OnnxScorer", "Scorer", "Scores", "create_scorer", "default_weights_dir",
-           "resolve_views", "view_batch"]
+           "resolve_views", "view_batch", "weights_info", "CODE_LICENSE"]
+
+#: The licence of facegate's code (``LICENSE``). Weights carry their own terms in their spec.
+CODE_LICENSE = "MIT"
 
 #: Test-time view sets: identity, then horizontal flip, then vertical flip. With a spec,
 #: ``"full"`` is every view its weights were trained for (:attr:`ScorerSpec.views`).
@@ -36,6 +39,37 @@ BACKENDS = ("onnx", "torch")
 def default_weights_dir() -> Path:
     """The weights shipped inside the package."""
     return Path(str(resources.files("facegate") / "weights"))
+
+
+def weights_info(weights: str | Path | None = None) -> dict:
+    """Which weights a gate with ``weights`` loads, their score scale and their terms, beside
+    the code's licence, the shipped detectors' terms and the extras installed (what
+    ``facegate info`` prints). Reads ``spec.json`` only: no model is loaded.
+
+    The weights' terms can be narrower than the code's: the shipped weights inherit the
+    terms of the photos and recognizer that trained them (non-commercial research use)."""
+    from . import __version__
+    from .detection import SHIPPED_DETECTOR_TERMS
+    from .extras import installed
+
+    folder = Path(weights) if weights is not None else default_weights_dir()
+    spec = ScorerSpec.load(folder / "spec.json")
+    card = folder / "MODEL_CARD.md"
+    return {
+        "facegate": __version__,
+        "code_license": CODE_LICENSE,
+        "weights": {
+            "folder": str(folder), "shipped": weights is None, "name": spec.name,
+            "terms": spec.terms or "not stated in the spec: the terms of the photos, recognizer and starting "
+                                   "weights that trained them",
+            "score_scale": spec.score_scale, "default_threshold": spec.default_threshold,
+            "members": {m: spec.member_sha256.get(m, "") for m in spec.members},
+            "input_size": spec.input_size, "views": list(spec.views),
+            "model_card": str(card) if card.is_file() else None,
+        },
+        "detectors": dict(SHIPPED_DETECTOR_TERMS),
+        "extras": installed(),
+    }
 
 
 def resolve_views(views: str | Sequence[str], spec: ScorerSpec | None = None) -> tuple[str, ...]:

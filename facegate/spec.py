@@ -68,6 +68,10 @@ class ScorerSpec:
 
     Attributes:
         name: ``arch.tag``-style name of the weights.
+        terms: the terms under which these weights may be used, in words: they inherit the
+            terms of what trained them (photos, labels' recognizer, starting weights), which
+            can be narrower than the code's licence; empty means not stated (weights you
+            train yourself: state yours with ``python -m train.release --terms``).
         members: member architectures, each with ``<arch>.pt`` (and ``<arch>.onnx``) beside the spec.
         member_sha256: sha256 of each ``<arch>.pt``; ONNX graphs carry the digest they were
             made from and are refused for other weights.
@@ -91,6 +95,7 @@ class ScorerSpec:
     """
 
     name: str = "facegate-ensemble.untrained"
+    terms: str = ""
     members: tuple[str, ...] = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
     member_sha256: dict[str, str] = field(default_factory=dict)
     input_size: int = 128

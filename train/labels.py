@@ -73,12 +73,20 @@ CSV_FIELDS = [
 SCORE_SCALE_V2 = "fg-utility-v2"
 
 
+#: The terms the labelled photos and the labels' recognizer pass on to weights trained on them
+#: (the data's READMEs in ../shared say each); the spec and the model card carry this text.
+TERMS = ("non-commercial research use only: trained on CelebA (non-commercial research use only) and LFW "
+         "(research use), with labels made by a MobileFaceNet checkpoint that states no licence; not for "
+         "commercial products or services, an enrollment desk or access control among them")
+
+
 def training_spec(input_size: int = 128, margin: float = 0.0) -> ScorerSpec:
     """The spec new weights are trained with: the ArcFace five-point framing at 128 px (40.3 px
     between the eyes), so a crop a recognition pipeline already holds (112 x 112, ArcFace
     template) is the models' input once resized; detector settings of :data:`DETECTOR_DEFAULTS`;
-    test-time views without the vertical flip (training has none); the v2 scale."""
-    return ScorerSpec(name="facegate-ensemble.untrained", input_size=input_size, margin=margin,
+    test-time views without the vertical flip (training has none); the v2 scale; the terms the
+    training data passes on (:data:`TERMS`)."""
+    return ScorerSpec(name="facegate-ensemble.untrained", terms=TERMS, input_size=input_size, margin=margin,
                       views=("identity", "hflip"), score_scale=SCORE_SCALE_V2)
 
 

@@ -161,6 +161,10 @@ def render(spec: ScorerSpec, m: dict) -> str:
     lines += [
         "",
         "## Terms and limits",
+        *([f"- **Terms of these weights: {spec.terms}.** facegate's code is MIT-licensed (`LICENSE`); the weights "
+           "inherit the terms of what trained them, which are narrower. `facegate info` prints them."]
+          if spec.terms else ["- The terms of these weights are not stated in their spec: they are those of the "
+                              "photos, recognizer and starting weights that trained them."]),
         "- LFW has no formal licence and is for research use; these weights inherit that: research use.",
         *(["- CelebA is for non-commercial research use only; weights trained on it inherit that: "
            "non-commercial research use only."] if v2 else []),
