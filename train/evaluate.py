@@ -21,6 +21,7 @@ Run: ``python -m train.evaluate sensitivity --shared ../shared --photos 100``
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 from pathlib import Path
 
@@ -92,7 +93,19 @@ def validation_people(csv: Path, val_fraction: float = 0.2, seed: int = 0) -> se
     return {samples[i].identity for i in split(samples, val_fraction, seed)[1]}
 
 
-def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people: set[str] | None = None):
+def labelled_photos(csv_path: Path):
+    """``photos_of`` for the people of a labels CSV: each identity's photos as the labels
+    recorded them (its ``source`` column), for people that are not in ``../shared``."""
+    with Path(csv_path).open(newline="") as fh:
+        sources: dict[str, set[str]] = {}
+        for row in csv.DictReader(fh):
+            sources.setdefault(row["identity"], set()).add(row["source"])
+    table = {person: sorted(map(Path, files)) for person, files in sources.items()}
+    return lambda _shared, person: table[person]
+
+
+def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people: set[str] | None = None,
+                   photos_of=photos_of):
     """``(name, rgb, result)`` of one photo each of up to ``photos`` people, drawn at random
     (seeded), skipping photos in which the gate finds no face; ``people`` (names as
     :func:`photos_of` takes them) defaults to those of LFW folds 1-5, never trained on. With
@@ -120,7 +133,8 @@ def held_out_faces(shared: Path, gate: Gate, photos: int, seed: int = 0, people:
             if base.face is None:
                 continue  # the comparisons need a detected face in the original
             found += 1
-            yield str(path.relative_to(shared / "data")), rgb, base
+            inside = path.is_relative_to(shared / "data")
+            yield str(path.relative_to(shared / "data") if inside else path), rgb, base
         round_no += 1
 
 
@@ -182,14 +196,14 @@ def landmark_stability(shared: Path, photos: int = 100, jitter: float = 0.01, dr
 
 
 def sensitivity(shared: Path, photos: int = 100, seed: int = 0, weights: Path | None = None,
-                threads: int | None = None, people: set[str] | None = None) -> dict:
+                threads: int | None = None, people: set[str] | None = None, photos_of=photos_of) -> dict:
     """Per degradation, how many photos score lower after it, and how many the gate rejects;
-    ``people`` (names as :func:`photos_of` takes them) defaults to those of LFW folds 1-5,
-    never trained on."""
+    ``people`` (names as ``photos_of`` takes them, :func:`photos_of` by default) defaults to
+    those of LFW folds 1-5, never trained on."""
     gate = Gate(weights=weights, threads=threads)
     kinds = {**DEGRADED, **UNUSABLE}
     chosen, results = [], {name: [] for name in kinds}
-    for name_of_photo, rgb, base in held_out_faces(shared, gate, photos, seed, people):
+    for name_of_photo, rgb, base in held_out_faces(shared, gate, photos, seed, people, photos_of):
         chosen.append(name_of_photo)
         for name, make in kinds.items():
             after = gate.assess(make(rgb, base.face), color_order="rgb")

@@ -90,8 +90,35 @@ def training_spec(input_size: int = 128, margin: float = 0.0) -> ScorerSpec:
                       views=("identity", "hflip"), score_scale=SCORE_SCALE_V2)
 
 
-def training_identities(shared: Path) -> dict[str, list[Path]]:
-    """Every identity that may be trained on, LFW and CelebA, with its photos."""
+#: Identities from a user's own folder (``--people``) are named ``own/<sub-folder>``.
+OWN_PREFIX = "own/"
+
+
+def own_people(folder: Path) -> dict[str, list[Path]]:
+    """A folder of one sub-folder per person (``train.release --people``) as identities with
+    their photos (sidecar files left out); people with one photo are kept as impostors and
+    references for others but cannot be labelled (a label needs another photo of them)."""
+    from facegate.folder import find_images, split_sidecars
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SystemExit(f"error: --people {folder}: not a folder")
+    people = {}
+    for person in sorted(p for p in folder.iterdir() if p.is_dir()):
+        photos, _ = split_sidecars(find_images(person))
+        if photos:
+            people[OWN_PREFIX + person.name] = sorted(photos)
+    if sum(len(p) >= 2 for p in people.values()) < 2:
+        raise SystemExit(f"error: --people {folder}: needs at least two sub-folders (people) with two or more "
+                         "photos each; found " + (f"{len(people)} with photos" if people else "none"))
+    return people
+
+
+def training_identities(shared: Path, people_dir: Path | None = None) -> dict[str, list[Path]]:
+    """Every identity that may be trained on, with its photos: LFW's training people and
+    CelebA's training identities, or the people of ``people_dir`` (:func:`own_people`)."""
+    if people_dir is not None:
+        return own_people(people_dir)
     people = {f"lfw/{name}": photos for name, photos in lfw.training_people(shared).items()}
     people.update({f"celeba/{name}": photos for name, photos in celeba.identities(shared, evaluation=False).items()})
     return people
@@ -157,9 +184,14 @@ def draw_degradation(rng: np.random.Generator) -> list[tuple[str, float]]:
 
 
 def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: int | None = None,
-          checkpoint: Path | None = None, spec: ScorerSpec | None = None, only: str | None = None) -> Path:
+          checkpoint: Path | None = None, spec: ScorerSpec | None = None, only: str | None = None,
+          people_dir: Path | None = None) -> Path:
     """Write ``labels.csv`` and its crops into ``out``; crops and detections follow ``spec``
     (default: :func:`training_spec`), so labels see the faces inference will see.
+
+    ``people_dir``: label the people of this folder (:func:`own_people`) instead of LFW and
+    CelebA; ``checkpoint``: the MobileFaceNet-architecture recognizer that judges the captures
+    (default: the shared one). The observer column is calibrated for the shared checkpoint.
 
     ``only``: a degradation kind; label ``variants`` copies of that kind per photo and no
     clean captures, and add them to the ``labels.csv`` already in ``out`` in place of its
@@ -172,7 +204,7 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     rng = np.random.default_rng(seed)
     spec = spec or training_spec()
     stage = CaptureStage(spec, components=False, look_again=True)
-    people = training_identities(shared)
+    people = training_identities(shared, people_dir)
     if limit_people:
         names = sorted(people)
         keep = set(rng.choice(names, size=min(limit_people, len(names)), replace=False))
@@ -280,13 +312,17 @@ def main(argv=None):
                         help="label only copies of this degradation kind and add them to OUT/labels.csv "
                              "(replacing earlier rows of that kind)")
     parser.add_argument("--limit-people", type=int, default=None, help="label a random subset (for trials)")
+    parser.add_argument("--people", type=Path, default=None, metavar="DIR",
+                        help="label these people (one sub-folder each) instead of LFW's and CelebA's training people")
+    parser.add_argument("--recognizer", type=Path, default=None,
+                        help="MobileFaceNet checkpoint that judges the captures (default: SHARED/models/mobilefacenet_casia.ckpt)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     spec = ScorerSpec.load(args.weights / "spec.json") if args.weights else None
     build(args.shared, args.out, variants=args.variants, seed=args.seed, limit_people=args.limit_people, spec=spec,
-          only=args.only)
+          only=args.only, people_dir=args.people, checkpoint=args.recognizer)
 
 
 if __name__ == "__main__":

@@ -165,13 +165,16 @@ def render(spec: ScorerSpec, m: dict) -> str:
            "inherit the terms of what trained them, which are narrower. `facegate info` prints them."]
           if spec.terms else ["- The terms of these weights are not stated in their spec: they are those of the "
                               "photos, recognizer and starting weights that trained them."]),
-        "- LFW has no formal licence and is for research use; these weights inherit that: research use.",
-        *(["- CelebA is for non-commercial research use only; weights trained on it inherit that: "
-           "non-commercial research use only."] if v2 else []),
-        "- The MobileFaceNet checkpoint (no licence stated) made the labels and is not shipped.",
-        "- Quality here means usefulness to *that* recognizer on " + ("LFW- and CelebA-like photos (news, red-carpet "
-        "and street photos of mostly adult public figures)." if v2 else "LFW-like photos (news photos of mostly") ,
-        *([] if v2 else ["  adult public figures, 250x250, JPEG)."]),
+        *(["- LFW has no formal licence and is for research use; these weights inherit that: research use.",
+           *(["- CelebA is for non-commercial research use only; weights trained on it inherit that: "
+              "non-commercial research use only."] if v2 else []),
+           "- The MobileFaceNet checkpoint (no licence stated) made the labels and is not shipped.",
+           "- Quality here means usefulness to *that* recognizer on " + ("LFW- and CelebA-like photos (news, "
+           "red-carpet and street photos of mostly adult public figures)." if v2 else "LFW-like photos (news photos "
+           "of mostly"),
+           *([] if v2 else ["  adult public figures, 250x250, JPEG)."])] if "people" not in m else
+          [f"- Trained on the people of `{m['people']}`, labelled by the recognizer named in the command below; "
+           "quality here means usefulness to *that* recognizer on photos like those."]),
         "  Other recognizers, cameras and populations can differ: calibrate the threshold on your own captures.",
         (f"- Backbones started from `--pretrained-backbones` files (`train.distill` or the user's own), then "
          f"trained on {m['captures']:,} crops." if m.get("pretrained_backbones") else

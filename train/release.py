@@ -39,7 +39,7 @@ from facegate.models import count_macs, load_member
 from . import labels as label_step
 from . import model_card
 from .data import load_crops, read_csv, split
-from .evaluate import ablation, sensitivity, validation_people
+from .evaluate import ablation, labelled_photos, sensitivity, validation_people
 from .fit import CONSISTENCY_PIXELS, NOT_FINGERPRINTED, FitConfig, fit, initial_member, parse_stages, predict, same_run
 from .scale import isotonic_knots, reliability_table
 
@@ -302,6 +302,12 @@ def main(argv=None):
                              "(train.distill) before phase 1; 0: from scratch; ignored with --pretrained-backbones")
     parser.add_argument("--recognizer", type=Path, default=None,
                         help="teacher of phase 0 (default: SHARED/models/mobilefacenet_casia.ckpt, the label recognizer)")
+    parser.add_argument("--people", type=Path, default=None, metavar="DIR",
+                        help="train on your own photos: one sub-folder per person (two or more photos each), "
+                             "labelled by --recognizer, instead of LFW's and CelebA's training people; needs --terms")
+    parser.add_argument("--terms", default=None,
+                        help="the terms of use of weights trained on --people, as your photos and recognizer allow "
+                             "(written into spec.json and the model card; facegate info prints them)")
     parser.add_argument("--variants", type=int, default=2)
     parser.add_argument("--accessory-copies", type=int, default=0,
                         help="copies per photo wearing sunglasses, a cap, hair or a hand, labelled after the others")
@@ -348,16 +354,22 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.soup < 1:
         parser.error(f"--soup {args.soup}: the number of runs averaged is at least 1")
+    if args.people is not None and not (args.recognizer and args.terms):
+        parser.error("--people needs --recognizer (a MobileFaceNet checkpoint you may use) and --terms (what the "
+                     "photos and recognizer allow the weights to be used for)")
+    if args.terms is not None and args.people is None:
+        parser.error("--terms is for weights trained on --people; the shipped data's terms are train.labels.TERMS")
+    label_options = {"people_dir": args.people, "checkpoint": args.recognizer}
     if args.threads:
         torch.set_num_threads(args.threads)
     t0 = time.time()
     label_dir = args.work / "labels"
     csv_path = label_dir / "labels.csv"
     if not csv_path.exists():
-        label_step.build(args.shared, label_dir, variants=args.variants, seed=0, spec=TRAINING_SPEC)
+        label_step.build(args.shared, label_dir, variants=args.variants, seed=0, spec=TRAINING_SPEC, **label_options)
     if args.accessory_copies and "accessory" not in label_step.degradations(csv_path):
         label_step.build(args.shared, label_dir, variants=args.accessory_copies, seed=7, spec=TRAINING_SPEC,
-                         only="accessory")
+                         only="accessory", **label_options)
     if args.from_weights:
         # phases 1-2 were run before (by this command); their record travels with the weights
         prior = json.loads((args.from_weights / "metrics.json").read_text())
@@ -417,6 +429,7 @@ def main(argv=None):
         return
 
     spec = TRAINING_SPEC.with_(name=f"facegate-ensemble.{TRAINING_SPEC.score_scale}", members=MEMBERS,
+                               terms=args.terms or TRAINING_SPEC.terms,
                                input_size=max(s.size for s in parse_stages(done["stages"])))
     scale = calibrate_scale(csv_path, member_dir, spec)
     spec = spec.with_(
@@ -458,10 +471,14 @@ def main(argv=None):
         "commands": commands,
         "seconds_total": round(time.time() - t0, 1),
     }
-    metrics["sensitivity"] = sensitivity(args.shared, 100, weights=args.out)
+    if args.people is None:
+        metrics["sensitivity"] = sensitivity(args.shared, 100, weights=args.out)
+    else:  # the user's own people: measured on the validation side of their split only
+        metrics["people"] = str(args.people)
     # the same on validation people: training choices are made on this one, not on folds 1-5
     metrics["sensitivity_validation"] = sensitivity(args.shared, 100, weights=args.out,
-                                                    people=validation_people(csv_path))
+                                                    people=validation_people(csv_path),
+                                                    photos_of=None if args.people is None else labelled_photos(csv_path))
     metrics["seconds_total"] = round(time.time() - t0, 1)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     print(json.dumps(metrics, indent=1))

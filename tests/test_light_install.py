@@ -1,0 +1,121 @@
+"""The runtime install (``pip install facegate``, no extras): it imports no torch, decides
+every capture as the full install does, and a feature whose extra is missing says which
+extra to install in one line (exit 2), never with an ImportError.
+
+The runtime-only environment is built once (a virtual environment with ``pip install -e``
+of this checkout, core requirements only) and kept under ``.pytest_cache`` keyed by
+``setup.cfg``, so later runs reuse it; ``FACEGATE_LIGHT_VENV`` names another place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, ROOT, SHARED
+
+#: Run inside the light environment: assess the paths, report the results and whether any
+#: torch package was imported, or is installed at all.
+ASSESS = """
+import importlib.util, json, sys
+from facegate import Gate
+gate = Gate(threads=2)
+results = [{"source": r.source, "status": r.status.value, "reasons": list(r.reasons), "score": r.score}
+           for r in gate.assess_many(sys.argv[1:])]
+heavy = ("torch", "torchvision", "facenet_pytorch")
+print(json.dumps({"results": results,
+                  "imported": sorted(m for m in sys.modules if m.split(".")[0] in heavy),
+                  "installed": [m for m in heavy if importlib.util.find_spec(m) is not None]}))
+"""
+
+
+@pytest.fixture(scope="module")
+def light_python() -> Path:
+    key = hashlib.sha256((ROOT / "setup.cfg").read_bytes()).hexdigest()[:12]
+    venv = Path(os.environ.get("FACEGATE_LIGHT_VENV") or ROOT / ".pytest_cache" / f"light-venv-{key}")
+    python = venv / "bin" / "python"
+    if not (venv / "installed").is_file():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                               "-e", str(ROOT)], capture_output=True, text=True)
+        assert done.returncode == 0, f"pip install -e . (the runtime) failed:\n{done.stderr[-3000:]}"
+        (venv / "installed").write_text(key + "\n")
+    return python
+
+
+def photos() -> list[str]:
+    """The fixtures, and where ../shared is present a spread of real captures: camera photos
+    (decoded reduced), LFW photos of several people, the group photo."""
+    chosen = sorted(str(p) for p in FIXTURES.glob("*.jpg"))
+    if (SHARED / "data").is_dir():
+        chosen += sorted(str(p) for p in (SHARED / "data" / "large-photos").glob("*.jpg"))[:4]
+        lfw = sorted((SHARED / "data" / "lfw-deepfunneled").glob("*/*_0001.jpg"))
+        chosen += [str(p) for p in lfw[:: max(1, len(lfw) // 20)][:20]]
+        chosen += [str(p) for p in (SHARED / "data" / "multiface").glob("*.jpg")]
+    return chosen
+
+
+def run_light(light_python: Path, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """``python ARGS`` in the light environment, or its ``facegate`` command for ``facegate ARGS``."""
+    command = [str(light_python.parent / "facegate"), *args[1:]] if args[0] == "facegate" else [str(light_python), *args]
+    return subprocess.run(command, capture_output=True, cwd=ROOT, input=stdin, timeout=300)
+
+
+def test_the_runtime_installs_no_torch_and_decides_as_the_full_install(light_python, gate):
+    paths = photos()
+    done = run_light(light_python, "-c", ASSESS, *paths)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    light = json.loads(done.stdout)
+    assert light["installed"] == [], f"the runtime install brought {light['installed']}"
+    assert light["imported"] == []
+    full = list(gate.assess_many(paths))
+    assert len(light["results"]) == len(full) == len(paths)
+    for mine, theirs in zip(light["results"], full):
+        assert mine["source"] == theirs.source
+        assert (mine["status"], mine["reasons"]) == (theirs.status.value, list(theirs.reasons)), mine["source"]
+        if theirs.score is None:
+            assert mine["score"] is None, mine["source"]
+        else:
+            assert abs(mine["score"] - theirs.score) <= 0.01, mine["source"]
+    assert {r["status"] for r in light["results"]} >= {"accepted", "rejected", "no_face"}
+
+
+@pytest.mark.parametrize("args, extra", [
+    (["score", "tests/fixtures/tony_blair_1.jpg", "--backend", "torch"], "torch"),
+    (["calibrate", "tests/fixtures", "--target-fnmr", "0.05", "--recognizer", "tests/fixtures/colin_powell_1.jpg",
+      "--out", "never-written.json"], "torch"),
+    (["export", "--out", "never-written.onnx"], "onnx"),
+    (["filter", "tests/fixtures", "--accepted", "acc", "--rejected", "rej", "--engine", "ray"], "ray"),
+    (["filter", "tests/fixtures", "--accepted", "acc", "--rejected", "rej", "--parquet", "out.parquet"], "ray"),
+])
+def test_a_feature_without_its_extra_names_the_extra_in_one_line(light_python, args, extra):
+    done = run_light(light_python, "facegate", *args)
+    err = done.stderr.decode()
+    assert done.returncode == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"pip install 'facegate[{extra}]'" in err
+    assert not (ROOT / "never-written.json").exists() and not (ROOT / "acc").exists()
+
+
+def test_training_without_its_extra_says_so_in_one_line(light_python):
+    done = run_light(light_python, "-m", "train.release", "--help")
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.count("\n") == 1 and "facegate[train]" in err, err
+
+
+def test_the_runtime_prints_the_weights_terms_and_reads_standard_input(light_python):
+    info = run_light(light_python, "facegate", "info")
+    assert info.returncode == 0, info.stderr.decode()
+    assert "non-commercial research use only" in info.stdout.decode()
+    assert "code: MIT" in info.stdout.decode()
+    piped = run_light(light_python, "facegate", "score", "--format", "jsonl", "-",
+                      stdin=(FIXTURES / "tony_blair_1.jpg").read_bytes())
+    assert piped.returncode == 0, piped.stderr.decode()
+    record = json.loads(piped.stdout)
+    assert (record["source"], record["status"]) == ("<stdin>", "accepted")
