@@ -515,7 +515,8 @@ def report(manifest, out, page_size, best_per_person):
 
 @main.command()
 @click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Lines for people, or JSON (facegate.weights_info()) for programs.")
 def info(weights, fmt):
     """Which weights are loaded, their score scale and their terms of use (and the code's)."""
     from .scorer import weights_info
