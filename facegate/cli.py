@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -81,11 +80,7 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
 def _gate_options(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn",
                   backend="onnx", batch_size=16, allow_multiple_faces=False, profile=None) -> dict:
     """The shared options as :class:`facegate.Gate` arguments (the policy resolved here)."""
-    pol = Policy.choose(policy, profile)
-    if threshold is not None:
-        pol = replace(pol, min_score=threshold)
-    if allow_multiple_faces:
-        pol = replace(pol, reject_multiple_faces=False)
+    pol = Policy.choose(policy, profile).with_options(threshold=threshold, allow_multiple_faces=allow_multiple_faces)
     return {"policy": pol, "weights": weights, "views": views, "threads": threads, "batch_size": batch_size,
             "detector": detector, "backend": backend}
 

@@ -7,6 +7,7 @@ bad files included.
 
 from __future__ import annotations
 
+import copy
 import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -153,16 +154,32 @@ class Gate:
         self.workers = workers
         self.batch_size = batch_size
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
-        chosen = Policy.choose(policy, profile)
+        chosen = self._checked(Policy.choose(policy, profile))
+        self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
+                                    look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None)
+        self.policy = chosen.resolve(self.spec.default_threshold,
+                                     self.capture.detector_settings.get("min_face_probability"))
+
+    def _checked(self, chosen: Policy) -> Policy:
         scale = self.scorer.spec.score_scale
         if chosen.min_score is not None and chosen.score_scale not in (None, scale):
             raise ConfigError(f"the policy's min_score {chosen.min_score:g} was chosen on the {chosen.score_scale} "
                               f"scale, and these weights ({self.scorer.spec.name}) score on {scale}: run facegate "
                               "calibrate again with these weights, or leave min_score out to use their default")
-        self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
-                                    look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None)
-        self.policy = chosen.resolve(self.spec.default_threshold,
-                                     self.capture.detector_settings.get("min_face_probability"))
+        return chosen
+
+    def with_policy(self, policy: Policy | str | Path | None = None, *, profile: str | None = None) -> "Gate":
+        """A gate that decides by another policy with this gate's models (scorer and
+        detector shared, nothing loaded again): for a service that takes the profile per
+        request. Its working resolution follows the new policy's needs, as a new Gate's would."""
+        chosen = self._checked(Policy.choose(policy, profile))
+        other = copy.copy(self)
+        stage = self.capture
+        other.capture = CaptureStage(stage.spec, detector=stage.detector, components=stage.components,
+                                     look_again=stage.look_again,
+                                     working=None if stage.working is None else WorkingResolution.for_policy(chosen))
+        other.policy = chosen.resolve(self.spec.default_threshold, stage.detector_settings.get("min_face_probability"))
+        return other
 
     @property
     def spec(self):

@@ -207,6 +207,16 @@ class Policy:
             return cls.load(policy, profile=profile)
         return cls.from_profile(profile or "verification")
 
+    def with_options(self, *, threshold: float | None = None, allow_multiple_faces: bool = False) -> "Policy":
+        """This policy with the command line's (and the service's) two overrides: accept at
+        or above ``threshold``; bystanders expected (no ``multiple_faces`` rejection)."""
+        changed = self
+        if threshold is not None:
+            changed = replace(changed, min_score=float(threshold))
+        if allow_multiple_faces:
+            changed = replace(changed, reject_multiple_faces=False)
+        return changed
+
     def requirement(self, component: str) -> Requirement | None:
         return next((r for r in self.requirements if r.component == component), None)
 
