@@ -509,6 +509,52 @@ def report(manifest, out, page_size, best_per_person):
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback by default; 0.0.0.0 for every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--profile", type=click.Choice(list(PROFILE_NAMES)), default=None,
+              help="Default policy of /v1/assess (a request may name another with ?profile=).")
+@click.option("--policy", type=click.Path(exists=True, dir_okay=False), help="Policy file (from `facegate calibrate`).")
+@click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
+@click.option("--views", type=click.Choice(["none", "flip", "full"]), default="full", show_default=True,
+              help="Test-time views.")
+@click.option("--detector", type=click.Choice(["mtcnn", "yunet"]), default="mtcnn", show_default=True,
+              help="Face detector of /v1/assess (the live page uses YuNet, as `facegate stream`).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Worker processes, each with its own models.")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Threads per worker [default: every available core, divided between workers].")
+@click.option("--token", envvar="FACEGATE_TOKEN", default=None,
+              help="Bearer token every route but /v1/health requires (or set FACEGATE_TOKEN).")
+@click.option("--max-body-mb", type=click.FloatRange(0, min_open=True), default=20.0, show_default=True,
+              help="Largest request body, in MiB (413 above it).")
+@click.option("--max-pixels", type=click.IntRange(1), default=None,
+              help="Largest image, width x height (413 above it) [default: the decoder's limit].")
+@click.option("--request-timeout", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
+              help="Seconds a request may wait and be assessed before it gets 504.")
+@click.option("--max-batch", type=click.IntRange(1), default=8, show_default=True,
+              help="Concurrent requests assessed together at most.")
+def serve(host, port, profile, policy, weights, views, detector, workers, threads, token, max_body_mb, max_pixels,
+          request_timeout, max_batch):
+    """Serve the gate over HTTP (POST /v1/assess, GET /v1/health) and the live capture page (GET /)."""
+    require("serve", "facegate serve")
+    from .images import MAX_PIXELS
+    from .service import ServiceSettings, run
+
+    settings = ServiceSettings(policy=policy, profile=profile, weights=weights, views=views, detector=detector,
+                               threads=threads, token=token or None, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                               max_pixels=max_pixels or MAX_PIXELS, request_timeout_s=request_timeout,
+                               max_batch=max_batch)
+    if host not in ("127.0.0.1", "localhost", "::1") and not token:
+        click.echo(f"warning: listening on {host} without a token: anyone who reaches this port can use the "
+                   "service (--token or FACEGATE_TOKEN)", err=True)
+    try:
+        run(settings, host=host, port=port, workers=workers)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+@main.command()
 @click.option("--weights", type=click.Path(exists=True, file_okay=False), help="Weights folder (default: shipped weights).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Lines for people, or JSON (facegate.weights_info()) for programs.")

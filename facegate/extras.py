@@ -10,6 +10,7 @@ watches streams. What needs more comes as an extra (``setup.cfg``):
     onnx    ``facegate export``, with torch
     train   ``python -m train.*``, with torch
     ray     ``filter --engine ray``, ``facegate.distributed``
+    serve   ``facegate serve`` (Starlette, uvicorn, websockets, python-multipart)
     dev     all of these and what the tests need
 
 :func:`require` checks that an extra's packages are installed *before* a feature imports
@@ -33,6 +34,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "onnx": ("torch", "onnx", "onnxscript"),
     "train": ("torch", "torchvision", "scipy"),
     "ray": ("ray", "pyarrow"),
+    "serve": ("starlette", "uvicorn", "websockets"),
 }
 
 

@@ -217,19 +217,22 @@ class StreamGate:
         out_dir: where best shots (full frame, face crop, JSON sidecar) are written.
         events: JSON-lines file for events (None: not written).
         on_event: called with each event as it is emitted (e.g. to print it).
+        outputs: where decisions go instead of files (a :class:`StreamOutputs`, e.g. the
+            service's, which hands best shots back as JPEG bytes); overrides ``out_dir``,
+            ``events`` and ``on_event``.
     """
 
     def __init__(self, gate: Gate, *, accept_frames: int = 3, best_window: int | None = None, max_age: int = 5,
                  min_track_frames: int = 3, detect_every: int = 1, iou: float = 0.3,
                  out_dir: str | Path | None = None, events: str | Path | None = None,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None, outputs: "StreamOutputs | None" = None):
         self.gate = gate
         # one face per visit: other people are other visits, not a reason to reject
         self.policy: Policy = replace(gate.policy, reject_multiple_faces=False)
         self.accept_frames, self.best_window, self.min_track_frames = accept_frames, best_window, min_track_frames
         self.detect_every = max(1, detect_every)
         self.tracker = VisitTracker(iou, max_age)
-        self.outputs = StreamOutputs(out_dir, events, on_event)
+        self.outputs = outputs if outputs is not None else StreamOutputs(out_dir, events, on_event)
         #: frames processed, frames the source dropped, and events emitted by kind
         self.counts: Counter = Counter()
 

@@ -36,8 +36,9 @@ def browser_missing() -> str | None:
     return None
 
 
-def open_browser(width: int = 1300, height: int = 1800):
-    """Debian's Chromium, headless, driven by its own ChromeDriver (nothing downloaded)."""
+def open_browser(width: int = 1300, height: int = 1800, extra_args: tuple[str, ...] = ()):
+    """Debian's Chromium, headless, driven by its own ChromeDriver (nothing downloaded);
+    ``extra_args`` adds switches (a fake camera, say)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -45,7 +46,7 @@ def open_browser(width: int = 1300, height: int = 1800):
     options.binary_location = str(CHROMIUM)
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--disable-dev-shm-usage", f"--window-size={width},{height}"):
+                "--disable-dev-shm-usage", f"--window-size={width},{height}", *extra_args):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, ROOT, SHARED
+from tests.conftest import FIXTURES, ROOT, SHARED
 
 #: Run inside the light environment: assess the paths, report the results and whether any
 #: torch package was imported, or is installed at all.
@@ -93,6 +93,7 @@ def test_the_runtime_installs_no_torch_and_decides_as_the_full_install(light_pyt
     (["export", "--out", "never-written.onnx"], "onnx"),
     (["filter", "tests/fixtures", "--accepted", "acc", "--rejected", "rej", "--engine", "ray"], "ray"),
     (["filter", "tests/fixtures", "--accepted", "acc", "--rejected", "rej", "--parquet", "out.parquet"], "ray"),
+    (["serve", "--port", "0"], "serve"),
 ])
 def test_a_feature_without_its_extra_names_the_extra_in_one_line(light_python, args, extra):
     done = run_light(light_python, "facegate", *args)
