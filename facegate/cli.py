@@ -172,27 +172,42 @@ class _Rows:
               help="A table for people; JSON lines (the API's own records) or CSV for programs.")
 @click.option("--aligned", is_flag=True,
               help="Inputs are aligned face crops: decided on the score alone, without detection.")
+@click.option("--all-faces", is_flag=True,
+              help="Also decide every face of each capture, alone (a row per face after the capture's; "
+                   "'every_face' in JSON lines); the main face is marked.")
 @gate_options()
-def score(paths, fmt, aligned, **options):
+def score(paths, fmt, aligned, all_faces, **options):
     """Score captures: one line per image (files or folders, searched recursively; - reads
     one image from standard input)."""
     if list(paths).count("-") > 1:
         raise click.UsageError("'-' (standard input) can be given once")
+    if aligned and all_faces:
+        raise click.UsageError("--all-faces needs detection; --aligned crops are one face each")
     files = _collect(paths, stdin=True)
     gate = _gate(**options)
     columns = (["status", "score", "reasons", "faces", "source", "prompt"] if fmt == "table"
                else ["source", "status", "reasons", "score", "faces", "box", "error", "prompt"])
     rows = _Rows(fmt, columns, {"status": 11, "score": 6, "reasons": 28, "faces": 5})
     unreadable = 0
-    for result in (gate.assess_crops(files) if aligned else gate.assess_many(files)):
+    table = fmt == "table"
+
+    def row(decided, source, faces, face_dict, error=None):
+        return {"status": decided.status.value, "source": source, "faces": faces,
+                "score": ("" if decided.score is None else f"{decided.score:.1f}" if table
+                          else round(decided.score, 2)),
+                "reasons": (",".join(decided.reasons) or (error or "")) if table else ";".join(decided.reasons),
+                "box": "" if face_dict is None else " ".join(map(str, face_dict["box"])),
+                "error": error or "", "prompt": decided.prompt or ""}
+
+    results = gate.assess_crops(files) if aligned else gate.assess_many(files, all_faces=all_faces)
+    for result in results:
         unreadable += result.status is Status.UNREADABLE
         record = result.to_dict()
-        table = fmt == "table"
-        rows.write({"status": record["status"], "source": result.source, "faces": len(result.faces),
-                    "score": ("" if result.score is None else f"{result.score:.1f}" if table else record["score"]),
-                    "reasons": (",".join(result.reasons) or (result.error or "")) if table else ";".join(result.reasons),
-                    "box": "" if result.face is None else " ".join(map(str, record["face"]["box"])),
-                    "error": result.error or "", "prompt": result.prompt or ""}, record)
+        rows.write(row(result, result.source, len(result.faces), record["face"], result.error), record)
+        if fmt != "jsonl":  # JSON lines carry them in the capture's record
+            for k, face in enumerate(result.every_face or (), 1):
+                label = f"{result.source} face {k}/{len(result.every_face)}{' (main)' if face.primary else ''}"
+                rows.write(row(face, ("  " if table else "") + label, 1, face.face.to_dict()))
     sys.exit(EXIT_FAILED if unreadable else EXIT_OK)
 
 
@@ -539,8 +554,11 @@ def serve(host, port, profile, policy, weights, views, detector, workers, thread
     """Serve the gate over HTTP (POST /v1/assess, GET /v1/health) and the live capture page (GET /)."""
     require("serve", "facegate serve")
     from .images import MAX_PIXELS
+    from .scorer import weights_info
     from .service import ServiceSettings, run
 
+    Policy.choose(policy, profile)  # a bad policy file or weights folder is told now, not by a 503 later
+    weights_info(weights)
     settings = ServiceSettings(policy=policy, profile=profile, weights=weights, views=views, detector=detector,
                                threads=threads, token=token or None, max_body_bytes=int(max_body_mb * 1024 * 1024),
                                max_pixels=max_pixels or MAX_PIXELS, request_timeout_s=request_timeout,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import itertools
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -28,9 +28,38 @@ from .runtime import configure_threads
 from .scorer import Scorer, create_scorer
 from .working import WorkingResolution
 
-__all__ = ["CaptureResult", "Gate"]
+__all__ = ["CaptureResult", "FaceResult", "Gate"]
 
 NO_FACE_PROMPT = "look into the camera: no face was found"
+
+
+@dataclass(frozen=True, eq=False)
+class FaceResult(FrozenValue):
+    """The decision about one face of a capture, when every face is assessed
+    (``all_faces=True``): the face decided alone, as if it were the capture's only one (so a
+    group photo's faces are not each rejected as ``multiple_faces``), with its own score,
+    reasons, prompt and quality components; ``primary`` marks the capture's main face."""
+
+    face: Face
+    primary: bool
+    status: Status
+    reasons: tuple[str, ...] = ()
+    score: float | None = None
+    member_scores: dict[str, float] = field(default_factory=dict)
+    components: Components | None = None
+    prompt: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "primary": self.primary,
+            "status": self.status.value,
+            "reasons": list(self.reasons),
+            "score": None if self.score is None else round(self.score, 2),
+            "member_scores": {k: round(v, 2) for k, v in self.member_scores.items()},
+            "face": self.face.to_dict(),
+            "prompt": self.prompt,
+            "components": None if self.components is None else self.components.to_dict(),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +80,8 @@ class CaptureResult(FrozenValue):
         prompt: one thing the person in front of the camera can do about a rejection.
         found_by: how the face was found when the first detection missed it (see
             :attr:`facegate.capture.Capture.found_by`).
+        every_face: with ``all_faces=True``, a :class:`FaceResult` for every face found,
+            in the order of ``faces`` (None when not asked for).
     """
 
     source: str
@@ -66,6 +97,7 @@ class CaptureResult(FrozenValue):
     components: Components | None = None
     prompt: str | None = None
     found_by: str | None = None
+    every_face: tuple[FaceResult, ...] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -87,6 +119,7 @@ class CaptureResult(FrozenValue):
             "prompt": self.prompt,
             "found_by": self.found_by,
             "components": None if self.components is None else self.components.to_dict(),
+            **({} if self.every_face is None else {"every_face": [f.to_dict() for f in self.every_face]}),
         }
 
 
@@ -198,40 +231,77 @@ class Gate:
     def detector(self) -> Detector:
         return self.capture.detector
 
-    def assess(self, image: ImageInput, *, color_order: ColorOrder | None = None) -> CaptureResult:
-        """Assess one capture (path, PIL image, or numpy array with ``color_order``)."""
-        return next(self.assess_many([image], color_order=color_order))
+    def assess(self, image: ImageInput, *, color_order: ColorOrder | None = None,
+               all_faces: bool = False) -> CaptureResult:
+        """Assess one capture (path, PIL image, or numpy array with ``color_order``);
+        ``all_faces``: also decide every face of it (:attr:`CaptureResult.every_face`)."""
+        return next(self.assess_many([image], color_order=color_order, all_faces=all_faces))
 
     def assess_many(
-        self, images: Iterable[ImageInput], *, color_order: ColorOrder | None = None
+        self, images: Iterable[ImageInput], *, color_order: ColorOrder | None = None, all_faces: bool = False
     ) -> Iterator[CaptureResult]:
         """Assess captures lazily, scoring faces in batches; results come in input order.
+
+        ``all_faces``: every face of each capture is decided too, alone, with its own score,
+        reasons, prompt and components (a group photo, a surveillance still); the capture's
+        own decision is the same as without it. Photos are then searched at full resolution,
+        since the working resolution is chosen for the main face's needs, not a bystander's.
 
         With ``workers > 0`` the next batch goes through the capture stage in a thread pool
         while the current one is scored; order is kept because futures are read in
         submission order.
         """
         iterator = iter(images)
+        stage = self._every_face_stage() if all_faces else self.capture
 
         def next_chunk():
             return list(itertools.islice(iterator, self.batch_size))
 
         def analyse(image):
-            return self.capture.analyse(image, color_order=color_order)
+            return stage.analyse(image, color_order=color_order)
 
         if self.workers == 0:
             while chunk := next_chunk():
-                yield from self.decide_captures([analyse(im) for im in chunk])
+                yield from self.decide_captures([analyse(im) for im in chunk], all_faces=all_faces)
             return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="facegate-capture") as pool:
             submit = lambda chunk: [pool.submit(analyse, im) for im in chunk]  # noqa: E731
             ahead = submit(next_chunk())
             while ahead:
                 current, ahead = ahead, submit(next_chunk())
-                yield from self.decide_captures([f.result() for f in current])
+                yield from self.decide_captures([f.result() for f in current], all_faces=all_faces)
 
-    def decide_captures(self, captures: Sequence[Capture]) -> list[CaptureResult]:
-        """Score the primary faces of captures from :attr:`capture` in one batch and decide each."""
+    def _every_face_stage(self) -> CaptureStage:
+        """The capture stage at full resolution, sharing this gate's detector."""
+        stage = self.capture
+        if stage.working is None:
+            return stage
+        return CaptureStage(stage.spec, detector=stage.detector, components=stage.components,
+                            look_again=stage.look_again, working=None)
+
+    def decide_faces(self, capture: Capture) -> tuple[FaceResult, ...]:
+        """Every face of a capture decided alone (see :meth:`assess_many`'s ``all_faces``)."""
+        if capture.rgb is None or not capture.faces:
+            return ()
+        stage = self.capture
+        crops = np.stack([stage.spec.crop(capture.rgb, capture.in_rgb(f.landmarks),
+                                          reduction=capture.reduction.factor if capture.reduction else 1)
+                          for f in capture.faces])
+        scores = self.scorer.score(crops)
+        alone = replace(self.policy, reject_multiple_faces=False)
+        results = []
+        for k, face in enumerate(capture.faces):
+            components = stage.measure(capture.rgb, face, capture.faces, capture.reduction)
+            score = float(scores.ensemble[k])
+            status, reasons = decide(alone, [face], face, score, components, capture.found_by)
+            prompt = prompt_for(reasons, components, capture.found_by) if status is Status.REJECTED else None
+            results.append(FaceResult(face, face is capture.primary, status, reasons, score, scores.member_scores(k),
+                                      components, prompt))
+        return tuple(results)
+
+    def decide_captures(self, captures: Sequence[Capture], *, all_faces: bool = False) -> list[CaptureResult]:
+        """Score the primary faces of captures from :attr:`capture` in one batch and decide
+        each (and with ``all_faces`` every face of each, :meth:`decide_faces`)."""
         with_face = [c for c in captures if c.crop is not None]
         scores = self.scorer.score(np.stack([c.crop for c in with_face])) if with_face else None
         scored = {id(c): k for k, c in enumerate(with_face)}
@@ -239,7 +309,8 @@ class Gate:
         for capture in captures:
             if capture.error is not None:
                 results.append(CaptureResult(capture.source, Status.UNREADABLE, error=capture.error,
-                                             image_size=capture.image_size, notes=capture.notes))
+                                             image_size=capture.image_size, notes=capture.notes,
+                                             every_face=() if all_faces else None))
                 continue
             score, members = None, {}
             if id(capture) in scored:
@@ -251,7 +322,8 @@ class Gate:
                       else NO_FACE_PROMPT if status is Status.NO_FACE else None)
             results.append(CaptureResult(capture.source, status, reasons, score, members, capture.primary,
                                          capture.faces, capture.image_size, notes=capture.notes,
-                                         components=capture.components, prompt=prompt, found_by=capture.found_by))
+                                         components=capture.components, prompt=prompt, found_by=capture.found_by,
+                                         every_face=self.decide_faces(capture) if all_faces else None))
         return results
 
     def score_crops(

@@ -6,7 +6,7 @@ Routes (Starlette on uvicorn; needs the ``serve`` extra):
     GET  /v1/health     200 once the models are loaded, 503 before; never needs the token
     POST /v1/assess     an image as the body (or as multipart form data) -> the JSON record
                         ``facegate score --format jsonl`` prints for that file; query options
-                        ``profile``, ``threshold``, ``allow_multiple_faces``
+                        ``profile``, ``threshold``, ``allow_multiple_faces``, ``all_faces``
     WS   /v1/stream     JPEG frames in, one JSON message per frame out: faces with their box,
                         score and prompt, and the visit decisions of the stream gate (an
                         accepted visit carries its best shot)
@@ -79,7 +79,7 @@ TOKEN_ENV = "FACEGATE_TOKEN"
 UPLOAD_NAME = "upload"
 
 #: Query options of POST /v1/assess, as the command line's.
-ASSESS_OPTIONS = ("profile", "threshold", "allow_multiple_faces")
+ASSESS_OPTIONS = ("profile", "threshold", "allow_multiple_faces", "all_faces")
 
 
 @dataclass(frozen=True)
@@ -186,8 +186,8 @@ class Models:
         self.ready.set()
 
     def gate_for(self, options: tuple):
-        """The gate of a request's options (profile, threshold, bystanders allowed): the
-        default one, or one made once per option set over the same models."""
+        """The gate of a request's policy options (profile, threshold, bystanders allowed):
+        the default one, or one made once per option set over the same models."""
         if options == (None, None, False):
             return self.gate
         gate = self._by_options.get(options)
@@ -226,8 +226,8 @@ class Models:
             for options in dict.fromkeys(item[0] for item in batch):
                 group = [item for item in batch if item[0] == options]
                 try:
-                    results = list(self.gate_for(options).assess_many(
-                        [EncodedImage(UPLOAD_NAME, data) for _, data, _ in group]))
+                    results = list(self.gate_for(options[:3]).assess_many(
+                        [EncodedImage(UPLOAD_NAME, data) for _, data, _ in group], all_faces=options[3]))
                 except Exception as exc:  # a bug, not a bad input: every request of the group hears of it
                     log.exception("facegate serve: assessing failed")
                     for _, _, future in group:
@@ -271,11 +271,14 @@ def _parse_options(query) -> tuple:
             threshold = float("nan")
         if not 0 <= threshold <= 100:
             raise RequestError(400, "bad_option", f"threshold {query['threshold']!r} is not a number from 0 to 100")
-    flag = query.get("allow_multiple_faces", "false").lower()
-    if flag not in ("true", "false", "1", "0", "yes", "no", ""):
-        raise RequestError(400, "bad_option", f"allow_multiple_faces {query['allow_multiple_faces']!r} is not "
-                           "true or false")
-    return profile, threshold, flag in ("true", "1", "yes", "")
+    return profile, threshold, _flag(query, "allow_multiple_faces"), _flag(query, "all_faces")
+
+
+def _flag(query, name: str) -> bool:
+    value = query.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0", "yes", "no", ""):
+        raise RequestError(400, "bad_option", f"{name} {query[name]!r} is not true or false")
+    return value in ("true", "1", "yes", "")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:

@@ -129,3 +129,37 @@ def test_crops_aligned_as_recognition_pipelines_hold_them_score_as_from_the_phot
     assert len(crops) >= 4
     aligned = gate.score_crops(crops, color_order="rgb")
     assert np.abs(aligned - np.array(full)).max() < 5.0, (aligned, full)
+
+
+def test_every_face_of_a_group_photo_is_decided_alone(gate, fixtures, tmp_path):
+    """all_faces=True: a decision per face, the main one marked, none rejected for the
+    others being there; a face blurred in the photo is the one rejected; the capture's own
+    decision is what it is without all_faces."""
+    import cv2
+
+    group = fixtures / "multiface.jpg"
+    plain, every = gate.assess(group), gate.assess(group, all_faces=True)
+    assert plain.every_face is None and "every_face" not in plain.to_dict()
+    assert (every.status, every.reasons, every.score) == (plain.status, plain.reasons, plain.score)
+    assert len(every.every_face) == len(every.faces) >= 4
+    assert [f.face.box for f in every.every_face] == [f.box for f in every.faces]
+    assert sum(f.primary for f in every.every_face) == 1
+    main = next(f for f in every.every_face if f.primary)
+    assert main.face.box == every.face.box and abs(main.score - every.score) < 0.05
+    assert all("multiple_faces" not in f.reasons for f in every.every_face)
+    assert all(f.status.value == "accepted" for f in every.every_face)
+    # blur one face (not the main one) hard: that face alone is rejected
+    bgr = cv2.imread(str(group))
+    victim = next(f for f in every.every_face if not f.primary).face
+    x1, y1, x2, y2 = (int(round(v)) for v in victim.box)
+    bgr[y1:y2, x1:x2] = cv2.GaussianBlur(bgr[y1:y2, x1:x2], (0, 0), 6)
+    cv2.imwrite(str(tmp_path / "group.jpg"), bgr)
+    blurred = gate.assess(tmp_path / "group.jpg", all_faces=True)
+    by_box = {tuple(round(v) for v in f.face.box): f for f in blurred.every_face}
+    hit = min(by_box, key=lambda b: sum(abs(p - q) for p, q in zip(b, (x1, y1, x2, y2))))
+    assert by_box[hit].status.value == "rejected" and by_box[hit].prompt
+    assert sum(f.status.value == "rejected" for f in blurred.every_face) == 1
+    # no face, or no image: an empty list, not a missing one
+    assert gate.assess(fixtures / "no_face.jpg", all_faces=True).every_face == ()
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 broken")
+    assert gate.assess(tmp_path / "broken.jpg", all_faces=True).every_face == ()

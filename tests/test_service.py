@@ -98,6 +98,9 @@ def test_query_options_are_the_command_lines(client):
     allowed = client.post("/v1/assess?allow_multiple_faces=true", content=group.read_bytes()).json()
     assert without_source(allowed) == without_source(cli_records([group], "--allow-multiple-faces")[str(group)])
     assert "multiple_faces" not in allowed["reasons"]
+    every = client.post("/v1/assess?all_faces=true", content=group.read_bytes()).json()
+    assert without_source(every) == without_source(cli_records([group], "--all-faces")[str(group)])
+    assert len(every["every_face"]) == len(every["faces"]) >= 2 and sum(f["primary"] for f in every["every_face"]) == 1
     strict = client.post("/v1/assess?threshold=99.9", content=face.read_bytes()).json()
     assert strict["status"] == "rejected" and "low_quality" in strict["reasons"]
     # and the default gate is untouched by them
@@ -300,6 +303,19 @@ def test_the_capture_page_in_chromium_shows_the_prompt_and_the_best_shot(server,
             time.sleep(0.2)
         assert browser.find_element("id", "result").is_displayed()
         assert browser.find_element("id", "save").get_attribute("href").startswith("data:image/jpeg")
+        # the operator saves it: the file is the person of the video (every frame is the same photo)
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        browser.find_element("id", "save").click()
+        deadline = time.monotonic() + 30
+        while not [p for p in downloads.glob("facegate-visit*.jpg")]:
+            assert time.monotonic() < deadline, f"nothing saved: {list(downloads.iterdir())}"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        saved = np.asarray(Image.open(next(downloads.glob("facegate-visit*.jpg"))).convert("RGB"), dtype=np.float32)
+        frame = np.asarray(Image.open(io.BytesIO(camera_frame(FIXTURES / "tony_blair_1.jpg"))), dtype=np.float32)
+        assert saved.shape == frame.shape and np.abs(saved - frame).mean() < 12
         assert browser.find_element("id", "prompt").text
         assert int(browser.find_element("tag name", "body").get_attribute("data-frames")) >= 3
         severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
