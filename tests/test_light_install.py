@@ -35,18 +35,26 @@ print(json.dumps({"results": results,
 """
 
 
-@pytest.fixture(scope="module")
-def light_python() -> Path:
+def runtime_venv(extras: str = "", env_name: str = "FACEGATE_LIGHT_VENV") -> Path:
+    """A virtual environment with this checkout installed with ``extras`` only (built once,
+    kept under .pytest_cache keyed by setup.cfg); its python."""
     key = hashlib.sha256((ROOT / "setup.cfg").read_bytes()).hexdigest()[:12]
-    venv = Path(os.environ.get("FACEGATE_LIGHT_VENV") or ROOT / ".pytest_cache" / f"light-venv-{key}")
+    name = f"light{'-' + extras if extras else ''}-venv-{key}"
+    venv = Path(os.environ.get(env_name) or ROOT / ".pytest_cache" / name)
     python = venv / "bin" / "python"
     if not (venv / "installed").is_file():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        target = f"{ROOT}[{extras}]" if extras else str(ROOT)
         done = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                               "-e", str(ROOT)], capture_output=True, text=True)
-        assert done.returncode == 0, f"pip install -e . (the runtime) failed:\n{done.stderr[-3000:]}"
+                               "-e", target], capture_output=True, text=True)
+        assert done.returncode == 0, f"pip install -e {target} failed:\n{done.stderr[-3000:]}"
         (venv / "installed").write_text(key + "\n")
     return python
+
+
+@pytest.fixture(scope="module")
+def light_python() -> Path:
+    return runtime_venv()
 
 
 def photos() -> list[str]:
@@ -120,3 +128,34 @@ def test_the_runtime_prints_the_weights_terms_and_reads_standard_input(light_pyt
     assert piped.returncode == 0, piped.stderr.decode()
     record = json.loads(piped.stdout)
     assert (record["source"], record["status"]) == ("<stdin>", "accepted")
+
+
+def test_the_service_runs_on_the_runtime_with_its_own_extra_only(gate):
+    """`pip install facegate[serve]`: no torch, and /v1/assess answers as the gate decides."""
+    import socket
+
+    python = runtime_venv("serve", "FACEGATE_SERVE_VENV")
+    assert run_light(python, "-c", "import importlib.util as u; assert u.find_spec('torch') is None").returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(python.parent / "facegate"), "serve", "--port", str(port), "--threads", "2"],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ask = ("import json, sys, urllib.request\n"
+               "url = sys.argv[1]\n"
+               "for _ in range(300):\n"
+               "    try:\n"
+               "        urllib.request.urlopen(url + '/v1/health', timeout=2); break\n"
+               "    except Exception: __import__('time').sleep(0.1)\n"
+               "request = urllib.request.Request(url + '/v1/assess', data=open(sys.argv[2], 'rb').read())\n"
+               "print(urllib.request.urlopen(request, timeout=60).read().decode())\n")
+        photo = FIXTURES / "tony_blair_1.jpg"
+        done = run_light(python, "-c", ask, f"http://127.0.0.1:{port}", str(photo))
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        record = json.loads(done.stdout)
+        expected = gate.assess(photo).to_dict()
+        assert {k: v for k, v in record.items() if k != "source"} == {k: v for k, v in expected.items() if k != "source"}
+    finally:
+        server.terminate()
+        assert server.wait(30) == 0
