@@ -12,8 +12,9 @@ from typing import Iterable
 import numpy as np
 
 from .errors import ConfigError
-from .evaluation import (FNMRTarget, Method, calibrate_for_fnmr, impostor_comparisons, labelled_captures,
-                         measure_captures, pair_scores, threshold_for_reject_rate, view_name)
+from .evaluation import (MIN_REJECTED_FOR_CALIBRATION, FNMRTarget, Method, calibrate_for_fnmr, impostor_comparisons,
+                         labelled_captures, measure_captures, min_genuine_for_fnmr, pair_scores,
+                         threshold_for_reject_rate, view_name, wilson_interval)
 from .gate import Gate
 from .images import ImageInput
 from .policy import Policy, Status, decide
@@ -39,6 +40,12 @@ class RejectRateCalibration:
     captures: int
     rejected: int
 
+    @property
+    def interval(self) -> tuple[float, float]:
+        """95% interval of the share of captures like these the threshold rejects for low
+        quality (Wilson, on ``low_quality`` of ``scored``)."""
+        return wilson_interval(self.low_quality, self.scored)
+
 
 @dataclass(frozen=True)
 class FNMRCalibration:
@@ -52,15 +59,41 @@ class FNMRCalibration:
     genuine: int
     impostor: int
 
+    @property
+    def fnmr_interval(self) -> tuple[float, float]:
+        """95% interval of the FNMR at the threshold (Wilson, on the genuine comparisons kept)."""
+        kept = self.choice.genuine_kept
+        return wilson_interval(int(round(self.choice.fnmr * kept)), kept)
 
-def calibrate_reject_rate(gate: Gate, images: Iterable[ImageInput], reject_rate: float
-                          ) -> tuple[Policy, RejectRateCalibration]:
+    @property
+    def reject_interval(self) -> tuple[float, float]:
+        """95% interval of the share of captures the threshold rejects."""
+        return wilson_interval(int(round(self.choice.reject_rate * self.captures)), self.captures)
+
+
+def calibrate_reject_rate(gate: Gate, images: Iterable[ImageInput], reject_rate: float, *,
+                          allow_small_sample: bool = False) -> tuple[Policy, RejectRateCalibration]:
     """The gate's policy with the threshold that rejects ``reject_rate`` of the scored faces
-    for low quality."""
+    for low quality.
+
+    Raises:
+        ConfigError: fewer than :data:`~facegate.evaluation.MIN_REJECTED_FOR_CALIBRATION`
+            faces would fall below the threshold (unless ``allow_small_sample``): so few
+            cannot place it, and the share it rejects of new captures could be half or
+            twice the one asked for.
+    """
     results = [r for r in gate.assess_many(images) if r.status is not Status.UNREADABLE]
     scores = [r.score for r in results if r.score is not None]
     if not scores:
         raise ConfigError("no faces found to calibrate on")
+    below = int(np.ceil(reject_rate * len(scores)))
+    if below < MIN_REJECTED_FOR_CALIBRATION and not allow_small_sample:
+        needed = int(np.ceil(MIN_REJECTED_FOR_CALIBRATION / reject_rate)) if reject_rate > 0 else None
+        raise ConfigError(f"{len(scores)} scored face(s) are too few for a reject rate of {reject_rate:g}: the "
+                          f"threshold would rest on {below} face(s) below it (at least "
+                          f"{MIN_REJECTED_FOR_CALIBRATION} are needed"
+                          + (f", so at least {needed} scored faces" if needed else "")
+                          + "); add captures, or pass --allow-small-sample to write it anyway")
     threshold = threshold_for_reject_rate(scores, reject_rate)
     policy = replace(gate.policy, min_score=threshold)
     rejected = sum(decide(policy, r.faces, r.face, r.score, r.components, r.found_by)[0] is not Status.ACCEPTED
@@ -70,8 +103,8 @@ def calibrate_reject_rate(gate: Gate, images: Iterable[ImageInput], reject_rate:
 
 
 def calibrate_target_fnmr(gate: Gate, source: str | Path, recognizer, *, target_fnmr: float, fmr: float = 1e-3,
-                          max_reject_rate: float = 1.0, pairs_file: str | Path | None = None
-                          ) -> tuple[Policy, FNMRCalibration]:
+                          max_reject_rate: float = 1.0, pairs_file: str | Path | None = None,
+                          allow_small_sample: bool = False) -> tuple[Policy, FNMRCalibration]:
     """The gate's policy with the lowest threshold at which genuine comparisons between
     accepted captures fail at most ``target_fnmr`` of the time, the recognizer's threshold
     fixed at ``fmr``.
@@ -82,11 +115,18 @@ def calibrate_target_fnmr(gate: Gate, source: str | Path, recognizer, *, target_
         pairs_file: CSV of ``left,right,genuine`` comparisons instead of identity folders.
 
     Raises:
-        ConfigError: the captures give no genuine or no impostor comparisons.
+        ConfigError: the captures give no genuine or no impostor comparisons, or fewer
+            genuine comparisons than :func:`~facegate.evaluation.min_genuine_for_fnmr`
+            needs to show ``target_fnmr`` at all (unless ``allow_small_sample``).
     """
     images, identities, genuine_pairs = labelled_captures(source, pairs_file)
     if not len(genuine_pairs):
         raise ConfigError("no genuine comparisons: each identity needs at least two captures")
+    needed = min_genuine_for_fnmr(target_fnmr)
+    if len(genuine_pairs) < needed and not allow_small_sample:
+        raise ConfigError(f"{len(genuine_pairs)} genuine comparisons are too few to show an FNMR of {target_fnmr:g}: "
+                          f"even with none failing, the 95% upper bound would be about {3 / len(genuine_pairs):.3g} "
+                          f"(at least {needed} are needed: 3 / target); add captures, or pass --allow-small-sample")
     views = view_name(gate.scorer.views)  # measured with the gate's own stage and scorer
     measured = measure_captures(images, identities, recognizer=recognizer, gate=gate, views=(views,), baselines=False)
     quality = measured.quality[Method("ensemble", views)]

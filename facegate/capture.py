@@ -98,11 +98,16 @@ class CaptureStage:
         working: how large photos are reduced for detection and cropping, from the policy's
             needs (:class:`facegate.working.WorkingResolution`); None: always full resolution.
             Applies to detectors that can take a reduced image (MTCNN on onnxruntime, YuNet).
+        max_pixels: the decompression-bomb guard: an image of more pixels is unreadable,
+            with the limit named (default :data:`facegate.images.MAX_PIXELS`, 250 million).
     """
 
     def __init__(self, spec: ScorerSpec | None = None, *, detector: Detector | str = "mtcnn", threads: int = 1,
                  backend: str = "onnx", components: bool = True, look_again: bool = False,
-                 working: WorkingResolution | None = WorkingResolution()):
+                 working: WorkingResolution | None = WorkingResolution(), max_pixels: int | None = None):
+        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
+            raise ConfigError(f"max_pixels must be a positive whole number, got {max_pixels!r}")
+        self.max_pixels = max_pixels
         self.components = components
         self.look_again = look_again
         self.working = working
@@ -135,9 +140,9 @@ class CaptureStage:
         base = float(self.detector_settings.get("first_pass_min_face_size") or 40)
         try:
             if working is None:
-                loaded = load_image(image, color_order=color_order)
+                loaded = load_image(image, color_order=color_order, max_pixels=self.max_pixels)
             else:
-                loaded = load_image(image, color_order=color_order,
+                loaded = load_image(image, color_order=color_order, max_pixels=self.max_pixels,
                                     reduce_to=lambda size: (working.first(size, base) or Look(1, None)).reduction)
         except ImageError as exc:
             return Capture(source, error=exc.cause)
@@ -159,7 +164,8 @@ class CaptureStage:
             accepted = primary is not None and primary.probability >= self.min_face_probability
             second = working.second(loaded.size, first, primary, accepted, base)
             if second is not None and second.reduction != first.reduction:
-                loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction)
+                loaded = load_image(image, color_order=color_order, reduce_to=lambda size: second.reduction,
+                                    max_pixels=self.max_pixels)
             if second is not None and second.detect:
                 faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
                                                    min_face_size=second.min_face_size))

@@ -22,7 +22,7 @@ from .errors import ConfigError, FacegateError
 from .extras import MissingExtraError, missing, require
 from .policy import PROFILE_NAMES, Policy, Status
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 class _Group(click.Group):
@@ -66,6 +66,8 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
                          help="onnxruntime (no torch), or PyTorch and facenet-pytorch."),
             click.option("--allow-multiple-faces", is_flag=True,
                          help="Do not reject a capture because other sizeable faces are in view (bystanders expected)."),
+            click.option("--max-pixels", type=click.IntRange(1), default=None,
+                         help="Refuse images of more pixels, as possible decompression bombs [default: 250000000]."),
         ]
         if batch:
             options.append(click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
@@ -78,11 +80,16 @@ def gate_options(*, views: str = "full", detector: str = "mtcnn", batch: bool = 
 
 
 def _gate_options(policy=None, threshold=None, weights=None, views="full", threads=None, detector="mtcnn",
-                  backend="onnx", batch_size=16, allow_multiple_faces=False, profile=None) -> dict:
+                  backend="onnx", batch_size=16, allow_multiple_faces=False, profile=None, max_pixels=None) -> dict:
     """The shared options as :class:`facegate.Gate` arguments (the policy resolved here)."""
     pol = Policy.choose(policy, profile).with_options(threshold=threshold, allow_multiple_faces=allow_multiple_faces)
     return {"policy": pol, "weights": weights, "views": views, "threads": threads, "batch_size": batch_size,
-            "detector": detector, "backend": backend}
+            "detector": detector, "backend": backend, "max_pixels": max_pixels}
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 file``, ``2 files``: counts as people write them."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def _gate(**options):
@@ -105,9 +112,14 @@ def main():
 STDIN_NAME = "<stdin>"
 
 
-def _collect(paths, *, stdin: bool = False) -> list:
+def _collect(paths, *, stdin: bool = False, allow_empty: bool = False) -> list:
     """Files named, and every file in folders named (sidecars in folders skipped, and said);
-    with ``stdin``, ``-`` is one image read from standard input (``curl ... | facegate score -``)."""
+    with ``stdin``, ``-`` is one image read from standard input (``curl ... | facegate score -``).
+
+    The rule `score` and `filter` share: a path that does not exist is a usage error (click
+    checks it: exit 2); folders with no image in them are nothing to do, said on stderr
+    (``allow_empty``: exit 0, as `filter` on an empty folder), or a usage error for commands
+    that need captures (`calibrate`)."""
     from .folder import find_images, split_sidecars
 
     files, skipped = [], []
@@ -125,7 +137,9 @@ def _collect(paths, *, stdin: bool = False) -> list:
         click.echo(f"skipped {len(skipped)} non-image file(s): {', '.join(str(p) for p in skipped[:5])}"
                    f"{' ...' if len(skipped) > 5 else ''}", err=True)
     if not files:
-        raise click.UsageError("no image files found in the given paths")
+        if not allow_empty:
+            raise click.UsageError("no image files found in the given paths")
+        click.echo(f"0 files: no image files in {', '.join(map(str, paths))}", err=True)
     return files
 
 
@@ -151,7 +165,7 @@ class _Rows:
             self._csv = csv.DictWriter(self.out, fieldnames=columns, extrasaction="ignore")
             self._csv.writeheader()
         elif fmt == "table":
-            self.out.write(self._table_line({c: c for c in columns}) + "\n")
+            self.out.write(self._table_line({c: "reasons: prompt" if c == "why" else c for c in columns}) + "\n")
 
     def _table_line(self, row: dict) -> str:
         return "  ".join(f"{str(row[c]):<{self.widths.get(c, 0)}}" for c in self.columns).rstrip()
@@ -167,7 +181,7 @@ class _Rows:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl", "csv"]), default="table", show_default=True,
               help="A table for people; JSON lines (the API's own records) or CSV for programs.")
 @click.option("--aligned", is_flag=True,
@@ -183,19 +197,29 @@ def score(paths, fmt, aligned, all_faces, **options):
         raise click.UsageError("'-' (standard input) can be given once")
     if aligned and all_faces:
         raise click.UsageError("--all-faces needs detection; --aligned crops are one face each")
-    files = _collect(paths, stdin=True)
+    files = _collect(paths, stdin=True, allow_empty=True)
+    if not files:
+        sys.exit(EXIT_OK)
     gate = _gate(**options)
-    columns = (["status", "score", "reasons", "faces", "source", "prompt"] if fmt == "table"
+    # A table keeps its columns straight: the fixed-width ones first, the source as wide as the
+    # longest (the files are known before the first row), and what varies most (reasons and
+    # prompt, or the error) last, where its length moves nothing after it.
+    columns = (["status", "score", "faces", "source", "why"] if fmt == "table"
                else ["source", "status", "reasons", "score", "faces", "box", "error", "prompt"])
-    rows = _Rows(fmt, columns, {"status": 11, "score": 6, "reasons": 28, "faces": 5})
+    longest = max([len("source"), *(len(f.name if hasattr(f, "data") else str(f)) for f in files)])
+    if all_faces:
+        longest += len("   face 10/10 (main)")
+    rows = _Rows(fmt, columns, {"status": 11, "score": 6, "faces": 5, "source": min(longest, 72)})
     unreadable = 0
     table = fmt == "table"
 
     def row(decided, source, faces, face_dict, error=None):
+        reasons = ",".join(decided.reasons)
+        why = error or (f"{reasons}: {decided.prompt}" if reasons and decided.prompt else reasons or decided.prompt or "")
         return {"status": decided.status.value, "source": source, "faces": faces,
                 "score": ("" if decided.score is None else f"{decided.score:.1f}" if table
                           else round(decided.score, 2)),
-                "reasons": (",".join(decided.reasons) or (error or "")) if table else ";".join(decided.reasons),
+                "reasons": reasons if table else ";".join(decided.reasons), "why": why,
                 "box": "" if face_dict is None else " ".join(map(str, face_dict["box"])),
                 "error": error or "", "prompt": decided.prompt or ""}
 
@@ -239,23 +263,33 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
     Originals are never moved or changed; sub-folders are mirrored; an interrupted run
     resumes where it stopped when run again with the same arguments.
     """
-    from .folder import plan_filter, run_filter
+    import signal
+
+    from .folder import plan_filter, resolved, run_filter
 
     if parquet:  # told before the run, not after it
         require("ray", "--parquet")
     accepted, rejected = Path(accepted), Path(rejected)
-    src_path = Path(src).resolve()
+    src_path = resolved(Path(src))
     for dest in (accepted, rejected):
-        if dest.resolve() == src_path:
+        if resolved(dest) == src_path:
             raise click.UsageError(f"{dest} is the source folder; choose another destination")
-    if accepted.resolve() == rejected.resolve():
+    if resolved(accepted) == resolved(rejected):
         raise click.UsageError("--accepted and --rejected are the same folder; give each its own")
-    manifest_path = Path(manifest) if manifest else accepted.resolve().parent / "facegate-manifest.jsonl"
+    manifest_path = Path(manifest) if manifest else _default_manifest(accepted)
+    for option, path in (("--accepted", accepted), ("--rejected", rejected)):
+        _check_writable(option, path, folder=True, create=not dry_run)
+    _check_writable("--manifest", manifest_path, folder=False, create=True)
     from .gate import Gate
 
     gate_kwargs = _gate_options(**options)
     gate = Gate(**gate_kwargs)
-    plan = plan_filter(Path(src), accepted, rejected, manifest_path, gate.settings())
+    plan = plan_filter(Path(src), accepted, rejected, manifest_path, gate.settings(), link=link)
+
+    def terminated(signum, frame):  # a service manager's stop: the same as Ctrl-C, told the same way
+        raise _Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
     assess = None
     if engine == "ray":
         from .distributed import assess_on_ray
@@ -270,10 +304,11 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
                                      assess=assess)
         else:
             summary = run_filter(gate, plan, link=link, dry_run=dry_run, assess=assess)
-    except KeyboardInterrupt:
-        click.echo(f"\ninterrupted: {len(plan.manifest.done)} files recorded in {manifest_path}; run the same "
+    except KeyboardInterrupt as stop:
+        what = "terminated" if isinstance(stop, _Terminated) else "interrupted"
+        click.echo(f"\n{what}: {plural(len(plan.manifest.done), 'file')} recorded in {manifest_path}; run the same "
                    "command again to resume", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_TERMINATED if isinstance(stop, _Terminated) else EXIT_INTERRUPTED)
     if parquet:
         from .distributed import write_records_parquet
         from .folder import Manifest
@@ -281,11 +316,56 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
         rows = write_records_parquet(sorted(Manifest(manifest_path).done.values(), key=lambda r: r["file"]), parquet)
         click.echo(f"{rows} records written to {parquet}", err=True)
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
-    sidecars = f"; {len(plan.sidecars)} non-image file(s) skipped" if plan.sidecars else ""
-    click.echo(f"{sum(summary.counts.values())} files: {counts or 'none'}"
+    sidecars = f"; {plural(len(plan.sidecars), 'non-image file')} skipped" if plan.sidecars else ""
+    click.echo(f"{plural(sum(summary.counts.values()), 'file')}: {counts or 'none'}"
                f"{f' ({summary.skipped} already done)' if summary.skipped else ''}{sidecars}; manifest: "
                f"{manifest_path}", err=True)
+    if summary.changes:
+        click.echo("changed since the last run: " + ", ".join(f"{n} {what}" for what, n in sorted(summary.changes.items())),
+                   err=True)
+    for left in summary.left[:5]:
+        click.echo(f"warning: {left}", err=True)
+    if len(summary.left) > 5:
+        click.echo(f"warning: {len(summary.left) - 5} more outputs left in place (see above)", err=True)
     sys.exit(EXIT_FAILED if summary.unreadable else EXIT_OK)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during `filter`: handled as Ctrl-C is (records flushed, resume told)."""
+
+
+def _default_manifest(accepted: Path) -> Path:
+    """Beside the accepted folder; in the current folder when the accepted folder is it
+    (``--accepted .``) or holds it, where a user looks for it."""
+    from .folder import resolved
+
+    here, folder = Path.cwd(), resolved(accepted) or accepted.absolute()
+    if folder == here or folder in here.parents:
+        return here / "facegate-manifest.jsonl"
+    return folder.parent / "facegate-manifest.jsonl"
+
+
+def _check_writable(option: str, path: Path, *, folder: bool, create: bool) -> None:
+    """A destination the run can write, told as a usage error naming the option, before
+    any work: a file where a folder is wanted (or the reverse), a file in the way of its
+    parents, a place that cannot be created."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise click.UsageError(f"{option} {path}: it is a {'file' if folder else 'folder'}; give a "
+                               f"{'folder' if folder else 'file'} path")
+    parent = path if folder else path.parent
+    for above in (parent, *parent.parents):
+        if above.exists():
+            if not above.is_dir():
+                raise click.UsageError(f"{option} {path}: {above} is a file, so nothing can be created inside it")
+            break
+    if create:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.UsageError(f"{option} {path}: cannot create {parent} ({exc.strerror or exc})") from None
+    if not os.access(next(p for p in (parent, *parent.parents) if p.exists()), os.W_OK):
+        raise click.UsageError(f"{option} {path}: no permission to write there")
 
 
 @main.command()
@@ -308,9 +388,12 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
 @click.option("--best-effort", is_flag=True,
               help="With --target-fnmr: when the target cannot be reached, write the policy with the lowest FNMR "
                    "found instead of failing.")
+@click.option("--allow-small-sample", is_flag=True,
+              help="Write the policy even from too few captures to trust it (fewer than 5 below the threshold, or "
+                   "fewer genuine comparisons than 3 / target FNMR).")
 @gate_options()
 def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer, pairs_file, out, force, best_effort,
-              **options):
+              allow_small_sample, **options):
     """Learn the quality threshold from your own captures: for a target reject rate, or for a
     target FNMR at a given FMR of your recognizer. Writes a policy file that the API,
     `filter` and `stream` read."""
@@ -334,12 +417,18 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
         from .recognition import load_recognizer
 
         policy, r = calibrate_target_fnmr(gate, paths[0], load_recognizer(recognizer), target_fnmr=target_fnmr,
-                                          fmr=fmr, max_reject_rate=max_reject_rate, pairs_file=pairs_file)
+                                          fmr=fmr, max_reject_rate=max_reject_rate, pairs_file=pairs_file,
+                                          allow_small_sample=allow_small_sample)
         c = r.choice
-        click.echo(f"{r.captures} captures ({r.no_face} without a face), {r.genuine} genuine and {r.impostor} "
-                   f"impostor comparisons; recognizer threshold {c.comparison_threshold:.4f} at FMR {fmr:g}")
-        click.echo(f"threshold {r.threshold:.2f} (scale {scale}): expected FNMR {c.fnmr:.4f} (on {c.genuine_kept} "
-                   f"genuine comparisons kept), FMR {c.fmr:.2e}, reject rate {c.reject_rate:.1%}")
+        (f_lo, f_hi), (r_lo, r_hi) = r.fnmr_interval, r.reject_interval
+        click.echo(f"{plural(r.captures, 'capture')} ({r.no_face} without a face), {plural(r.genuine, 'genuine comparison')} "
+                   f"and {r.impostor} impostor; recognizer threshold {c.comparison_threshold:.4f} at FMR {fmr:g}")
+        if r.impostor < 1 / fmr:
+            click.echo(f"warning: {r.impostor} impostor comparisons set the recognizer's threshold at FMR {fmr:g} "
+                       f"(fewer than 1 / FMR = {1 / fmr:.0f}): it rests on the few highest impostor scores", err=True)
+        click.echo(f"threshold {r.threshold:.2f} (scale {scale}): expected FNMR {c.fnmr:.4f} (95% interval "
+                   f"{f_lo:.4f}-{f_hi:.4f}, on {c.genuine_kept} genuine comparisons kept), FMR {c.fmr:.2e}, reject "
+                   f"rate {c.reject_rate:.1%} ({r_lo:.1%}-{r_hi:.1%})")
         if not c.reached:
             click.echo(f"error: FNMR {target_fnmr:g} cannot be reached within reject rate {max_reject_rate:g} on "
                        f"these captures (lowest: {c.fnmr:.4f})" + ("; writing that policy (--best-effort)" if best_effort
@@ -351,10 +440,15 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
                        recognizer=str(recognizer), captures=r.captures, genuine=r.genuine, impostor=r.impostor,
                        expected_fnmr=c.fnmr, expected_reject_rate=c.reject_rate)
     else:
-        policy, r = calibrate_reject_rate(gate, _collect(paths), reject_rate)
+        policy, r = calibrate_reject_rate(gate, _collect(paths), reject_rate, allow_small_sample=allow_small_sample)
+        low, high = r.interval
         click.echo(f"threshold {r.threshold:.2f} (scale {scale}): rejects {r.low_quality}/{r.scored} scored faces "
-                   f"for low quality ({r.low_quality / r.scored:.1%}); with every other reason {r.rejected}/"
-                   f"{r.captures} captures ({r.rejected / max(r.captures, 1):.1%})")
+                   f"for low quality ({r.low_quality / r.scored:.1%}; 95% interval for captures like these "
+                   f"{low:.1%}-{high:.1%}); with every other reason {r.rejected}/{r.captures} captures "
+                   f"({r.rejected / max(r.captures, 1):.1%})")
+        if r.low_quality < 20:
+            click.echo(f"warning: the threshold rests on {plural(r.low_quality, 'face')} below it; the share it "
+                       f"rejects of new captures may be anywhere in {low:.0%}-{high:.0%}", err=True)
         made_by.update(reject_rate=reject_rate, captures=r.captures, scored=r.scored)
     policy.with_changes(score_scale=scale).save(out, made_by=made_by)
     click.echo(f"policy written to {out}")
@@ -401,13 +495,26 @@ def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_
         raise click.UsageError("no genuine comparisons: each identity needs at least two captures")
     measured = measure_captures(images, identities, recognizer=model, weights=weights, observer=observer)
     result = edc_report(measured, genuine_pairs, fmr=None if fnmr else fmr, fnmr=fnmr, limit=discard_limit)
-    click.echo(f"{result['captures']} captures ({result['no_face']} without a face), {result['genuine_comparisons']} "
-               f"genuine and {result['impostor_comparisons']} impostor comparisons; threshold {result['threshold']:.4f} "
-               f"({result['threshold_rule']}), starting FNMR {result['start_fnmr']:.4f}")
-    click.echo(f"{'method':32s} {'pAUC':>9s} {'vs random':>9s} {'FNMR@5%':>8s} {'@10%':>8s} {'@20%':>8s}")
+    from .evaluation import wilson_interval
+
+    genuine_n, impostor_n = result["genuine_comparisons"], result["impostor_comparisons"]
+    low, high = wilson_interval(int(round(result["start_fnmr"] * genuine_n)), genuine_n)
+    click.echo(f"{plural(result['captures'], 'capture')} ({result['no_face']} without a face), "
+               f"{plural(genuine_n, 'genuine comparison')} and {impostor_n} impostor; threshold {result['threshold']:.4f} "
+               f"({result['threshold_rule']}), starting FNMR {result['start_fnmr']:.4f} (95% interval "
+               f"{low:.4f}-{high:.4f})")
+    if genuine_n < 100:
+        click.echo(f"warning: {plural(genuine_n, 'genuine comparison')}: an FNMR moves by 1/{genuine_n} = "
+                   f"{1 / genuine_n:.3f} per comparison, so differences between methods below the interval above are "
+                   "noise; use a few hundred comparisons or more", err=True)
+    if not fnmr and impostor_n < 1 / fmr:
+        click.echo(f"warning: {impostor_n} impostor comparisons set the threshold at FMR {fmr:g} (fewer than "
+                   f"1 / FMR = {1 / fmr:.0f}): it rests on the few highest impostor scores", err=True)
+    width = max([len("method"), *(len(row["method"]) for row in result["rows"])])
+    click.echo(f"{'method':{width}s} {'pAUC':>9s} {'vs random':>9s} {'FNMR@5%':>8s} {'@10%':>8s} {'@20%':>8s}")
     for row in result["rows"]:
-        click.echo(f"{row['method']:32s} {row['pauc']:9.5f} {row['relative_to_random']:9.2f} {row['fnmr_at_5%']:8.4f} "
-                   f"{row['fnmr_at_10%']:8.4f} {row['fnmr_at_20%']:8.4f}")
+        click.echo(f"{row['method']:{width}s} {row['pauc']:9.5f} {row['relative_to_random']:9.2f} "
+                   f"{row['fnmr_at_5%']:8.4f} {row['fnmr_at_10%']:8.4f} {row['fnmr_at_20%']:8.4f}")
     if report:
         write_report(result, report)
     if plot:
@@ -417,10 +524,41 @@ def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_
             raise click.UsageError(str(exc)) from None
 
 
-def _has_display() -> bool:
-    if sys.platform.startswith("linux"):
-        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-    return True
+def _display_problem() -> str | None:
+    """Why no window can be shown here, or None. On Linux a display must answer, not only
+    be named: with DISPLAY set and no X server, OpenCV's Qt aborts the whole process."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import socket
+
+    def answers(family, address) -> bool:
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect(address)
+            return True
+        except OSError:
+            return False
+
+    wayland = os.environ.get("WAYLAND_DISPLAY")
+    if wayland:
+        path = wayland if wayland.startswith("/") else os.path.join(os.environ.get("XDG_RUNTIME_DIR", ""), wayland)
+        if answers(socket.AF_UNIX, path):
+            return None
+    display = os.environ.get("DISPLAY")
+    if not display:
+        return "DISPLAY is not set" if not wayland else f"no Wayland compositor answers at {wayland}"
+    host, _, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit():
+        return f"DISPLAY={display} is not a display name"
+    if host in ("", "unix") or host.startswith("/"):
+        local = f"/tmp/.X11-unix/X{number}"
+        if answers(socket.AF_UNIX, local) or answers(socket.AF_UNIX, "\0" + local):
+            return None
+    elif answers(socket.AF_INET, (host, 6000 + int(number))):
+        return None
+    return f"no X server answers at DISPLAY={display}"
 
 
 @main.command()
@@ -457,8 +595,9 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
     from .sources import open_source
     from .stream import StreamGate, annotate
 
-    if show and not _has_display():
-        raise click.UsageError("--show needs a display (DISPLAY is not set); run without --show for a headless run")
+    problem = _display_problem() if show else None
+    if problem:
+        raise click.UsageError(f"--show needs a display ({problem}); run without --show for a headless run")
     gate = _gate(**options, batch_size=1)
     click.echo(f"scoring with {'onnxruntime' if gate.scorer.backend == 'onnx' else 'PyTorch'}", err=True)
     events = events or str(Path(out_dir) / "events.jsonl")
@@ -491,8 +630,9 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
 
             cv2.destroyAllWindows()
     c = streamer.counts
-    click.echo(f"{c['frames']} frames ({c['dropped']} dropped): {streamer.visits_decided} visits decided, "
-               f"{c['accepted']} accepted, {c['rejected']} rejected; events in {events}", err=True)
+    written = f"events in {events}" if Path(events).is_file() else "no events written"
+    click.echo(f"{plural(c['frames'], 'frame')} ({c['dropped']} dropped): {plural(streamer.visits_decided, 'visit')} "
+               f"decided, {c['accepted']} accepted, {c['rejected']} rejected; {written}", err=True)
     sys.exit(code)
 
 
@@ -519,8 +659,9 @@ def report(manifest, out, page_size, best_per_person):
     from .review import write_review
 
     summary = write_review(manifest, out, page_size=page_size, best_per_person=best_per_person)
-    missing = f", {summary['missing_originals']} originals missing or unreadable" if summary["missing_originals"] else ""
-    click.echo(f"{summary['captures']} captures{missing}; review page: {out}")
+    missing = (f", {plural(summary['missing_originals'], 'original')} missing or unreadable"
+               if summary["missing_originals"] else "")
+    click.echo(f"{plural(summary['captures'], 'capture')}{missing}; review page: {out}")
 
 
 @main.command()

@@ -154,6 +154,9 @@ class Gate:
         working: decode and detect photos over 2 megapixels at the working resolution the
             policy needs (:mod:`facegate.working`: a camera JPEG in a fraction of the time
             and memory, the same decision; docs/performance.md); False: full resolution.
+        max_pixels: an image of more pixels (width x height) is unreadable, as a possible
+            decompression bomb (default :data:`facegate.images.MAX_PIXELS`: 250 million,
+            beyond the 200-megapixel phone cameras).
 
     Example:
         >>> gate = Gate(threads=2)
@@ -176,6 +179,7 @@ class Gate:
         workers: int = 0,
         look_again: bool = True,
         working: bool = True,
+        max_pixels: int | None = None,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -189,7 +193,8 @@ class Gate:
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
         chosen = self._checked(Policy.choose(policy, profile))
         self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
-                                    look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None)
+                                    look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None,
+                                    max_pixels=max_pixels)
         self.policy = chosen.resolve(self.spec.default_threshold,
                                      self.capture.detector_settings.get("min_face_probability"))
 
@@ -209,7 +214,7 @@ class Gate:
         other = copy.copy(self)
         stage = self.capture
         other.capture = CaptureStage(stage.spec, detector=stage.detector, components=stage.components,
-                                     look_again=stage.look_again,
+                                     look_again=stage.look_again, max_pixels=stage.max_pixels,
                                      working=None if stage.working is None else WorkingResolution.for_policy(chosen))
         other.policy = chosen.resolve(self.spec.default_threshold, stage.detector_settings.get("min_face_probability"))
         return other
@@ -277,7 +282,7 @@ class Gate:
         if stage.working is None:
             return stage
         return CaptureStage(stage.spec, detector=stage.detector, components=stage.components,
-                            look_again=stage.look_again, working=None)
+                            look_again=stage.look_again, working=None, max_pixels=stage.max_pixels)
 
     def decide_faces(self, capture: Capture) -> tuple[FaceResult, ...]:
         """Every face of a capture decided alone (see :meth:`assess_many`'s ``all_faces``)."""

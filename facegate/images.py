@@ -6,8 +6,10 @@ EXIF orientation are settled here, once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +32,34 @@ class EncodedImage:
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, EncodedImage]
 
-#: Largest image we decode; larger files are refused rather than exhausting memory.
-MAX_PIXELS = 64_000_000
+#: Largest image decoded by default (width x height); larger files are refused as possible
+#: decompression bombs rather than exhausting memory. Phone cameras take up to 200
+#: megapixels (16,320 x 12,240); large JPEGs are decoded reduced where the decision allows
+#: (:mod:`facegate.working`), so they cost a fraction of their size. ``max_pixels`` (API)
+#: and ``--max-pixels`` (command line) set another limit.
+MAX_PIXELS = 250_000_000
+
+#: Pillow's own bomb limit is a process-wide setting; it is raised to ours only while a file
+#: is opened, under this lock, so our limit (and its message) is the one that applies.
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _bomb_message(limit: int, width: int | None = None, height: int | None = None) -> str:
+    size = f"is {width}x{height} = {width * height:,} pixels" if width else f"has more than {2 * limit:,} pixels"
+    return (f"image {size}, over the {limit:,} pixel limit (refused as a possible decompression bomb; "
+            "a larger limit: --max-pixels N, or max_pixels=N)")
+
+
+@contextlib.contextmanager
+def _pillow_allows(limit: int):
+    with _PILLOW_LIMIT:
+        before = Image.MAX_IMAGE_PIXELS
+        if before is not None and before < limit:
+            Image.MAX_IMAGE_PIXELS = limit
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
 
 
 def describe(image: ImageInput) -> str:
@@ -83,13 +111,40 @@ class LoadedImage:
         return self.reduction.size if self.reduction else (int(self.rgb.shape[1]), int(self.rgb.shape[0]))
 
 
+def resolved(path: Path) -> Path | None:
+    """``path`` with its links followed, or None for a link loop or a path that cannot be
+    resolved (Python 3.11's ``Path.resolve`` raises on loops; a filter must not)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return None
+
+
+def link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be read as a capture (a loop, or a target that is gone),
+    or None when ``path`` is not such a link."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        target = os.readlink(path)
+    except OSError as exc:
+        return f"symbolic link that cannot be read ({exc.strerror or exc})"
+    if resolved(path) is None:
+        return f"symbolic link loop (-> {target})"
+    if not path.exists():
+        return f"dangling symbolic link: its target {target} does not exist"
+    return None
+
+
 def load_rgb(image: ImageInput, *, color_order: ColorOrder | None = None) -> np.ndarray:
     """:func:`load_image` without the notes: the ``(H, W, 3)`` uint8 RGB array."""
     return load_image(image, color_order=color_order).rgb
 
 
 def load_image(image: ImageInput, *, color_order: ColorOrder | None = None,
-               reduce_to: Callable[[tuple[int, int]], int] | None = None) -> LoadedImage:
+               reduce_to: Callable[[tuple[int, int]], int] | None = None,
+               max_pixels: int | None = None) -> LoadedImage:
     """Decode the image to a contiguous ``(H, W, 3)`` uint8 RGB array.
 
     Args:
@@ -100,13 +155,15 @@ def load_image(image: ImageInput, *, color_order: ColorOrder | None = None,
             times to reduce it: 1, 2, 4 or 8. A JPEG is then decoded at that size (its DCT
             scaled: several times faster than a full decode, a fraction of the memory); other
             images are decoded and reduced by block means. ``reduction`` says what was done.
+        max_pixels: refuse an encoded image of more pixels than this (default :data:`MAX_PIXELS`).
 
     Raises:
         ImageError: the data cannot be decoded (bad file, unsupported format, too large).
         ConfigError: the caller passed the wrong kind of object, shape or dtype.
     """
+    limit = int(max_pixels or MAX_PIXELS)
     if isinstance(image, (str, os.PathLike)):
-        return _load_path(Path(os.fsdecode(image)), reduce_to)
+        return _load_path(Path(os.fsdecode(image)), reduce_to, limit)
     if isinstance(image, Image.Image):
         return _reduced(_from_pil(image, describe(image)), reduce_to)
     if isinstance(image, np.ndarray):
@@ -114,23 +171,23 @@ def load_image(image: ImageInput, *, color_order: ColorOrder | None = None,
     if isinstance(image, EncodedImage):
         if not image.data:
             raise ImageError(image.name, "empty file (0 bytes)")
-        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name, reduce_to, lambda: image.data)
+        return _decode(lambda: Image.open(io.BytesIO(image.data)), image.name, reduce_to, lambda: image.data, limit)
     raise ConfigError(
         f"cannot read an image from {type(image).__name__}; pass a path, a PIL image or a numpy array"
     )
 
 
-def _load_path(path: Path, reduce_to=None) -> LoadedImage:
+def _load_path(path: Path, reduce_to=None, limit: int = MAX_PIXELS) -> LoadedImage:
     name = os.fsdecode(path)
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ImageError(name, f"cannot access file ({exc.strerror or exc})") from None
+        raise ImageError(name, link_problem(path) or f"cannot access file ({exc.strerror or exc})") from None
     if path.is_dir():
         raise ImageError(name, "is a directory, not an image")
     if size == 0:
         raise ImageError(name, "empty file (0 bytes)")
-    return _decode(lambda: Image.open(path), name, reduce_to, path.read_bytes)
+    return _decode(lambda: Image.open(path), name, reduce_to, path.read_bytes, limit)
 
 
 #: EXIF orientations that swap width and height, and those that mirror x or y of the stored
@@ -140,20 +197,18 @@ _MIRRORS_X = {2, 3, 7, 8}
 _MIRRORS_Y = {3, 4, 6, 7}
 
 
-def _decode(open_image, name: str, reduce_to=None, read_bytes=None) -> LoadedImage:
+def _decode(open_image, name: str, reduce_to=None, read_bytes=None, limit: int = MAX_PIXELS) -> LoadedImage:
     """Open with PIL (``open_image()``), refuse decompression bombs, decode to RGB (at a
     reduced size when ``reduce_to`` asks for one; a JPEG's bytes, ``read_bytes()``, then go
     to OpenCV's scaled decoder)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open_image() as pil:
-                if pil.width * pil.height > MAX_PIXELS:
-                    raise ImageError(
-                        name,
-                        f"image is {pil.width}x{pil.height}, over the {MAX_PIXELS} pixel limit "
-                        "(refused as a possible decompression bomb)",
-                    )
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit decides, below
+            with _pillow_allows(limit):
+                opened = open_image()
+            with opened as pil:
+                if pil.width * pil.height > limit:
+                    raise ImageError(name, _bomb_message(limit, pil.width, pil.height))
                 if reduce_to is None:
                     return _from_pil(pil, name)
                 orientation = pil.getexif().get(0x0112, 1) if pil.format == "JPEG" else 1
@@ -177,8 +232,8 @@ def _decode(open_image, name: str, reduce_to=None, read_bytes=None) -> LoadedIma
                 return LoadedImage(loaded.rgb, loaded.notes, Reduction(factor, size, (float(origin[0]), float(origin[1]))))
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(name, f"refused as a decompression bomb ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(name, _bomb_message(limit)) from None
     except PermissionError:
         raise ImageError(name, "permission denied") from None
     except Image.UnidentifiedImageError:  # (its text names Pillow's file object, not the input)

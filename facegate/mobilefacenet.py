@@ -115,8 +115,9 @@ class MobileFaceNetRecognizer:
     def __init__(self, checkpoint: str, *, device: str = "cpu", batch_size: int = 64):
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise WeightsError(f"{checkpoint}: cannot load recognition checkpoint ({exc})") from None
+        except Exception:  # (torch's own text advises weights_only=False: unsafe for a file of unknown origin)
+            raise WeightsError(f"{checkpoint}: not a recognizer checkpoint (expected a MobileFaceNet state dict "
+                               "saved by torch.save, or give module:factory for your own recognizer)") from None
         state = state.get("net_state_dict", state) if isinstance(state, dict) else state
         self.net = MobileFaceNet()
         try:

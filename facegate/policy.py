@@ -92,6 +92,19 @@ class Requirement:
                 raise ConfigError(f"{self.component}.{key} must be a finite number, got {value!r}")
         if self.min is None and self.max is None and self.max_abs is None:
             raise ConfigError(f"requirement on {self.component} sets none of min, max, max_abs")
+        # bounds no value can meet would reject every face with this component's reason
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ConfigError(f"requirement on {self.component}: min {self.min:g} is above max {self.max:g}, "
+                              "so no face could meet it")
+        if self.max_abs is not None and self.max_abs < 0:
+            raise ConfigError(f"requirement on {self.component}: max_abs {self.max_abs:g} is negative, "
+                              "so no face could meet it")
+        if self.max_abs is not None and self.min is not None and self.min > self.max_abs:
+            raise ConfigError(f"requirement on {self.component}: min {self.min:g} is above max_abs "
+                              f"{self.max_abs:g}, so no face could meet it")
+        if self.max_abs is not None and self.max is not None and self.max < -self.max_abs:
+            raise ConfigError(f"requirement on {self.component}: max {self.max:g} is below -max_abs "
+                              f"{-self.max_abs:g}, so no face could meet it")
 
     def met(self, value: float | None) -> bool:
         if value is None:
@@ -104,6 +117,8 @@ class Requirement:
 
 
 def _requirements(data: dict | Sequence[Requirement]) -> tuple[Requirement, ...]:
+    """Requirements from a policy file's object (``{"yaw": {"max_abs": 20}}``) or a sequence
+    of :class:`Requirement`; anything else is refused, naming what was found."""
     if isinstance(data, dict):
         out = []
         for name, bounds in data.items():
@@ -111,7 +126,10 @@ def _requirements(data: dict | Sequence[Requirement]) -> tuple[Requirement, ...]
                 raise ConfigError(f"requirement on {name} must be an object with min, max or max_abs")
             out.append(Requirement(name, **bounds))
         return tuple(out)
-    return tuple(data)
+    if isinstance(data, (list, tuple)) and all(isinstance(r, Requirement) for r in data):
+        return tuple(data)
+    raise ConfigError('requirements must be an object of components and their bounds, e.g. '
+                      f'{{"yaw": {{"max_abs": 20}}}}; got {json.dumps(data, default=str)}')
 
 
 #: Confidence cut-off for a detector whose settings the weights' spec does not give.

@@ -69,11 +69,19 @@ def load_recognizer(spec: str, **options) -> Recognizer:
     module, sep, name = spec.partition(":")
     if not sep:
         raise WeightsError(f"{spec}: neither a checkpoint file nor 'module:factory'")
+    wanted = ("module:factory must name a function or class that returns an object with "
+              "embed(images, landmarks) -> (N, D) unit vectors")
     try:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as exc:
         raise WeightsError(f"{spec}: cannot import the recognizer factory ({exc})") from None
-    recognizer = factory(**options)
+    if not callable(factory):
+        raise WeightsError(f"{spec}: {name!r} in {module} is a {type(factory).__name__}, not callable; {wanted}")
+    try:
+        recognizer = factory(**options)
+    except Exception as exc:
+        raise WeightsError(f"{spec}: the factory failed ({type(exc).__name__}: {exc}); {wanted}") from None
     if not callable(getattr(recognizer, "embed", None)):
-        raise WeightsError(f"{spec}: the factory's result has no embed(images, landmarks) method")
+        raise WeightsError(f"{spec}: the factory returned a {type(recognizer).__name__} with no "
+                           f"embed(images, landmarks) method; {wanted}")
     return recognizer

@@ -170,8 +170,9 @@ td,th{padding:2px 10px 2px 0;text-align:left}
 .grid{display:flex;flex-wrap:wrap;gap:8px}
 .card{width:132px;font-size:11px;background:#fafbfc;border:1px solid #e3e6ea;border-radius:4px;padding:4px}
 .card img,.card .noimg{width:124px;height:124px;object-fit:contain;background:#222;display:block}
-.card .noimg{color:#f5c2c7;font-size:11px;display:flex;align-items:center;justify-content:center;text-align:center;padding:4px;box-sizing:border-box}
-.card .name{overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.card .noimg{color:#f5c2c7;font-size:11px;display:flex;align-items:center;justify-content:center;text-align:center;padding:4px;box-sizing:border-box;overflow:hidden;overflow-wrap:anywhere}
+.card div{overflow-wrap:anywhere}
+.card .name{white-space:nowrap;overflow:hidden}
 .fail{color:#b02a37}
 .pager{margin:6px 0;font-size:12px}
 .pager button{margin-right:6px}
@@ -215,10 +216,14 @@ document.getElementById("count-tables").innerHTML =
   `<div style="display:flex;gap:40px;flex-wrap:wrap"><div><h3>Status</h3>${table(byCount(S.status), "status-counts", "status")}</div>` +
   `<div><h3>Reason</h3>${table(byCount(S.reasons), "reason-counts", "reason")}</div></div>`;
 
+// A long name keeps its start and its end (the person and the file number), cut in the middle.
+function shortName(name) {
+  return name.length <= 22 ? name : name.slice(0, 7) + "\u2026" + name.slice(-14);
+}
 function card(it) {
   const img = it.thumb ? `<img loading="lazy" alt="" src="${it.thumb}">`
                        : `<div class="noimg">original ${esc(it.missing || "missing")}</div>`;
-  const lines = [`<div class="name" title="${esc(it.file)}">${esc(it.file)}</div>`,
+  const lines = [`<div class="name" title="${esc(it.file)}">${esc(shortName(it.file))}</div>`,
     `<div>${esc(it.status)}${it.score != null ? " · " + it.score.toFixed(1) : ""}</div>`];
   if (it.reasons.length) lines.push(`<div class="fail">${esc(it.reasons.join(", "))}</div>`);
   for (const f of it.failing) lines.push(`<div class="fail">${esc(f)}</div>`);

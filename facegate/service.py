@@ -95,8 +95,8 @@ class ServiceSettings:
             divided between workers).
         token: bearer token required on every route but health (None: no token).
         max_body_bytes: largest request body (413 above it).
-        max_pixels: largest image, width x height (413 above it; at most the decoder's own
-            :data:`facegate.images.MAX_PIXELS`).
+        max_pixels: largest image, width x height (413 above it; the gate's own
+            decompression-bomb guard is set to it too).
         request_timeout_s: a request still waiting or being assessed after this long gets 504.
         max_batch: requests assessed together at most (1: one at a time).
         accept_frames, best_window: the live page's stream gate (as ``facegate stream``).
@@ -122,8 +122,6 @@ class ServiceSettings:
             raise ConfigError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILE_NAMES)}")
         if self.max_body_bytes < 1 or self.max_pixels < 1 or self.request_timeout_s <= 0 or self.max_batch < 1:
             raise ConfigError("max_body_bytes, max_pixels, max_batch and request_timeout_s must be positive")
-        if self.max_pixels > MAX_PIXELS:
-            raise ConfigError(f"max_pixels {self.max_pixels} is above the decoder's limit of {MAX_PIXELS}")
 
     def to_env(self) -> str:
         """The settings as JSON for :data:`SETTINGS_ENV`, without the token (it travels in
@@ -175,7 +173,7 @@ class Models:
         s = self.settings
         try:
             self.gate = Gate(policy=s.policy, profile=s.profile, weights=s.weights, views=s.views,
-                             detector=s.detector, threads=s.threads, batch_size=s.max_batch)
+                             detector=s.detector, threads=s.threads, batch_size=s.max_batch, max_pixels=s.max_pixels)
             self.stream_gate = Gate(policy=s.policy, profile=s.profile, weights=s.weights, views=s.views,
                                     detector=s.stream_detector, threads=s.threads)
         except FacegateError as exc:

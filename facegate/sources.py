@@ -27,6 +27,23 @@ from .images import load_rgb
 
 __all__ = ["Frame", "SourceKind", "FrameSource", "classify", "open_source"]
 
+#: FFmpeg's own messages ("moov atom not found", "Connection refused") would reach the user's
+#: terminal beside facegate's; the cause is told once, as a SourceError. Set before OpenCV
+#: starts its FFmpeg backend; a user's own setting is kept.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+def _opened_quietly(target) -> "cv2.VideoCapture":
+    """``cv2.VideoCapture(target)`` with OpenCV's log silent while the backends are tried
+    (they print, for instance, "Camera index out of range" for a missing camera)."""
+    logging = cv2.utils.logging
+    before = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(target)
+    finally:
+        logging.setLogLevel(before)
+
 
 class SourceKind(str, Enum):
     CAMERA = "camera"
@@ -102,7 +119,7 @@ class FrameSource:
 
     def _open_capture(self):
         target = int(self.source) if self.kind is SourceKind.CAMERA else str(self.source)
-        capture = cv2.VideoCapture(target)
+        capture = _opened_quietly(target)
         if not capture.isOpened():
             capture.release()
             what = {"camera": "camera", "video": "video file", "stream": "stream"}[self.kind.value]

@@ -66,7 +66,7 @@ def test_score_aligned_crops(tmp_path, fixtures):
     assert record["status"] == "accepted" and record["reasons"] == [] and record["face"] is None
     # the same columns as photos, and the threshold applies
     strict = CliRunner().invoke(main, ["score", "--aligned", "--threshold", "99", str(tmp_path / "crop.png")])
-    assert strict.output.splitlines()[0].split() == ["status", "score", "reasons", "faces", "source", "prompt"]
+    assert strict.output.splitlines()[0].split() == ["status", "score", "faces", "source", "reasons:", "prompt"]
     assert "rejected" in strict.output and "low_quality" in strict.output
     Image.fromarray(crop[:, :100]).save(tmp_path / "narrow.png")
     narrow = json.loads(CliRunner().invoke(main, ["score", "--aligned", "--format", "jsonl",
@@ -113,7 +113,7 @@ def test_filter_sorts_copies_and_resumes(tmp_path, enrol):
     assert checksums(enrol) == before  # originals untouched
     records = {r["file"]: r for r in map(json.loads, manifest.read_text().splitlines())}
     assert set(records) == {"desk1/capture.jpg", "desk2/capture.jpg", "group.jpg", "wall.jpg", "broken.jpg"}
-    assert "1 non-image file(s) skipped" in first.output  # notes.txt: a sidecar, not a capture
+    assert "1 non-image file skipped" in first.output  # notes.txt: a sidecar, not a capture
     assert records["group.jpg"]["side"] == "rejected" and "multiple_faces" in records["group.jpg"]["reasons"]
     assert records["wall.jpg"]["status"] == "no_face" and records["broken.jpg"]["status"] == "unreadable"
     assert records["desk2/capture.jpg"]["status"] == "accepted"
@@ -146,8 +146,13 @@ def test_filter_never_overwrites_a_different_file(tmp_path, enrol):
 
 def test_calibrate_hits_the_reject_rate(tmp_path, fixtures):
     out = tmp_path / "policy.json"
-    result = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out)])
+    # 4 faces: a threshold resting on 2 of them is refused (too few to trust), and said
+    refused = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out)])
+    assert refused.exit_code == 2 and "too few" in refused.output and not out.exists()
+    result = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out),
+                                       "--allow-small-sample"])
     assert result.exit_code == 0, result.output
+    assert "95% interval" in result.output
     policy = json.loads(out.read_text())
     # 4 photos with a face; rejecting at least half of them means 2 below the threshold
     from facegate import Gate
@@ -155,7 +160,8 @@ def test_calibrate_hits_the_reject_rate(tmp_path, fixtures):
     scores = [r.score for r in Gate().assess_many(sorted(fixtures.glob("*.jpg"))) if r.score is not None]
     assert len(scores) == 4
     assert sum(s < policy["min_score"] for s in scores) == 2
-    rerun = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out)])
+    rerun = CliRunner().invoke(main, ["calibrate", str(fixtures), "--reject-rate", "0.5", "--out", str(out),
+                                      "--allow-small-sample"])
     assert rerun.exit_code == 2  # refuses to overwrite
     used = CliRunner().invoke(main, ["score", "--policy", str(out), "--format", "jsonl", str(fixtures)])
     statuses = [r["status"] for r in map(json.loads, used.output.splitlines())]

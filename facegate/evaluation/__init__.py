@@ -11,7 +11,7 @@ from .measure import (BASELINES, OBSERVER, MeasuredCaptures, Method, impostor_co
                       laplacian_variance, measure_captures, view_name)
 from .metrics import (EDC, FNMRTarget, calibrate_for_fnmr, comparison_threshold, edc, false_match_rate,
                       false_non_match_rate, pair_scores, pairwise_quality, perfect_edc, random_pauc,
-                      threshold_for_reject_rate)
+                      threshold_for_reject_rate, MIN_REJECTED_FOR_CALIBRATION, min_genuine_for_fnmr, wilson_interval)
 from .report import CEILING, PERFECT, RANDOM, edc_report, gap_closed, held_out_check, plot_edc, write_report
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "calibrate_for_fnmr", "comparison_threshold", "edc", "edc_report", "gap_closed", "false_match_rate",
     "false_non_match_rate", "held_out_check", "impostor_comparisons", "labelled_captures",
     "laplacian_variance", "measure_captures", "pair_scores", "pairwise_quality", "perfect_edc", "plot_edc",
-    "random_pauc", "threshold_for_reject_rate", "view_name", "write_report",
+    "random_pauc", "threshold_for_reject_rate", "view_name", "write_report", "MIN_REJECTED_FOR_CALIBRATION",
+    "min_genuine_for_fnmr", "wilson_interval",
 ]

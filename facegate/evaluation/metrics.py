@@ -25,6 +25,9 @@ __all__ = [
     "EDC",
     "FNMRTarget",
     "calibrate_for_fnmr",
+    "MIN_REJECTED_FOR_CALIBRATION",
+    "min_genuine_for_fnmr",
+    "wilson_interval",
     "comparison_threshold",
     "edc",
     "false_match_rate",
@@ -246,6 +249,33 @@ def _kept_counts(pair_quality: np.ndarray, flagged: np.ndarray, thresholds: np.n
     first = np.searchsorted(q, thresholds, side="left")
     suffix = np.r_[np.cumsum(f[::-1])[::-1], 0]
     return len(q) - first, suffix[first]
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (``z``) Wilson score interval of a proportion: how far the rate seen on a sample
+    may be from the rate on captures like these. Unlike the normal approximation it stays
+    inside [0, 1] and is honest at 0 successes (its upper end is then about 3.8 / n)."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * np.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+#: Below this many captures under the threshold, ``calibrate --reject-rate`` refuses: the
+#: threshold would be set by fewer faces than this, and the share of new captures it
+#: rejects could be half or twice the one asked for (95% Wilson interval of 5 in 50: 4-21%).
+MIN_REJECTED_FOR_CALIBRATION = 5
+
+
+def min_genuine_for_fnmr(target_fnmr: float) -> int:
+    """Genuine comparisons needed before a target FNMR can be claimed at all: with none
+    failing among n, the 95% upper bound of the FNMR is about 3 / n (the rule of three),
+    so fewer than 3 / target cannot show the target is met even when nothing fails. A target
+    of 0 cannot be shown by any sample: none is asked for (the interval is still printed)."""
+    return int(np.ceil(3.0 / target_fnmr)) if target_fnmr > 0 else 0
 
 
 def threshold_for_reject_rate(scores: Iterable[float], reject_rate: float) -> float:
