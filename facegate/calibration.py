@@ -18,6 +18,7 @@ from .evaluation import (MIN_REJECTED_FOR_CALIBRATION, FNMRTarget, Method, calib
 from .gate import Gate
 from .images import ImageInput
 from .policy import Policy, Status, decide
+from .text import plural
 
 __all__ = ["RejectRateCalibration", "FNMRCalibration", "calibrate_reject_rate", "calibrate_target_fnmr"]
 
@@ -89,8 +90,9 @@ def calibrate_reject_rate(gate: Gate, images: Iterable[ImageInput], reject_rate:
     below = int(np.ceil(reject_rate * len(scores)))
     if below < MIN_REJECTED_FOR_CALIBRATION and not allow_small_sample:
         needed = int(np.ceil(MIN_REJECTED_FOR_CALIBRATION / reject_rate)) if reject_rate > 0 else None
-        raise ConfigError(f"{len(scores)} scored face(s) are too few for a reject rate of {reject_rate:g}: the "
-                          f"threshold would rest on {below} face(s) below it (at least "
+        raise ConfigError(f"{plural(len(scores), 'scored face')} {'is' if len(scores) == 1 else 'are'} too few for a "
+                          f"reject rate of {reject_rate:g}: the threshold would rest on {plural(below, 'face')} below "
+                          f"it (at least "
                           f"{MIN_REJECTED_FOR_CALIBRATION} are needed"
                           + (f", so at least {needed} scored faces" if needed else "")
                           + "); add captures, or pass --allow-small-sample to write it anyway")
@@ -124,7 +126,8 @@ def calibrate_target_fnmr(gate: Gate, source: str | Path, recognizer, *, target_
         raise ConfigError("no genuine comparisons: each identity needs at least two captures")
     needed = min_genuine_for_fnmr(target_fnmr)
     if len(genuine_pairs) < needed and not allow_small_sample:
-        raise ConfigError(f"{len(genuine_pairs)} genuine comparisons are too few to show an FNMR of {target_fnmr:g}: "
+        raise ConfigError(f"{plural(len(genuine_pairs), 'genuine comparison')} "
+                          f"{'is' if len(genuine_pairs) == 1 else 'are'} too few to show an FNMR of {target_fnmr:g}: "
                           f"even with none failing, the 95% upper bound would be about {3 / len(genuine_pairs):.3g} "
                           f"(at least {needed} are needed: 3 / target); add captures, or pass --allow-small-sample")
     views = view_name(gate.scorer.views)  # measured with the gate's own stage and scorer

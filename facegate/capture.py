@@ -22,7 +22,7 @@ import numpy as np
 
 from .components import Components, measure_components
 from .detection import Detector, Face, choose_primary, create_detector, in_full_image
-from .errors import ImageError
+from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image, reduce_image
 from .scorer import default_weights_dir

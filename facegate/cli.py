@@ -21,6 +21,7 @@ from . import __version__
 from .errors import ConfigError, FacegateError
 from .extras import MissingExtraError, missing, require
 from .policy import PROFILE_NAMES, Policy, Status
+from .text import plural
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
@@ -87,11 +88,6 @@ def _gate_options(policy=None, threshold=None, weights=None, views="full", threa
             "detector": detector, "backend": backend, "max_pixels": max_pixels}
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 file``, ``2 files``: counts as people write them."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
 def _gate(**options):
     from .gate import Gate
 
@@ -134,7 +130,7 @@ def _collect(paths, *, stdin: bool = False, allow_empty: bool = False) -> list:
         else:
             files.append(path)
     if skipped:
-        click.echo(f"skipped {len(skipped)} non-image file(s): {', '.join(str(p) for p in skipped[:5])}"
+        click.echo(f"skipped {plural(len(skipped), 'non-image file')}: {', '.join(str(p) for p in skipped[:5])}"
                    f"{' ...' if len(skipped) > 5 else ''}", err=True)
     if not files:
         if not allow_empty:
@@ -513,7 +509,8 @@ def evaluate(source, recognizer, pairs_file, fmr, fnmr, discard_limit, observer_
     width = max([len("method"), *(len(row["method"]) for row in result["rows"])])
     click.echo(f"{'method':{width}s} {'pAUC':>9s} {'vs random':>9s} {'FNMR@5%':>8s} {'@10%':>8s} {'@20%':>8s}")
     for row in result["rows"]:
-        click.echo(f"{row['method']:{width}s} {row['pauc']:9.5f} {row['relative_to_random']:9.2f} "
+        relative = "-" if row["relative_to_random"] is None else f"{row['relative_to_random']:.2f}"
+        click.echo(f"{row['method']:{width}s} {row['pauc']:9.5f} {relative:>9s} "
                    f"{row['fnmr_at_5%']:8.4f} {row['fnmr_at_10%']:8.4f} {row['fnmr_at_20%']:8.4f}")
     if report:
         write_report(result, report)

@@ -38,22 +38,31 @@ def _ray():
     from .extras import require
 
     require("ray", "the Ray engine (--engine ray)")
-    import ray
     import logging
+    import os
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-stage progress lines on stderr
+    # Ray's own notices (token authentication, progress bars off) are not the user's business
+    # in a facegate run; its errors still surface as exceptions.
+    import ray
+
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     return ray
 
 
 class _GateWorker:
-    """One Gate per Ray actor; each batch of rows in, one result row per input out."""
+    """One Gate per Ray actor; each batch of rows in, one result row per input out. The
+    Gate's options are a class attribute of a subclass made per run (in :func:`gate_dataset`),
+    so that no arguments travel through Ray's object store."""
 
-    def __init__(self, gate_options: dict[str, Any]):
+    gate_options: dict[str, Any] = {}
+
+    def __init__(self):
         from .gate import Gate
 
-        self.gate = Gate(**gate_options)
+        self.gate = Gate(**self.gate_options)
 
     def __call__(self, batch: dict):
         from .images import EncodedImage
@@ -129,7 +138,8 @@ def gate_dataset(source, *, workers: int | None = None, threads_per_worker: int 
     options = {**gate_options, "threads": threads_per_worker, "batch_size": batch_size}
     cpus = ray.available_resources().get("CPU", 1) - (1 if reads else 0)
     actors = workers or max(1, int(cpus // threads_per_worker))
-    return dataset.map_batches(_GateWorker, fn_constructor_kwargs={"gate_options": options}, batch_size=batch_size,
+    worker = type("GateWorker", (_GateWorker,), {"gate_options": dict(options)})
+    return dataset.map_batches(worker, batch_size=batch_size,
                                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=threads_per_worker,
                                num_gpus=gpus_per_worker, batch_format="numpy")
 
@@ -147,7 +157,7 @@ def assess_on_ray(gate_options: dict[str, Any], *, address: str | None = None, w
             from .runtime import available_cores
 
             local = {} if address else {"num_cpus": workers * threads_per_worker if workers else available_cores()}
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING", **local)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local)
         by_source = {str(p): p for p in paths}
         options = {k: v for k, v in gate_options.items() if k not in ("threads", "batch_size", "workers")}
         dataset = gate_dataset(list(by_source), workers=workers, threads_per_worker=threads_per_worker,

@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .gate import Gate
 from .images import link_problem, resolved
 from .policy import Status
+from .text import plural
 
 __all__ = ["SIDECAR_SUFFIXES", "find_images", "split_sidecars", "Manifest", "plan_filter", "run_filter", "FilterPlan",
            "FilterSummary", "link_problem", "remove_output", "resolved"]
@@ -398,7 +399,7 @@ def _clash_message(manifest: Path, clashes: list[dict], settings: dict) -> str:
         what = "policy " + ", ".join(policy)
     else:
         what = "weights, views, backend or detector settings"
-    files = "1 file of this source was" if len(clashes) == 1 else f"{len(clashes)} files of this source were"
+    files = f"{plural(len(clashes), 'file')} of this source {'was' if len(clashes) == 1 else 'were'}"
     return (f"{manifest}: {files} decided with other settings ({what}), e.g. "
             f"{record['file']}; their copies would contradict new decisions. Filter into new destination "
             "folders with a new --manifest, or move the old ones aside")

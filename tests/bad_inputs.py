@@ -92,14 +92,36 @@ def make_bad_inputs(folder: Path) -> list[tuple[str, str, str]]:
     return cases
 
 
+#: Headings of the sections this script writes (the rest of the file is kept as it is).
+GENERATED = ("## Mistakes people make with the command: what they see",
+             "## Folders, resume and calibration")  # (the second: the hand-kept table the first replaced)
+
+
 def kept_sections(path: Path) -> str:
-    """What follows the generated table in ``path`` (the hand-kept sections, from its first
-    ``## `` heading on), so that writing the table again does not delete them."""
+    """The hand-kept sections of ``path`` (from its first ``## `` heading on, less those this
+    script writes), so that writing the tables again does not delete them."""
     if not path.exists():
         return ""
     text = path.read_text()
     at = text.find("\n## ")
-    return text[at:] if at >= 0 else ""
+    if at < 0:
+        return ""
+    sections = ["\n## " + part for part in text[at + 4:].split("\n## ")]
+    return "".join(s for s in sections if not s.lstrip("\n").startswith(GENERATED))
+
+
+def render_cases(seen: list[tuple[str, str, int, str]]) -> str:
+    """The table of :data:`tests.field_cases.CASES`: what a user did, the exit code, what
+    the command said (its first lines, the temporary folder cut from the paths)."""
+    lines = ["", GENERATED[0], "",
+             "Each row is a case of `tests/field_cases.py`, run as a user runs it by",
+             "`tests/test_field_reliability.py` (the exit code, the words below, and never a Python",
+             "traceback or a library's log line); this table is written from the same runs.", "",
+             "| case | what the user did | exit | what the command says |", "|---|---|---|---|"]
+    for name, what, code, said in seen:
+        said = said.replace("|", "\\|")
+        lines.append(f"| `{name}` | {what} | {code} | {said} |")
+    return "\n".join(lines) + "\n"
 
 
 def render(cases, records: dict[str, dict], root: Path | None = None) -> str:
@@ -147,7 +169,20 @@ def main(argv=None):
         subprocess.run([sys.executable, "-m", "facegate.cli", "filter", str(tmp / "src"), "--accepted",
                         str(tmp / "a"), "--rejected", str(tmp / "r"), "--manifest", str(manifest)], check=False)
         records = {r["file"]: r for r in map(json.loads, manifest.read_text().splitlines())}
-        args.write.write_text(render(cases, records, tmp / "src") + kept_sections(args.write))
+        from tests.field_cases import CASES, run_case, what_the_user_sees
+
+        seen = []
+        for n, case in enumerate(CASES):
+            if case.needs is not None and not case.needs.exists():
+                continue
+            folder = tmp / f"case{n}"
+            folder.mkdir()
+            run = run_case(case, folder)
+            said = what_the_user_sees(run).replace(f"{folder}{os.sep}", "").replace(str(folder), ".")
+            seen.append((case.name, case.what, run.code, said))
+            if case.check is not None:
+                case.check(folder, run)  # (also frees what a case holds: the other run's lock)
+        args.write.write_text(render(cases, records, tmp / "src") + render_cases(seen) + kept_sections(args.write))
         os.chmod(tmp / "src" / "no_permission.jpg", 0o600)
         shutil.rmtree(tmp, ignore_errors=True)
     print(args.write)

@@ -110,8 +110,8 @@ def test_filter_on_ray_resumes_without_losing_or_doubling_records(local_ray, fol
     # as if the run had been killed before its last 10 records were written
     kept = lines[:-10]
     manifest.write_text("\n".join(kept) + "\n")
-    # a record whose source could not even be stat'ed (a dangling link) is redone every run, as locally
-    done = sum(json.loads(line)["size"] is not None for line in kept)
+    # every kept record is done, a dangling link's too (recorded with its cause, as locally)
+    done = len(kept)
     again = CliRunner().invoke(main, args + ["--parquet", str(tmp_path / "records.parquet")])
     assert again.exit_code in (0, 1), again.output
     assert f"({done} already done)" in again.output
@@ -170,3 +170,18 @@ def test_asking_for_gpus_a_cluster_lacks_fails_at_once(local_ray, folder):
 
     with pytest.raises(ConfigError, match="has 0 GPUs"):
         gate_dataset([str(p) for p in find_images(folder)][:2], gpus_per_worker=1, backend="torch", device="cuda")
+
+
+def test_a_ray_run_prints_facegate_lines_not_rays(folder, tmp_path):
+    """Ray's notices (token authentication, progress bars switched off) stay out of a
+    facegate run's output; the summary is there."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "facegate.cli", "filter", str(folder), "--accepted",
+                          str(tmp_path / "acc"), "--rejected", str(tmp_path / "rej"), "--engine", "ray", "--workers",
+                          "1", "--views", "none"], capture_output=True, text=True, timeout=600)
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    assert "manifest:" in run.stderr
+    for chatter in ("Token authentication", "Progress bars disabled", "WARNING", "Traceback"):
+        assert chatter not in run.stderr, (chatter, run.stderr[-2000:])

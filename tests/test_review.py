@@ -3,6 +3,7 @@ threshold slider agree with the manifest."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 
@@ -84,6 +85,16 @@ def test_the_page_in_headless_chromium_agrees_with_the_manifest(shared, tmp_path
         accepted = browser.find_elements("css selector", "#accepted-grid .card")
         assert len(accepted) == sum(r["status"] == "accepted" for r in records)
         assert browser.find_elements("css selector", ".noimg"), "the deleted original is shown as missing"
+        # a long name keeps its end (the file number) in view; placeholder text stays inside its card
+        names = json.loads(browser.execute_script(
+            "return JSON.stringify(Array.from(document.querySelectorAll('.card .name')).map(e => [e.textContent, e.title]))"))
+        assert names
+        for shown, full in names:
+            assert shown == full or (shown.endswith(full[-14:]) and "\u2026" in shown), (shown, full)
+        overflowing = json.loads(browser.execute_script(
+            "return JSON.stringify(Array.from(document.querySelectorAll('.card .noimg, .card'))"
+            ".filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent.slice(0, 60)))"))
+        assert not overflowing, overflowing
 
         slider_count = lambda: int(browser.find_element("id", "accepted-at-threshold").text)  # noqa: E731
         run_threshold = records[0]["policy"]["min_score"]

@@ -24,6 +24,12 @@ RANDOM = Method("random order")
 CEILING = Method("perfect with no-face captures tied first (ceiling)")
 
 
+def _relative(pauc: float, random_mean: float) -> float | None:
+    """pAUC as a multiple of random order's; None when random order's is 0 (no genuine
+    comparison fails at all: nothing to take out, no ratio to give)."""
+    return pauc / random_mean if random_mean > 0 else None
+
+
 def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: float | None = 1e-3,
                fnmr: float | None = None, limit: float = 0.2, random_repeats: int = 50,
                impostor_rows=None, impostor_cols=None) -> dict:
@@ -40,12 +46,12 @@ def edc_report(measured: MeasuredCaptures, genuine_pairs: np.ndarray, *, fmr: fl
     for method, q in measured.quality.items():
         curve = edc(genuine, pairwise_quality(q, genuine_pairs), threshold)
         curves[method] = curve
-        rows.append({"key": method, "method": str(method), "pauc": curve.pauc(limit), "relative_to_random": curve.pauc(limit) / random_mean,
+        rows.append({"key": method, "method": str(method), "pauc": curve.pauc(limit), "relative_to_random": _relative(curve.pauc(limit), random_mean),
                      "fnmr_at_5%": curve.at(0.05), "fnmr_at_10%": curve.at(0.10), "fnmr_at_20%": curve.at(0.20)})
     found = measured.found[genuine_pairs].all(1)
     for key, curve in ((PERFECT, perfect_edc(genuine, threshold)), (CEILING, perfect_edc(genuine, threshold, found))):
         curves[key] = curve
-        rows.append({"key": key, "method": str(key), "pauc": curve.pauc(limit), "relative_to_random": curve.pauc(limit) / random_mean,
+        rows.append({"key": key, "method": str(key), "pauc": curve.pauc(limit), "relative_to_random": _relative(curve.pauc(limit), random_mean),
                      "fnmr_at_5%": curve.at(0.05), "fnmr_at_10%": curve.at(0.10), "fnmr_at_20%": curve.at(0.20)})
     start = false_non_match_rate(genuine, threshold)
     rows.append({"key": RANDOM, "method": "random order (mean of %d)" % random_repeats, "pauc": random_mean, "pauc_std": random_std,
