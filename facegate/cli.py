@@ -263,8 +263,10 @@ def filter_cmd(src, accepted, rejected, manifest, link, dry_run, engine, address
 
     from .folder import plan_filter, resolved, run_filter
 
-    if parquet:  # told before the run, not after it
+    if parquet:  # told before the run (and before any folder is made), not after it
         require("ray", "--parquet")
+    if engine == "ray":
+        require("ray", "the Ray engine (--engine ray)")
     accepted, rejected = Path(accepted), Path(rejected)
     src_path = resolved(Path(src))
     for dest in (accepted, rejected):

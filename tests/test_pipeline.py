@@ -47,7 +47,7 @@ def test_default_paths_never_import_torch(fixtures):
 def test_cli_filter_and_calibrate_never_import_torch(fixtures, tmp_path):
     code = ("from facegate.cli import main\n"
             "for args in ([%r, %r, '--accepted', %r, '--rejected', %r, '--threads', '1'],"
-            " ['calibrate', %r, '--reject-rate', '0.2', '--out', %r, '--threads', '1']):\n"
+            " ['calibrate', %r, '--reject-rate', '0.2', '--out', %r, '--threads', '1', '--allow-small-sample']):\n"
             "    try:\n"
             "        main(args, standalone_mode=False)\n"
             "    except SystemExit as exc:\n"
@@ -121,8 +121,10 @@ def test_to_dict_agrees_with_the_attributes(gate, fixtures):
     d = result.to_dict()
     assert d["faces"] == [f.to_dict() for f in result.faces] and len(d["faces"]) == len(result.faces)
     assert d["face"] == result.face.to_dict() and d["status"] == result.status.value
-    assert set(d) == {f for f in CaptureResult.__dataclass_fields__}
+    assert set(d) == {f for f in CaptureResult.__dataclass_fields__} - {"every_face"}  # only when asked for
     assert d["image_size"] == list(result.image_size)
+    every = gate.assess(fixtures / "multiface.jpg", all_faces=True).to_dict()
+    assert set(every) == set(CaptureResult.__dataclass_fields__) and len(every["every_face"]) == len(d["faces"])
 
 
 def test_threads_are_chosen_once_and_shared_among_workers(fixtures):
