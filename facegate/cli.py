@@ -575,14 +575,14 @@ def _display_problem() -> str | None:
 @click.option("--best-window", type=click.IntRange(0), default=None,
               help="Take the best shot within this many frames after acceptance and decide then (lower latency) "
                    "[default: the best frame of the whole visit, decided when the person leaves].")
-@click.option("--max-age", type=click.IntRange(0), default=5, show_default=True,
-              help="A visit ends when this many detection runs in a row miss the face.")
+@click.option("--max-gap", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="A visit ends when its person is not seen for this many seconds of video.")
 @click.option("--detect-every", type=click.IntRange(1), default=1, show_default=True,
               help="Run the detector every k-th frame, holding faces in between.")
 @click.option("--retries", type=click.IntRange(0), default=3, show_default=True,
               help="Reconnection attempts when a network stream drops.")
 @gate_options(views="none", detector="yunet", batch=False)
-def stream(source, out_dir, events, show, max_frames, duration, accept_frames, best_window, max_age, detect_every,
+def stream(source, out_dir, events, show, max_frames, duration, accept_frames, best_window, max_gap, detect_every,
            retries, **options):
     """Gate a live camera, video file or stream: one decision per person, best shot kept.
 
@@ -600,7 +600,7 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
     gate = _gate(**options, batch_size=1)
     click.echo(f"scoring with {'onnxruntime' if gate.scorer.backend == 'onnx' else 'PyTorch'}", err=True)
     events = events or str(Path(out_dir) / "events.jsonl")
-    streamer = StreamGate(gate, accept_frames=accept_frames, best_window=best_window, max_age=max_age,
+    streamer = StreamGate(gate, accept_frames=accept_frames, best_window=best_window, max_gap=max_gap,
                           detect_every=detect_every,
                           out_dir=out_dir, events=events, on_event=_print_event)
     code = EXIT_OK
@@ -635,12 +635,11 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
     sys.exit(code)
 
 
-def _print_event(event: dict) -> None:
-    if event["event"] == "accepted":
-        click.echo(f"accepted  visit {event['track']}: best frame {event['frame']} score {event['score']:.1f} -> "
-                   f"{event['image']}")
+def _print_event(event) -> None:
+    if event.event == "accepted":
+        click.echo(f"accepted  visit {event.track}: best frame {event.frame} score {event.score:.1f} -> {event.image}")
     else:
-        click.echo(f"rejected  visit {event['track']} ({event['frames']} frames): {event['prompt']}")
+        click.echo(f"rejected  visit {event.track} ({plural(event.frames, 'frame')}): {event.prompt}")
 
 
 @main.command()

@@ -472,7 +472,7 @@ class LiveSession:
         else:
             prompt = main["prompt"] or "hold still"
         return {"frame": result.index, "size": [frame.rgb.shape[1], frame.rgb.shape[0]], "faces": faces,
-                "prompt": prompt, "events": list(result.events)}
+                "prompt": prompt, "events": [e.to_dict() for e in result.events]}
 
     def finish(self) -> None:
         self.stream.finish()
@@ -482,7 +482,7 @@ class _BestShotsInMemory:
     """:class:`facegate.stream.StreamOutputs` for the live page: best shots as JPEG data
     in the event itself (nothing written on the server), no event log."""
 
-    def best_shot(self, frame, face, event: dict) -> dict:
+    def best_shot(self, frame, face, event) -> dict:
         from .stream import face_crop
 
         def jpeg(rgb):

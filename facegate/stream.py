@@ -1,26 +1,30 @@
-"""Streaming gate: faces followed across frames as visits, one decision per visit, the
+"""Streaming gate: each person in view followed as a visit, one decision per visit, the
 best shot of the visit kept.
 
-A **visit** is one face in view, followed by box overlap from one detection to the next
-(:class:`VisitTracker`); it ends when ``max_age`` detection runs in a row miss it, so a
-person who leaves and comes back is a new visit. On frames where the detector does not run
-(``detect_every`` > 1) nothing is observed: the boxes shown are the last ones found, and
-they neither keep a visit alive nor feed its decision.
+A **visit** is one person in view. Each detection run goes through the capture stage stills
+use (:meth:`facegate.capture.CaptureStage.analyse_frame`: the detector's settings from the
+weights' spec, detector failures captured per frame, looking again on an empty frame at
+most once a ``look_again_every`` seconds so a dark or turned camera is named), and every face
+is decided alone by :meth:`facegate.Gate.decide_faces`, the code that decides the faces of a
+still, so a frame gets the reasons and prompt a still of it gets. A face continues a visit
+when its box overlaps the visit's *and* it looks like the visit's person
+(:func:`appearance`, compared with the visit's last look: a hard cut to another person in
+the same place is a new visit); a visit ends when ``max_gap`` seconds of video pass without
+it (seconds, not detection runs, so ``detect_every`` 1 and 3 give the same visits). On
+frames where the detector does not run nothing is observed: the boxes shown are the last
+ones found, and they neither keep a visit alive nor feed its decision.
 
-Per detection frame: crop and score every face in one batch, decide each face alone (other
-people in view are separate visits, not a rejection), then update the visits:
-
-- a visit is **accepted** once its faces pass the policy for ``accept_frames`` detection
+- a visit is **accepted** once its face passes the policy on ``accept_frames`` detection
   frames in a row (hysteresis: it never flips back), and keeps being followed, with no new
   event, until the person leaves;
 - its **best shot** is its highest-scoring acceptable frame, over the whole visit (or, with
   ``best_window``, up to that many frames after acceptance, for lower latency); the single
-  ``accepted`` event is emitted with it, as a full frame and a face crop;
-- a visit that ends without being accepted is **rejected** with its dominant reason as a
-  prompt a person can act on ("move closer", "more light", ...); a glimpse shorter than
-  ``min_track_frames`` gets no decision.
+  :class:`VisitAccepted` event is emitted with it, as a full frame and a face crop;
+- a visit that ends without being accepted gets a :class:`VisitRejected` event with its
+  most frequent cause as a prompt a person can act on ("move closer", "more light", ...);
+  a glimpse shorter than ``min_visit`` seconds gets no decision.
 
-Outputs (best-shot files, the event log) are written by :class:`StreamOutputs`.
+Events are typed records written as JSON lines by :class:`StreamOutputs`.
 """
 
 from __future__ import annotations
@@ -28,9 +32,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Union
 
 import cv2
 import numpy as np
@@ -38,19 +42,98 @@ import numpy as np
 from .detection import Face
 from .frozen import FrozenValue
 from .gate import Gate
-from .policy import PROMPTS, Policy, Status, decide, explain
+from .policy import PROMPTS, Status, explain
 from .sources import Frame, FrameSource, open_source
 
-__all__ = ["StreamGate", "StreamOutputs", "StreamResult", "TrackView", "VisitTracker", "annotate"]
+__all__ = ["StreamGate", "StreamOutputs", "StreamResult", "TrackView", "VisitAccepted", "VisitRejected", "VisitTracker",
+           "annotate", "APPEARANCE_SIGNALS", "SAME_PERSON", "appearance"]
+
+
+# -- who is in front of the camera: appearance of the aligned crop ------------------------
+# Each signal maps a face's aligned crop (the spec's framing) to a unit vector; two faces
+# compare by the dot product. benchmarks/visit_appearance.py measures them on LFW people.
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / (np.linalg.norm(v) + 1e-9)
+
+
+def _inner_grey(crop: np.ndarray) -> np.ndarray:
+    s = crop.shape[0]
+    return cv2.cvtColor(np.ascontiguousarray(crop[s // 8: s - s // 8, s // 8: s - s // 8]), cv2.COLOR_RGB2GRAY)
+
+
+def grey_look(crop: np.ndarray) -> np.ndarray:
+    """The inner face at 24x24 in grey, less its mean: the face's layout of light and dark."""
+    v = cv2.resize(_inner_grey(crop), (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    return _unit(v - v.mean())
+
+
+def edge_look(crop: np.ndarray) -> np.ndarray:
+    """Where the face's edges run: the inner face at 48x48, smoothed (1.5 px) so that a
+    blurred moment reads like a sharp one, histograms of edge direction (8 bins, weighted by
+    strength) on a 6x6 grid, each cell's normalised (so a darker moment reads alike too),
+    less their mean."""
+    grey = cv2.resize(_inner_grey(crop), (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+    grey = cv2.GaussianBlur(grey, (0, 0), 1.5)
+    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1)
+    strength, angle = np.hypot(gx, gy), (np.arctan2(gy, gx) % np.pi) / np.pi * 8
+    bins = np.minimum(angle.astype(int), 7)
+    cells = np.zeros((6, 6, 8), np.float32)
+    rows, cols = np.indices(grey.shape) // 8
+    np.add.at(cells, (rows, cols, bins), strength)
+    cells /= np.linalg.norm(cells, axis=2, keepdims=True) + 1e-6
+    v = cells.ravel()
+    return _unit(v - v.mean())
+
+
+def colour_look(crop: np.ndarray) -> np.ndarray:
+    """Hue and saturation of the whole crop (skin, hair, clothes), as a histogram's square
+    root (so the dot product is the Bhattacharyya coefficient)."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [18, 8], [0, 180, 0, 256]).ravel()
+    return _unit(np.sqrt(hist / (hist.sum() + 1e-9)))
+
+
+def grey_and_colour_look(crop: np.ndarray) -> np.ndarray:
+    """Both: the light-and-dark layout and the colours, each half the weight."""
+    return _unit(np.concatenate([grey_look(crop), colour_look(crop)]))
+
+
+def edges_and_grey_look(crop: np.ndarray) -> np.ndarray:
+    """Edge directions and the light-and-dark layout, each half the weight."""
+    return _unit(np.concatenate([edge_look(crop), grey_look(crop)]))
+
+
+#: The signals measured; :func:`appearance` is the one visits use.
+APPEARANCE_SIGNALS = {"grey 24x24": grey_look, "edge directions": edge_look, "colour": colour_look,
+                      "grey + colour": grey_and_colour_look, "edges + grey": edges_and_grey_look}
+
+
+def appearance(crop: np.ndarray) -> np.ndarray:
+    """The appearance of a face for following it across frames: :func:`edge_look`, the
+    signal that told LFW evaluation people apart best while keeping each through blur,
+    darkness, JPEG noise, a smaller face and a turn of the head (docs/performance.md,
+    ``python -m benchmarks.visit_appearance``)."""
+    return edge_look(crop)
+
+
+#: A face continues a visit when its look's dot product with the visit's last look is at
+#: least this: near the equal-error point measured for :func:`edge_look` on LFW evaluation
+#: people and their copies (docs/performance.md). Frames a video holds a moment apart are
+#: far closer than these copies to their photo.
+SAME_PERSON = 0.44
 
 
 @dataclass
 class _Visit:
     id: int
     face: Face
+    look: np.ndarray
     first_frame: int
+    first_time: float
     last_seen: int
-    misses: int = 0  # detection runs in a row that did not find this face
+    last_time: float
+    misses: int = 0  # detection runs since it was last found
     frames: int = 0
     streak: int = 0
     accepted_at: int | None = None
@@ -58,6 +141,53 @@ class _Visit:
     causes: Counter = field(default_factory=Counter)
     last: tuple[float, Status, tuple[str, ...], str | None] | None = None  # score, status, reasons, prompt
     decided: bool = False
+
+
+@dataclass(frozen=True)
+class VisitAccepted:
+    """A visit accepted: its best shot (frame index, video time, score, box) and, where
+    outputs are written, the files of the frame and the face crop."""
+
+    track: int
+    first_frame: int
+    last_frame: int
+    frames: int
+    first_time: float
+    last_time: float
+    frame: int
+    time: float
+    accepted_at: int
+    score: float
+    box: tuple[float, float, float, float]
+    image: str | None = None
+    face_image: str | None = None
+    event = "accepted"
+
+    def to_dict(self) -> dict:
+        return {"event": self.event, **asdict(self), "box": list(self.box), "reasons": []}
+
+
+@dataclass(frozen=True)
+class VisitRejected:
+    """A visit that ended without being accepted: its most frequent cause, the prompt for
+    it, and every reason seen."""
+
+    track: int
+    first_frame: int
+    last_frame: int
+    frames: int
+    first_time: float
+    last_time: float
+    reason: str
+    prompt: str
+    reasons: tuple[str, ...]
+    event = "rejected"
+
+    def to_dict(self) -> dict:
+        return {"event": self.event, **asdict(self), "reasons": list(self.reasons)}
+
+
+VisitEvent = Union[VisitAccepted, VisitRejected]
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,10 +213,11 @@ class StreamResult(FrozenValue):
     time: float
     dropped: int
     faces: tuple[TrackView, ...]
-    events: tuple[dict, ...]
+    events: tuple[VisitEvent, ...]
     latency_ms: float
     frame: Frame | None = None
     detected: bool = True
+    error: str | None = None  # why the capture stage could not search this frame
 
 
 def _iou(a, b) -> float:
@@ -98,24 +229,27 @@ def _iou(a, b) -> float:
 
 
 class VisitTracker:
-    """Faces to visits by box overlap, greedily, highest overlap first; only detections
-    move a visit, so a visit cannot live on a held box.
+    """Faces to visits: a face continues the visit whose box it overlaps most, among those
+    whose person it looks like (:data:`SAME_PERSON`); only detections move a visit, so a
+    visit cannot live on a held box.
 
     Args:
         iou: overlap needed to continue a visit.
-        max_age: detection runs in a row that may miss a visit before it ends.
+        max_gap: seconds of video a visit may go unseen before it ends.
+        same_person: the least look similarity that continues a visit.
     """
 
-    def __init__(self, iou: float = 0.3, max_age: int = 5):
-        self.iou, self.max_age = iou, max_age
+    def __init__(self, iou: float = 0.3, max_gap: float = 0.5, same_person: float = SAME_PERSON):
+        self.iou, self.max_gap, self.same_person = iou, max_gap, same_person
         self.visits: list[_Visit] = []
         self._next_id = 1
 
-    def match(self, faces: list[Face], index: int) -> tuple[list[_Visit], list[_Visit]]:
+    def match(self, faces: list[Face], looks: list[np.ndarray], index: int, time_s: float
+              ) -> tuple[list[_Visit], list[_Visit]]:
         """The visit of each face (new ones for faces that continue none), and the visits
-        that ended because this detection run missed them once too often."""
-        pairs = sorted(((_iou(f.box, v.face.box), i, j) for i, f in enumerate(faces) for j, v in enumerate(self.visits)),
-                       reverse=True)
+        that ended because they went unseen for longer than ``max_gap``."""
+        pairs = sorted(((_iou(f.box, v.face.box), i, j) for i, f in enumerate(faces) for j, v in enumerate(self.visits)
+                        if float(looks[i] @ v.look) >= self.same_person), reverse=True)
         chosen: dict[int, _Visit] = {}
         used: set[int] = set()
         for overlap, i, j in pairs:
@@ -125,16 +259,16 @@ class VisitTracker:
         for j, visit in enumerate(self.visits):
             if j not in used:
                 visit.misses += 1
-        ended = [v for v in self.visits if v.misses > self.max_age]
-        self.visits = [v for v in self.visits if v.misses <= self.max_age]
+        ended = [v for v in self.visits if v.misses and time_s - v.last_time > self.max_gap]
+        self.visits = [v for v in self.visits if v not in ended]
         matched = []
         for i, face in enumerate(faces):
             visit = chosen.get(i)
             if visit is None:
-                visit = _Visit(self._next_id, face, index, index)
+                visit = _Visit(self._next_id, face, looks[i], index, time_s, index, time_s)
                 self._next_id += 1
                 self.visits.append(visit)
-            visit.face, visit.last_seen, visit.misses = face, index, 0
+            visit.face, visit.look, visit.last_seen, visit.last_time, visit.misses = face, looks[i], index, time_s, 0
             matched.append(visit)
         return matched, ended
 
@@ -155,20 +289,20 @@ class StreamOutputs:
         self.on_event = on_event
         self._events_fh = None
 
-    def best_shot(self, frame: Frame, face: Face, event: dict) -> dict:
+    def best_shot(self, frame: Frame, face: Face, event: VisitAccepted) -> dict:
         """Write the best shot; returns the file names to put in the event."""
         if self.out_dir is None:
             return {"image": None, "face_image": None}
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"track{event['track']:05d}_frame{frame.index:07d}"
+        stem = f"track{event.track:05d}_frame{frame.index:07d}"
         image, face_image = self.out_dir / f"{stem}.jpg", self.out_dir / f"{stem}_face.jpg"
         _write_jpeg(image, frame.rgb)
         _write_jpeg(face_image, face_crop(frame.rgb, face))
-        sidecar = {**event, "image": image.name, "face_image": face_image.name}
+        sidecar = {**event.to_dict(), "image": image.name, "face_image": face_image.name}
         (self.out_dir / f"{stem}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         return {"image": str(image), "face_image": str(face_image)}
 
-    def emit(self, event: dict) -> None:
+    def emit(self, event: VisitEvent) -> None:
         if self.on_event is not None:
             self.on_event(event)
         if self.events_path is None:
@@ -176,7 +310,7 @@ class StreamOutputs:
         if self._events_fh is None:
             self.events_path.parent.mkdir(parents=True, exist_ok=True)
             self._events_fh = self.events_path.open("a", encoding="utf-8")
-        self._events_fh.write(json.dumps(event) + "\n")
+        self._events_fh.write(json.dumps(event.to_dict()) + "\n")
         self._events_fh.flush()
 
     def close(self) -> None:
@@ -205,15 +339,23 @@ class StreamGate:
     """Gate a stream of frames: one decision per visit.
 
     Args:
-        gate: the :class:`Gate` whose capture stage, scorer and policy are used.
+        gate: the :class:`Gate` whose capture stage (detector and settings), scorer and
+            policy are used; its faces are decided as :meth:`Gate.decide_faces` decides a
+            still's.
         accept_frames: consecutive acceptable detection frames before a visit is accepted.
         best_window: None (default): the best shot is the best frame of the whole visit,
             written when it ends; a number: the best within that many frames after
             acceptance, written then (lower latency).
-        max_age: detection runs in a row that may miss a face before its visit ends.
-        min_track_frames: a visit observed on fewer detection frames ends without a decision.
+        max_gap: seconds of video a visit may go unseen before it ends.
+        min_visit: seconds a visit must last to get a decision (shorter ones are glimpses).
         detect_every: run the detector every k-th frame; nothing is observed in between.
         iou: overlap needed to continue a visit.
+        same_person: look similarity needed to continue a visit (:data:`SAME_PERSON`).
+        detect_reduction: the detector sees the frame reduced this many times ("auto": 2 for
+            frames 480 pixels high or more, where the faces a policy can accept stay above
+            the detector's smallest; 1 otherwise); crops and components use the full frame.
+        look_again_every: seconds between looks again on an empty frame (brightened,
+            turned, padded copies: five more detections, too many for every frame).
         out_dir: where best shots (full frame, face crop, JSON sidecar) are written.
         events: JSON-lines file for events (None: not written).
         on_event: called with each event as it is emitted (e.g. to print it).
@@ -222,18 +364,31 @@ class StreamGate:
             ``events`` and ``on_event``.
     """
 
-    def __init__(self, gate: Gate, *, accept_frames: int = 3, best_window: int | None = None, max_age: int = 5,
-                 min_track_frames: int = 3, detect_every: int = 1, iou: float = 0.3,
+    def __init__(self, gate: Gate, *, accept_frames: int = 3, best_window: int | None = None, max_gap: float = 0.5,
+                 min_visit: float = 0.1, detect_every: int = 1, iou: float = 0.3, same_person: float = SAME_PERSON,
+                 detect_reduction: int | str = "auto", look_again_every: float = 1.0,
                  out_dir: str | Path | None = None, events: str | Path | None = None,
-                 on_event: Callable[[dict], None] | None = None, outputs: "StreamOutputs | None" = None):
+                 on_event: Callable[[VisitEvent], None] | None = None, outputs: "StreamOutputs | None" = None):
+        from .capture import CaptureStage
+
         self.gate = gate
-        # one face per visit: other people are other visits, not a reason to reject
-        self.policy: Policy = replace(gate.policy, reject_multiple_faces=False)
-        self.accept_frames, self.best_window, self.min_track_frames = accept_frames, best_window, min_track_frames
+        stage = gate.capture
+        # one capture stage per use, sharing the gate's detector: every frame without looking
+        # again; an empty frame now and then with it
+        # (components are measured face by face in Gate.decide_faces, not once more here)
+        self.stage = CaptureStage(stage.spec, detector=stage.detector, components=False, look_again=False,
+                                  working=None, max_pixels=stage.max_pixels)
+        self.look_again_stage = CaptureStage(stage.spec, detector=stage.detector, components=False, look_again=True,
+                                             working=None, max_pixels=stage.max_pixels)
+        self.accept_frames, self.best_window, self.min_visit = accept_frames, best_window, min_visit
         self.detect_every = max(1, detect_every)
-        self.tracker = VisitTracker(iou, max_age)
+        self.detect_reduction = detect_reduction
+        self.look_again_every = look_again_every
+        self._looked_again_at: float | None = None
+        self.tracker = VisitTracker(iou, max_gap, same_person)
         self.outputs = outputs if outputs is not None else StreamOutputs(out_dir, events, on_event)
-        #: frames processed, frames the source dropped, and events emitted by kind
+        #: frames processed, frames the source dropped, frames the capture stage failed on,
+        #: and events emitted by kind
         self.counts: Counter = Counter()
 
     # -- public ----------------------------------------------------------------------
@@ -258,25 +413,41 @@ class StreamGate:
             if owned:
                 frames.close()
 
+    def capture(self, frame: Frame):
+        """The capture stage on one frame (the detector on the frame reduced as
+        ``detect_reduction`` says; looking again on an empty frame when it is time)."""
+        reduction = self.detect_reduction
+        if reduction == "auto":
+            reduction = 2 if frame.rgb.shape[0] >= 480 else 1
+        capture = self.stage.analyse_frame(frame.rgb, reduce_by=int(reduction), source=f"frame {frame.index}")
+        due = self._looked_again_at is None or frame.time - self._looked_again_at >= self.look_again_every
+        if capture.error is None and not capture.faces and due:
+            self._looked_again_at = frame.time
+            capture = self.look_again_stage.analyse_frame(frame.rgb, reduce_by=int(reduction),
+                                                          source=f"frame {frame.index}")
+        return capture
+
     def process(self, frame: Frame) -> StreamResult:
         t0 = time.perf_counter()
         detect = frame.index % self.detect_every == 0 or not self.tracker.visits
-        events: list[dict] = []
+        events: list[VisitEvent] = []
+        error = None
         if detect:
-            capture = self.gate.capture
-            faces = capture.detector.detect(frame.rgb)
-            crops = [capture.crop(frame.rgb, f) for f in faces]
-            scores = self.gate.scorer.score(np.stack(crops)).ensemble if crops else []
-            visits, ended = self.tracker.match(faces, frame.index)
-            for visit in ended:
-                events += self._decide(visit)
-            for face, score, visit in zip(faces, scores, visits):
-                # each face alone: other people in view are visits of their own
-                components = capture.measure(frame.rgb, face)
-                status, reasons = decide(self.policy, [face], face, float(score), components)
-                cause = None if status is Status.ACCEPTED else explain(reasons, components)
-                visit.last = (float(score), status, reasons, None if cause is None else cause[1])
-                events += self._observe(visit, frame, face, float(score), status, cause)
+            capture = self.capture(frame)
+            error = capture.error
+            if error is not None:
+                self.counts["failed"] += 1
+            else:
+                decided = self.gate.decide_faces(capture)
+                looks = [appearance(self.stage.crop(frame.rgb, f.face)) for f in decided]
+                visits, ended = self.tracker.match([f.face for f in decided], looks, frame.index, frame.time)
+                for visit in ended:
+                    events += self._decide(visit)
+                for face, visit in zip(decided, visits):
+                    cause = (None if face.status is Status.ACCEPTED
+                             else explain(face.reasons, face.components, capture.found_by))
+                    visit.last = (float(face.score), face.status, face.reasons, face.prompt)
+                    events += self._observe(visit, frame, face.face, float(face.score), face.status, cause)
         views = tuple(TrackView(v.id, v.face, *v.last, "accepted" if v.accepted_at is not None else "pending")
                       for v in self.tracker.visits if v.misses == 0 and v.last is not None)
         for event in events:
@@ -284,9 +455,9 @@ class StreamGate:
         self.counts["frames"] += 1
         self.counts["dropped"] += frame.dropped
         return StreamResult(frame.index, frame.time, frame.dropped, views, tuple(events),
-                            (time.perf_counter() - t0) * 1000, frame, detect)
+                            (time.perf_counter() - t0) * 1000, frame, detect, error)
 
-    def finish(self) -> list[dict]:
+    def finish(self) -> list[VisitEvent]:
         """End every open visit (stream over): emit its decision; flush and close files."""
         events = [e for visit in self.tracker.end_all() for e in self._decide(visit)]
         for event in events:
@@ -300,7 +471,7 @@ class StreamGate:
 
     # -- decisions -------------------------------------------------------------------
     def _observe(self, visit: _Visit, frame: Frame, face: Face, score: float, status: Status,
-                 cause: tuple[str, str] | None) -> list[dict]:
+                 cause: tuple[str, str] | None) -> list[VisitEvent]:
         visit.frames += 1
         if status is Status.ACCEPTED:
             visit.streak += 1
@@ -318,27 +489,25 @@ class StreamGate:
             return self._decide(visit)
         return []
 
-    def _decide(self, visit: _Visit) -> list[dict]:
+    def _decide(self, visit: _Visit) -> list[VisitEvent]:
         """The visit's one decision (nothing if it was made already, or for a glimpse)."""
         if visit.decided:
             return []
         visit.decided = True
         base = {"track": visit.id, "first_frame": visit.first_frame, "last_frame": visit.last_seen,
-                "frames": visit.frames}
+                "frames": visit.frames, "first_time": round(visit.first_time, 3), "last_time": round(visit.last_time, 3)}
         if visit.accepted_at is not None and visit.best is not None:
             score, frame, face = visit.best
-            event = {"event": "accepted", **base, "frame": frame.index, "time": round(frame.time, 3),
-                     "accepted_at": visit.accepted_at, "score": round(score, 2),
-                     "box": [round(v, 1) for v in face.box], "reasons": []}
-            return [{**event, **self.outputs.best_shot(frame, face, event)}]
-        if visit.frames < self.min_track_frames:
+            event = VisitAccepted(**base, frame=frame.index, time=round(frame.time, 3), accepted_at=visit.accepted_at,
+                                  score=round(score, 2), box=tuple(round(v, 1) for v in face.box))
+            return [replace(event, **self.outputs.best_shot(frame, face, event))]
+        if visit.last_time - visit.first_time < self.min_visit:
             return []
         reason, prompt = visit.causes.most_common(1)[0][0] if visit.causes else ("low_quality", PROMPTS["low_quality"])
-        return [{"event": "rejected", **base, "reason": reason, "prompt": prompt,
-                 "reasons": sorted({r for r, _ in visit.causes})}]
+        return [VisitRejected(**base, reason=reason, prompt=prompt, reasons=tuple(sorted({r for r, _ in visit.causes})))]
 
-    def _emit(self, event: dict) -> None:
-        self.counts[event["event"]] += 1
+    def _emit(self, event: VisitEvent) -> None:
+        self.counts[event.event] += 1
         self.outputs.emit(event)
 
 

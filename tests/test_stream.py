@@ -70,7 +70,7 @@ def test_stream_picks_a_sharp_best_shot_and_explains_rejections(video, stream_ga
     path, segments, _ = video
     gate = Gate(detector="yunet", views="none", policy=Policy(min_score=stream_gate_threshold))
     out = tmp_path / "shots"
-    streamer = StreamGate(gate, accept_frames=3, best_window=12, max_age=3, out_dir=out, events=tmp_path / "ev.jsonl")
+    streamer = StreamGate(gate, accept_frames=3, best_window=12, max_gap=0.3, out_dir=out, events=tmp_path / "ev.jsonl")
     results = list(streamer.run(str(path)))
     assert len(results) == sum(len(v) for v in segments.values())
     events = [json.loads(line) for line in (tmp_path / "ev.jsonl").read_text().splitlines()]

@@ -74,7 +74,7 @@ def test_six_visits_give_six_decisions_each_with_a_sharp_best_shot(six_visits, t
     path, sharp_frames = six_visits
     gate = Gate(detector="yunet", views="none", threads=2, policy=Policy(min_score=threshold))
     out = tmp_path / "shots"
-    streamer = StreamGate(gate, detect_every=every, max_age=3, out_dir=out, events=tmp_path / "events.jsonl")
+    streamer = StreamGate(gate, detect_every=every, max_gap=0.3, out_dir=out, events=tmp_path / "events.jsonl")
     list(streamer.run(str(path)))
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["accepted"] * 6, events
@@ -90,7 +90,8 @@ def test_six_visits_give_six_decisions_each_with_a_sharp_best_shot(six_visits, t
 def _run(frames, gate, **options):
     streamer = StreamGate(gate, **options)
     results = [streamer.process(Frame(i, i / 10, f)) for i, f in enumerate(frames)]
-    return results, results and [e for r in results for e in r.events] + streamer.finish()
+    events = results and [e for r in results for e in r.events] + streamer.finish()
+    return results, [e.to_dict() for e in events]
 
 
 @pytest.mark.parametrize("every", [1, 3])
@@ -98,7 +99,7 @@ def test_two_people_at_once_are_two_visits(looks, threshold, every):
     gate = Gate(detector="yunet", views="none", threads=2, policy=Policy(min_score=threshold))
     both = canvas(looks["sharp"], looks["sharp"], width=2 * W)
     frames = [both] * 15 + [canvas(width=2 * W)] * GAP
-    _, events = _run(frames, gate, detect_every=every, max_age=3)
+    _, events = _run(frames, gate, detect_every=every, max_gap=0.3)
     assert [e["event"] for e in events] == ["accepted", "accepted"], events
     assert events[0]["track"] != events[1]["track"]
 
@@ -107,19 +108,19 @@ def test_two_people_at_once_are_two_visits(looks, threshold, every):
 def test_leaving_and_coming_back_is_a_new_visit(looks, threshold, every):
     gate = Gate(detector="yunet", views="none", threads=2, policy=Policy(min_score=threshold))
     frames = [canvas(looks["sharp"])] * 12 + [canvas()] * GAP + [canvas(looks["sharp"])] * 12
-    _, events = _run(frames, gate, detect_every=every, max_age=3)
+    _, events = _run(frames, gate, detect_every=every, max_gap=0.3)
     assert [e["event"] for e in events] == ["accepted", "accepted"], events
 
 
 def test_held_boxes_keep_no_ghost_alive(looks, threshold):
-    """A face that leaves at frame 11 ends its visit within max_age detection runs; it is
+    """A face that leaves at frame 11 ends its visit within max_gap seconds; it is
     not carried to the end of the video, and another face later is another visit."""
     gate = Gate(detector="yunet", views="none", threads=2, policy=Policy(min_score=threshold))
     frames = [canvas(looks["sharp"])] * 12 + [canvas()] * 40 + [canvas(looks["other"])] * 12
-    results, events = _run(frames, gate, detect_every=3, max_age=3)
+    results, events = _run(frames, gate, detect_every=3, max_gap=0.3)
     first = events[0]
     assert first["event"] == "accepted" and first["last_frame"] <= 11
     assert {e["track"] for e in events} == {first["track"], events[-1]["track"]} and len(events) == 2
-    ended = next(r.index for r in results if any(e["track"] == first["track"] for e in r.events))
+    ended = next(r.index for r in results if any(e.track == first["track"] for e in r.events))
     assert ended <= 11 + 3 * 4  # decided when the visit ended, not at the end of the video
     assert all(not r.faces for r in results[ended:52])
