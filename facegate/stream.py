@@ -351,9 +351,11 @@ class StreamGate:
         detect_every: run the detector every k-th frame; nothing is observed in between.
         iou: overlap needed to continue a visit.
         same_person: look similarity needed to continue a visit (:data:`SAME_PERSON`).
-        detect_reduction: the detector sees the frame reduced this many times ("auto": 2 for
-            frames 480 pixels high or more, where the faces a policy can accept stay above
-            the detector's smallest; 1 otherwise); crops and components use the full frame.
+        detect_reduction: the detector sees the frame reduced this many times ("auto": for
+            YuNet 2 on frames 480 pixels high or more, where the faces a policy can accept
+            stay above the detector's smallest, 4 times fewer pixels to search; 1 otherwise,
+            and for MTCNN, whose pyramid starts at its smallest face anyway); crops and
+            components use the full frame.
         look_again_every: seconds between looks again on an empty frame (brightened,
             turned, padded copies: five more detections, too many for every frame).
         out_dir: where best shots (full frame, face crop, JSON sidecar) are written.
@@ -417,8 +419,9 @@ class StreamGate:
         """The capture stage on one frame (the detector on the frame reduced as
         ``detect_reduction`` says; looking again on an empty frame when it is time)."""
         reduction = self.detect_reduction
-        if reduction == "auto":
-            reduction = 2 if frame.rgb.shape[0] >= 480 else 1
+        if reduction == "auto":  # (MTCNN's own pyramid starts at its smallest face: reducing first costs it more)
+            yunet = getattr(self.stage.detector, "name", None) == "yunet"
+            reduction = 2 if yunet and frame.rgb.shape[0] >= 480 else 1
         capture = self.stage.analyse_frame(frame.rgb, reduce_by=int(reduction), source=f"frame {frame.index}")
         due = self._looked_again_at is None or frame.time - self._looked_again_at >= self.look_again_every
         if capture.error is None and not capture.faces and due:
