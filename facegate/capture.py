@@ -160,7 +160,7 @@ class CaptureStage:
         try:  # landmarks are refined once, on the pixels the crop comes from
             faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
                                                min_face_size=first.min_face_size, refine=False))
-            primary = choose_primary(faces, loaded.size[::-1])
+            primary = choose_primary(faces, loaded.size[::-1], self.min_face_probability)
             accepted = primary is not None and primary.probability >= self.min_face_probability
             second = working.second(loaded.size, first, primary, accepted, base)
             if second is not None and second.reduction != first.reduction:
@@ -173,7 +173,7 @@ class CaptureStage:
                 faces = tuple(refine(loaded.rgb, faces, loaded.reduction))
             found_by = None
             if self.look_again:
-                first_face = choose_primary(faces, loaded.size[::-1])
+                first_face = choose_primary(faces, loaded.size[::-1], self.min_face_probability)
                 if first_face is None or first_face.probability < self.min_face_probability:
                     # on the first look's image (reduced to about a megapixel), for the faces
                     # it searched: a rotated or dark photo needs no detail to be told so
@@ -197,7 +197,7 @@ class CaptureStage:
         try:
             faces, found_by = tuple(self.detector.detect(rgb)), None
             if self.look_again:
-                first = choose_primary(faces, rgb.shape)
+                first = choose_primary(faces, rgb.shape, self.min_face_probability)
                 if first is None or first.probability < self.min_face_probability:  # nothing the gate would accept
                     again, how = self._look_again(rgb, better_than=0.0 if first is None else first.probability)
                     if again:
@@ -223,7 +223,7 @@ class CaptureStage:
                 small = reduce_image(rgb, reduce_by)
             faces, found_by = tuple(self.detector.detect(small, reduction=seen)), None
             if self.look_again:
-                first = choose_primary(faces, rgb.shape)
+                first = choose_primary(faces, rgb.shape, self.min_face_probability)
                 if first is None or first.probability < self.min_face_probability:
                     again, how = self._look_again(small, 0.0 if first is None else first.probability)
                     if again:
@@ -234,7 +234,7 @@ class CaptureStage:
 
     def _capture(self, rgb, faces, found_by, source, notes, reduction: Reduction | None = None) -> Capture:
         size = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
-        primary = choose_primary(faces, size[::-1])
+        primary = choose_primary(faces, size[::-1], self.min_face_probability)
         crop = components = None
         if primary is not None:
             if reduction is None:

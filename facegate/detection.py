@@ -351,16 +351,41 @@ def create_detector(name: str = "mtcnn", settings: dict[str, Any] | None = None,
     return cls(**options, threads=threads)
 
 
-def choose_primary(faces: Sequence[Face], image_shape: tuple[int, ...]) -> Face | None:
-    """The face the capture is about.
+#: A face with less than this share of its box inside the picture never displaces one that
+#: is mostly inside (LFW's bystanders cut by the frame's edge have 20-50%).
+MOSTLY_INSIDE = 0.6
 
-    Rule: among faces whose side is at least 80% of the largest face's side, the one whose
-    centre is nearest the image centre. A clearly larger face wins; two faces of about the
-    same size are told apart by position, as a photographer frames the subject.
+
+def visible_share(face: Face, image_shape: tuple[int, ...]) -> float:
+    """The share of the face's box that lies inside the picture."""
+    x1, y1, x2, y2 = face.box
+    area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+    if area <= 0:
+        return 0.0
+    height, width = image_shape[0], image_shape[1]
+    inside = max(min(x2, width) - max(x1, 0.0), 0.0) * max(min(y2, height) - max(y1, 0.0), 0.0)
+    return inside / area
+
+
+def choose_primary(faces: Sequence[Face], image_shape: tuple[int, ...], min_probability: float = 0.0
+                   ) -> Face | None:
+    """The face the capture is about, as a person choosing the subject would.
+
+    Rule: faces the detector is sure of (``min_probability``, the policy's cut-off) come
+    before unsure ones, and faces mostly inside the picture (:data:`MOSTLY_INSIDE`) before
+    faces mostly outside it; among those, the faces whose visible size (side times the
+    square root of the visible share) is at least 80% of the largest's, and of them the one
+    nearest the image centre. A clearly larger face wins; two of about the same size are
+    told apart by position, as a photographer frames the subject; a bystander cut by the
+    frame's edge, or a second, unsure box around the same face, never wins over a face
+    that is plainly there.
     """
     if not faces:
         return None
-    largest = max(face.side for face in faces)
-    candidates = [face for face in faces if face.side >= 0.8 * largest]
+    pool = [f for f in faces if f.probability >= min_probability] or list(faces)
+    pool = [f for f in pool if visible_share(f, image_shape) >= MOSTLY_INSIDE] or pool
+    size = {id(f): f.side * math.sqrt(visible_share(f, image_shape)) for f in pool}
+    largest = max(size.values())
+    candidates = [f for f in pool if size[id(f)] >= 0.8 * largest]
     cy, cx = image_shape[0] / 2.0, image_shape[1] / 2.0
     return min(candidates, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)

@@ -58,6 +58,35 @@ def test_primary_face_rule(faces, expected):
     assert choose_primary(faces, (800, 1000, 3)) is faces[expected]
 
 
+def test_a_face_mostly_outside_the_frame_never_displaces_one_inside_it():
+    """LFW George_W_Bush_0020: a bystander's box [-93, 51, 37, 193] is larger than the
+    centred subject's but mostly outside the 250 px photo."""
+    bystander, subject = Face((-93, 51, 37, 193), 0.995, np.zeros((5, 2))), Face((94, 68, 185, 196), 0.999,
+                                                                                 np.zeros((5, 2)))
+    assert choose_primary([bystander, subject], (250, 250, 3)) is subject
+    assert choose_primary([bystander], (250, 250, 3)) is bystander  # alone, it is the face there is
+
+
+def test_an_unsure_box_never_displaces_a_sure_face():
+    """CelebA 7249/008804: the face at p = 1.0 and a larger overlapping box at p = 0.745."""
+    sure, unsure = _face(100, 100, 80, prob=1.0), _face(90, 90, 100, prob=0.745)
+    assert choose_primary([unsure, sure], (400, 400, 3), min_probability=0.9) is sure
+    assert choose_primary([unsure], (400, 400, 3), min_probability=0.9) is unsure
+
+
+def test_the_named_photos_keep_their_subject(shared):
+    from facegate import Gate
+
+    gate = Gate(threads=2)
+    lfw = shared / "data" / "lfw-deepfunneled" / "George_W_Bush"
+    for name, box in (("George_W_Bush_0020.jpg", (94, 68, 185, 196)), ("George_W_Bush_0530.jpg", (78, 62, 169, 188))):
+        result = gate.assess(lfw / name)
+        assert tuple(round(v) for v in result.face.box) == box, name
+        assert not any(r.startswith("cut_off") for r in result.reasons) and result.score > 90, (name, result.reasons)
+    celeba = gate.assess(shared / "data" / "celeba-subset" / "7249" / "008804.jpg")
+    assert celeba.status.value == "accepted" and celeba.found_by is None and "rotated" not in celeba.reasons
+
+
 def test_no_primary_without_faces():
     assert choose_primary([], (10, 10, 3)) is None
 
