@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from .components import Components, measure_components
-from .detection import Detector, Face, choose_primary, create_detector, in_full_image
+from .detection import Detector, Face, choose_primary, create_detector, in_full_image, merge_overlapping
 from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image, reduce_image
@@ -233,6 +233,7 @@ class CaptureStage:
         return self._capture(rgb, faces, found_by, source, ())
 
     def _capture(self, rgb, faces, found_by, source, notes, reduction: Reduction | None = None) -> Capture:
+        faces = merge_overlapping(faces)  # one face the detector boxed twice is one face
         size = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
         primary = choose_primary(faces, size[::-1], self.min_face_probability)
         crop = components = None

@@ -367,6 +367,28 @@ def visible_share(face: Face, image_shape: tuple[int, ...]) -> float:
     return inside / area
 
 
+def merge_overlapping(faces: Sequence[Face], overlap: float = 0.6) -> tuple[Face, ...]:
+    """Faces with the boxes the detector gave twice for one face kept once, the surer of
+    each such pair: boxes that share ``overlap`` of the smaller one's area (one box inside
+    or nearly over another). Two people side by side share far less."""
+    kept: list[Face] = []
+    for face in sorted(faces, key=lambda f: -f.probability):
+        x1, y1, x2, y2 = face.box
+        area = max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
+        duplicate = False
+        for other in kept:
+            a1, b1, a2, b2 = other.box
+            inter = max(min(x2, a2) - max(x1, a1), 0.0) * max(min(y2, b2) - max(y1, b1), 0.0)
+            smaller = min(area, max(a2 - a1, 0.0) * max(b2 - b1, 0.0))
+            if smaller > 0 and inter / smaller >= overlap:
+                duplicate = True
+                break
+        if not duplicate:
+            kept.append(face)
+    order = {id(f): k for k, f in enumerate(faces)}
+    return tuple(sorted(kept, key=lambda f: order[id(f)]))
+
+
 def choose_primary(faces: Sequence[Face], image_shape: tuple[int, ...], min_probability: float = 0.0
                    ) -> Face | None:
     """The face the capture is about, as a person choosing the subject would.

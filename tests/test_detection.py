@@ -87,6 +87,17 @@ def test_the_named_photos_keep_their_subject(shared):
     assert celeba.status.value == "accepted" and celeba.found_by is None and "rotated" not in celeba.reasons
 
 
+def test_a_face_boxed_twice_is_one_face_and_two_people_stay_two():
+    from facegate.detection import merge_overlapping
+
+    sure, unsure = _face(100, 100, 80, prob=1.0), _face(90, 90, 100, prob=0.745)
+    assert merge_overlapping([unsure, sure]) == (sure,)
+    left, right = _face(0, 0, 100), _face(120, 0, 100)
+    assert merge_overlapping([left, right]) == (left, right)
+    touching = _face(60, 0, 100)  # overlapping 40% of either: two people close together
+    assert len(merge_overlapping([left, touching])) == 2
+
+
 def test_no_primary_without_faces():
     assert choose_primary([], (10, 10, 3)) is None
 
