@@ -144,9 +144,9 @@ class _Visit:
 
 
 @dataclass(frozen=True)
-class VisitAccepted:
-    """A visit accepted: its best shot (frame index, video time, score, box) and, where
-    outputs are written, the files of the frame and the face crop."""
+class _VisitSpan:
+    """Which visit, and the frames and video seconds it spanned (``frames``: detection
+    frames it was seen on)."""
 
     track: int
     first_frame: int
@@ -154,6 +154,13 @@ class VisitAccepted:
     frames: int
     first_time: float
     last_time: float
+
+
+@dataclass(frozen=True)
+class VisitAccepted(_VisitSpan):
+    """A visit accepted: its best shot (frame index, video time, score, box) and, where
+    outputs are written, the files of the frame and the face crop."""
+
     frame: int
     time: float
     accepted_at: int
@@ -168,16 +175,10 @@ class VisitAccepted:
 
 
 @dataclass(frozen=True)
-class VisitRejected:
+class VisitRejected(_VisitSpan):
     """A visit that ended without being accepted: its most frequent cause, the prompt for
     it, and every reason seen."""
 
-    track: int
-    first_frame: int
-    last_frame: int
-    frames: int
-    first_time: float
-    last_time: float
     reason: str
     prompt: str
     reasons: tuple[str, ...]
