@@ -629,7 +629,7 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
 
             cv2.destroyAllWindows()
     c = streamer.counts
-    written = f"events in {events}" if Path(events).is_file() else "no events written"
+    written = f"events in {events}" if streamer.visits_decided else "no events written"
     click.echo(f"{plural(c['frames'], 'frame')} ({c['dropped']} dropped): {plural(streamer.visits_decided, 'visit')} "
                f"decided, {c['accepted']} accepted, {c['rejected']} rejected; {written}", err=True)
     sys.exit(code)
