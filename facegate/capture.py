@@ -117,6 +117,14 @@ class CaptureStage:
                                        backend=backend)
         self.detector = detector
 
+    def sharing(self, **changes) -> "CaptureStage":
+        """A stage with this one's spec and detector (nothing loaded again) and its other
+        settings, less ``changes`` (``components``, ``look_again``, ``working``,
+        ``max_pixels``): another policy's working resolution, a stream's frames."""
+        settings = {"components": self.components, "look_again": self.look_again, "working": self.working,
+                    "max_pixels": self.max_pixels, **changes}
+        return CaptureStage(self.spec, detector=self.detector, **settings)
+
     @property
     def detector_name(self) -> str | None:
         return getattr(self.detector, "name", None)

@@ -213,9 +213,7 @@ class Gate:
         chosen = self._checked(Policy.choose(policy, profile))
         other = copy.copy(self)
         stage = self.capture
-        other.capture = CaptureStage(stage.spec, detector=stage.detector, components=stage.components,
-                                     look_again=stage.look_again, max_pixels=stage.max_pixels,
-                                     working=None if stage.working is None else WorkingResolution.for_policy(chosen))
+        other.capture = stage.sharing(working=None if stage.working is None else WorkingResolution.for_policy(chosen))
         other.policy = chosen.resolve(self.spec.default_threshold, stage.detector_settings.get("min_face_probability"))
         return other
 
@@ -278,11 +276,7 @@ class Gate:
 
     def _every_face_stage(self) -> CaptureStage:
         """The capture stage at full resolution, sharing this gate's detector."""
-        stage = self.capture
-        if stage.working is None:
-            return stage
-        return CaptureStage(stage.spec, detector=stage.detector, components=stage.components,
-                            look_again=stage.look_again, working=None, max_pixels=stage.max_pixels)
+        return self.capture if self.capture.working is None else self.capture.sharing(working=None)
 
     def decide_faces(self, capture: Capture) -> tuple[FaceResult, ...]:
         """Every face of a capture decided alone (see :meth:`assess_many`'s ``all_faces``)."""
