@@ -22,9 +22,34 @@ import numpy as np
 
 from facegate.capture import CaptureStage
 from facegate.images import apply_gamma, load_rgb
-from facegate.stream import APPEARANCE_SIGNALS
+from facegate.stream import _inner_grey, _unit, edge_look
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the signals tried beside the one visits use (facegate.stream.edge_look) ----------------
+
+def grey_look(crop: np.ndarray) -> np.ndarray:
+    """The inner face at 24x24 in grey, less its mean: the face's layout of light and dark."""
+    v = cv2.resize(_inner_grey(crop), (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+    return _unit(v - v.mean())
+
+
+def colour_look(crop: np.ndarray) -> np.ndarray:
+    """Hue and saturation of the whole crop (skin, hair, clothes), as a histogram's square
+    root (so the dot product is the Bhattacharyya coefficient)."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, [18, 8], [0, 180, 0, 256]).ravel()
+    return _unit(np.sqrt(hist / (hist.sum() + 1e-9)))
+
+
+def mixed(*signals):
+    """Several signals, each the same weight."""
+    return lambda crop: _unit(np.concatenate([signal(crop) for signal in signals]))
+
+
+APPEARANCE_SIGNALS = {"grey 24x24": grey_look, "edge directions": edge_look, "colour": colour_look,
+                      "grey + colour": mixed(grey_look, colour_look), "edges + grey": mixed(edge_look, grey_look)}
 
 
 def copies(rgb: np.ndarray) -> dict[str, np.ndarray]:

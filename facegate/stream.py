@@ -46,12 +46,13 @@ from .policy import PROMPTS, Status, explain
 from .sources import Frame, FrameSource, open_source
 
 __all__ = ["StreamGate", "StreamOutputs", "StreamResult", "TrackView", "VisitAccepted", "VisitRejected", "VisitTracker",
-           "annotate", "APPEARANCE_SIGNALS", "SAME_PERSON", "appearance"]
+           "annotate", "SAME_PERSON", "appearance", "edge_look"]
 
 
 # -- who is in front of the camera: appearance of the aligned crop ------------------------
-# Each signal maps a face's aligned crop (the spec's framing) to a unit vector; two faces
-# compare by the dot product. benchmarks/visit_appearance.py measures them on LFW people.
+# A signal maps a face's aligned crop (the spec's framing) to a unit vector; two faces
+# compare by the dot product. benchmarks/visit_appearance.py measures this one beside the
+# others that were tried (grey layout, colour, mixes) on LFW people.
 
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / (np.linalg.norm(v) + 1e-9)
@@ -60,12 +61,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _inner_grey(crop: np.ndarray) -> np.ndarray:
     s = crop.shape[0]
     return cv2.cvtColor(np.ascontiguousarray(crop[s // 8: s - s // 8, s // 8: s - s // 8]), cv2.COLOR_RGB2GRAY)
-
-
-def grey_look(crop: np.ndarray) -> np.ndarray:
-    """The inner face at 24x24 in grey, less its mean: the face's layout of light and dark."""
-    v = cv2.resize(_inner_grey(crop), (24, 24), interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
-    return _unit(v - v.mean())
 
 
 def edge_look(crop: np.ndarray) -> np.ndarray:
@@ -84,29 +79,6 @@ def edge_look(crop: np.ndarray) -> np.ndarray:
     cells /= np.linalg.norm(cells, axis=2, keepdims=True) + 1e-6
     v = cells.ravel()
     return _unit(v - v.mean())
-
-
-def colour_look(crop: np.ndarray) -> np.ndarray:
-    """Hue and saturation of the whole crop (skin, hair, clothes), as a histogram's square
-    root (so the dot product is the Bhattacharyya coefficient)."""
-    hsv = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1], None, [18, 8], [0, 180, 0, 256]).ravel()
-    return _unit(np.sqrt(hist / (hist.sum() + 1e-9)))
-
-
-def grey_and_colour_look(crop: np.ndarray) -> np.ndarray:
-    """Both: the light-and-dark layout and the colours, each half the weight."""
-    return _unit(np.concatenate([grey_look(crop), colour_look(crop)]))
-
-
-def edges_and_grey_look(crop: np.ndarray) -> np.ndarray:
-    """Edge directions and the light-and-dark layout, each half the weight."""
-    return _unit(np.concatenate([edge_look(crop), grey_look(crop)]))
-
-
-#: The signals measured; :func:`appearance` is the one visits use.
-APPEARANCE_SIGNALS = {"grey 24x24": grey_look, "edge directions": edge_look, "colour": colour_look,
-                      "grey + colour": grey_and_colour_look, "edges + grey": edges_and_grey_look}
 
 
 def appearance(crop: np.ndarray) -> np.ndarray:
@@ -372,17 +344,12 @@ class StreamGate:
                  detect_reduction: int | str = "auto", look_again_every: float = 1.0,
                  out_dir: str | Path | None = None, events: str | Path | None = None,
                  on_event: Callable[[VisitEvent], None] | None = None, outputs: "StreamOutputs | None" = None):
-        from .capture import CaptureStage
-
         self.gate = gate
-        stage = gate.capture
         # one capture stage per use, sharing the gate's detector: every frame without looking
         # again; an empty frame now and then with it
         # (components are measured face by face in Gate.decide_faces, not once more here)
-        self.stage = CaptureStage(stage.spec, detector=stage.detector, components=False, look_again=False,
-                                  working=None, max_pixels=stage.max_pixels)
-        self.look_again_stage = CaptureStage(stage.spec, detector=stage.detector, components=False, look_again=True,
-                                             working=None, max_pixels=stage.max_pixels)
+        self.stage = gate.capture.sharing(components=False, look_again=False, working=None)
+        self.look_again_stage = gate.capture.sharing(components=False, look_again=True, working=None)
         self.accept_frames, self.best_window, self.min_visit = accept_frames, best_window, min_visit
         self.detect_every = max(1, detect_every)
         self.detect_reduction = detect_reduction
