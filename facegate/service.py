@@ -65,6 +65,7 @@ from .capture_page import PAGE  # noqa: E402
 from .errors import ConfigError, FacegateError  # noqa: E402
 from .images import MAX_PIXELS, EncodedImage  # noqa: E402
 from .policy import PROFILE_NAMES, Policy, Status  # noqa: E402
+from .stream import StreamOutputs, face_crop  # noqa: E402
 
 __all__ = ["ServiceSettings", "create_app", "SETTINGS_ENV", "TOKEN_ENV"]
 
@@ -478,24 +479,16 @@ class LiveSession:
         self.stream.finish()
 
 
-class _BestShotsInMemory:
+class _BestShotsInMemory(StreamOutputs):
     """:class:`facegate.stream.StreamOutputs` for the live page: best shots as JPEG data
-    in the event itself (nothing written on the server), no event log."""
+    in the event itself (nothing written on the server), no folder and no event log."""
 
     def best_shot(self, frame, face, event) -> dict:
-        from .stream import face_crop
-
         def jpeg(rgb):
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
             return "data:image/jpeg;base64," + base64.b64encode(buf.tobytes()).decode() if ok else None
 
         return {"image": jpeg(frame.rgb), "face_image": jpeg(face_crop(frame.rgb, face))}
-
-    def emit(self, event: dict) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def run(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
