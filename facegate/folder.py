@@ -392,7 +392,20 @@ def _clash_message(manifest: Path, clashes: list[dict], settings: dict) -> str:
     chosen = [f"{k} {shown(before[k])} -> {shown(now[k])}" for k in CHOSEN_SETTINGS
               if k in before and before[k] != now[k]]
     old, new = record.get("policy") or {}, settings.get("policy") or {}
-    policy = [f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(new) if k in old and old.get(k) != new.get(k)]
+    changed = [k for k in sorted(new) if k in old and old.get(k) != new.get(k)]
+
+    def change(k):  # requirements by component name: their bounds are the profile's to read
+        if k == "requirements":
+            parts = sorted(c for c in set(old[k]) | set(new[k]) if old[k].get(c) != new[k].get(c))
+            return f"requirements on {', '.join(parts)}"
+        return f"{k} {old.get(k)} -> {new.get(k)}"
+
+    if "profile" in changed:  # a profile brings its own settings: name it, then what came with it
+        rest = [k for k in changed if k != "profile"]
+        chosen.append(f"profile {old['profile']} -> {new['profile']}")
+        policy = [change(k) if k == "requirements" else k for k in rest]
+    else:
+        policy = [change(k) for k in changed]
     if chosen:
         what = "; ".join(chosen) + (f" (and with it the policy's {', '.join(policy)})" if policy else "")
     elif policy:

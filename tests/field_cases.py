@@ -350,6 +350,8 @@ CASES: list[Case] = [
          ("detector mtcnn -> yunet (and with it the policy's min_face_probability 0.9 -> 0.8)",)),
     Case("rerun_views", "the same filter again with `--views none`", rerun_with("--views", "none"), 2,
          ("views identity,hflip -> identity",)),
+    Case("rerun_profile", "the same filter again with `--profile enrollment`", rerun_with("--profile", "enrollment"), 2,
+         ("profile verification -> enrollment (and with it the policy's min_eye_distance, requirements on",)),
     Case("score_missing", "`score nonexistent`", missing_folder("score"), 2, ("does not exist",)),
     Case("filter_missing", "`filter nonexistent ...`", missing_folder("filter"), 2, ("does not exist",)),
     Case("score_empty", "`score empty/` (a folder with no images)", empty_folder("score"), 0, ("0 files",)),
