@@ -23,7 +23,7 @@ def test_sharp_face_scores_higher_than_its_degraded_copies(gate, face_rgb):
 def test_a_clean_studio_like_face_is_accepted(gate, fixtures):
     result = gate.assess(fixtures / "tony_blair_1.jpg")
     assert result.status is Status.ACCEPTED, result
-    assert 0 <= result.score <= 100 and set(result.member_scores) == set(gate.spec.members)
+    assert result.score >= gate.policy.min_score and set(result.member_scores) == set(gate.spec.members)
 
 
 def test_group_photo_is_rejected_for_multiple_faces(gate, fixtures):
@@ -86,7 +86,6 @@ def test_policy_threshold_changes_the_decision(fixtures):
 def test_views_are_configurable(fixtures):
     path = fixtures / "colin_powell_1.jpg"
     scores = {v: Gate(views=v).assess(path).score for v in ("none", "flip", "full")}
-    assert all(0 <= s <= 100 for s in scores.values())
     assert len({round(s, 4) for s in scores.values()}) > 1
 
 

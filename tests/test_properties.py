@@ -38,7 +38,8 @@ def test_random_bytes_are_unreadable_not_a_crash(tmp_path_factory, gate, data, s
 def test_random_arrays_get_a_status(gate, image):
     result = gate.assess(image, color_order="bgr")
     assert result.status in (Status.ACCEPTED, Status.REJECTED, Status.NO_FACE)
-    assert result.score is None or 0.0 <= result.score <= 100.0
+    assert result.score is None or result.status is not Status.NO_FACE  # a score belongs to a face
+    assert (result.error is None) == (result.status is not Status.UNREADABLE)
 
 
 @SETTINGS
