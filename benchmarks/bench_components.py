@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import emit
-from facegate import CaptureStage
+from facegate import CaptureSettings, CaptureStage
 from facegate.components import _blockiness, _margins, _template_crop, head_pose, measure_components
 from facegate.folder import find_images
 from facegate.runtime import configure_threads
@@ -38,7 +38,7 @@ def _time(fn, repeats: int) -> list[float]:
 
 
 def measure(paths, repeats: int) -> dict:
-    stage = CaptureStage(threads=1, components=False)
+    stage = CaptureStage(settings=CaptureSettings(components=False), threads=1)
     captures = [c for c in (stage.analyse(p) for p in paths) if c.primary is not None]
     if not captures:
         return {"faces": 0}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facegate.capture import CaptureStage
+from facegate.capture import CaptureSettings, CaptureStage
 from train.lfw import training_people
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def main(argv=None):
     print(f"{len(photos)} clean LFW training photos\n")
     print("| detector | faces found | 1st / 5th / 50th percentile | share at or above the cut-off |\n|---|---|---|---|")
     for name in ("mtcnn", "yunet"):
-        stage = CaptureStage(detector=name)
+        stage = CaptureStage(settings=CaptureSettings(detector=name))
         cut = stage.detector_settings["min_face_probability"]
         probs = np.array([c.primary.probability for c in map(stage.analyse, photos) if c.primary is not None])
         q = np.quantile(probs, [0.01, 0.05, 0.5])

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facegate.capture import CaptureStage
+from facegate.capture import CaptureSettings, CaptureStage
 from facegate.images import apply_gamma, load_rgb
 from facegate.stream import _inner_grey, _unit, edge_look
 
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     from train.lfw import evaluation_people
 
     lfw = args.shared / "data" / "lfw-deepfunneled"
-    stage = CaptureStage(detector="yunet", components=False)
+    stage = CaptureStage(settings=CaptureSettings(detector="yunet", components=False))
     people = sorted(evaluation_people(args.shared))[:: 3][: args.people]
     crops: dict[str, dict[str, np.ndarray]] = {}
     for person in people:

@@ -25,10 +25,12 @@ _EXPORTS = {
     "Scorer": "scorer", "Scores": "scorer", "create_scorer": "scorer", "default_weights_dir": "scorer",
     "weights_info": "scorer",
     "SCORE_SCALE": "spec", "ScorerSpec": "spec",
+    "CaptureSettings": "capture", "Weights": "registry",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from .capture import Capture, CaptureStage, analyse  # noqa: F401
+    from .capture import Capture, CaptureSettings, CaptureStage, analyse  # noqa: F401
+    from .registry import Weights  # noqa: F401
     from .detection import Face, MTCNNDetector, YuNetDetector, choose_primary, create_detector  # noqa: F401
     from .errors import ConfigError, FacegateError, ImageError, SourceError, WeightsError  # noqa: F401
     from .gate import CaptureResult, Gate  # noqa: F401
@@ -55,6 +57,7 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "Capture",
     "CaptureResult",
+    "CaptureSettings",
     "CaptureStage",
     "ConfigError",
     "Face",
@@ -70,6 +73,7 @@ __all__ = [
     "Scores",
     "SourceError",
     "Status",
+    "Weights",
     "WeightsError",
     "YuNetDetector",
     "analyse",

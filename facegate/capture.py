@@ -13,7 +13,7 @@ nowhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +25,11 @@ from .detection import Detector, Face, choose_primary, create_detector, in_full_
 from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image, reduce_image
-from .scorer import default_weights_dir
+from .registry import default_spec
 from .spec import ScorerSpec
 from .working import Look, WorkingResolution
 
-__all__ = ["Capture", "CaptureStage", "analyse"]
+__all__ = ["Capture", "CaptureSettings", "CaptureStage", "analyse"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,51 +79,104 @@ class Capture(FrozenValue):
         return np.asarray(points, dtype=np.float64) if self.reduction is None else self.reduction.to_array(points)
 
 
+@dataclass(frozen=True)
+class CaptureSettings:
+    """How captures are found and cropped: one frozen value that the gate, streams, the folder
+    filter, the distributed engine, evaluation, training labels and benchmarks all pass to
+    :class:`CaptureStage`, so that they see the same faces by construction. The detector's
+    own settings (thresholds, face sizes, confidence cut-off) are not here: they belong to the
+    weights and come from their spec.
+
+    Attributes:
+        detector: ``"mtcnn"`` (default), ``"yunet"``, or any object with
+            ``detect(rgb) -> list[Face]`` (and optionally a ``name`` found in the spec).
+        backend: ``"onnx"`` (default, no torch) or ``"torch"`` (facenet-pytorch's MTCNN).
+        look_again: when the first detection finds no face, or none the gate would accept
+            (below the spec's ``min_face_probability``), look again on a brightened or
+            darkened copy, the image turned 90, 270 and 180 degrees, and a copy with a
+            padded border, so that a dark, rotated or cut-off photo is reported as such
+            instead of as having no face (up to five more detections, only for such photos).
+        components: measure the primary face's quality components (about 2 ms).
+        working: how large photos are reduced for detection and cropping, from the policy's
+            needs (:meth:`for_policy`; :class:`facegate.working.WorkingResolution`); None:
+            always full resolution. Applies to detectors that can take a reduced image.
+        max_pixels: the decompression-bomb guard: an image of more pixels is unreadable,
+            with the limit named (None: :data:`facegate.images.MAX_PIXELS`, 250 million).
+    """
+
+    detector: Detector | str = "mtcnn"
+    backend: str = "onnx"
+    look_again: bool = True
+    components: bool = True
+    working: WorkingResolution | None = WorkingResolution()
+    max_pixels: int | None = None
+
+    def __post_init__(self):
+        if self.max_pixels is not None and (not isinstance(self.max_pixels, int) or self.max_pixels < 1):
+            raise ConfigError(f"max_pixels must be a positive whole number, got {self.max_pixels!r}")
+
+    @classmethod
+    def for_policy(cls, policy, *, working: bool = True, **settings) -> "CaptureSettings":
+        """The settings a gate deciding by ``policy`` needs: the working resolution sized by
+        the policy's smallest eye distance and second-face ratio (``working`` False: full
+        resolution always)."""
+        return cls(working=WorkingResolution.for_policy(policy) if working else None, **settings)
+
+    def with_(self, **changes) -> "CaptureSettings":
+        return replace(self, **changes)
+
+    @property
+    def detector_name(self) -> str | None:
+        return self.detector if isinstance(self.detector, str) else getattr(self.detector, "name", None)
+
+
 class CaptureStage:
     """Decode, detect, choose and crop, with the detector settings of one set of weights.
 
     Args:
         spec: the weights' :class:`ScorerSpec` (default: the shipped weights' spec); it
             gives the crop geometry and each detector's settings.
-        detector: ``"mtcnn"`` (default), ``"yunet"``, or any object with
-            ``detect(rgb) -> list[Face]`` (and optionally a ``name`` found in the spec).
-        threads: intra-op threads of the detector.
-        backend: ``"onnx"`` (default, no torch) or ``"torch"`` (facenet-pytorch's MTCNN).
-        components: measure the primary face's quality components (about 2 ms).
-        look_again: when the first detection finds no face, or none the gate would accept
-            (below the spec's ``min_face_probability``), look again on a brightened or
-            darkened copy, the image turned 90, 270 and 180 degrees, and a copy with a
-            padded border, so that a dark, rotated or cut-off photo is reported as such
-            instead of as having no face (up to five more detections, only for such photos).
-        working: how large photos are reduced for detection and cropping, from the policy's
-            needs (:class:`facegate.working.WorkingResolution`); None: always full resolution.
-            Applies to detectors that can take a reduced image (MTCNN on onnxruntime, YuNet).
-        max_pixels: the decompression-bomb guard: an image of more pixels is unreadable,
-            with the limit named (default :data:`facegate.images.MAX_PIXELS`, 250 million).
+        settings: :class:`CaptureSettings` (default: ``CaptureSettings()``, the gate's).
+        threads: intra-op threads of the detector's sessions (the process's pools are set
+            once, by :func:`facegate.runtime.configure_threads`).
     """
 
-    def __init__(self, spec: ScorerSpec | None = None, *, detector: Detector | str = "mtcnn", threads: int = 1,
-                 backend: str = "onnx", components: bool = True, look_again: bool = False,
-                 working: WorkingResolution | None = WorkingResolution(), max_pixels: int | None = None):
-        if max_pixels is not None and (not isinstance(max_pixels, int) or max_pixels < 1):
-            raise ConfigError(f"max_pixels must be a positive whole number, got {max_pixels!r}")
-        self.max_pixels = max_pixels
-        self.components = components
-        self.look_again = look_again
-        self.working = working
-        self.spec = spec or ScorerSpec.load(default_weights_dir() / "spec.json")
+    def __init__(self, spec: ScorerSpec | None = None, settings: CaptureSettings | None = None, *,
+                 threads: int = 1, _detector: Detector | None = None):
+        settings = settings or CaptureSettings()
+        if not isinstance(settings, CaptureSettings):
+            raise ConfigError(f"settings must be a CaptureSettings, got {type(settings).__name__}")
+        self.settings = settings
+        self.spec = spec or default_spec()
+        detector = _detector or settings.detector
         if isinstance(detector, str):
             detector = create_detector(detector, self.spec.detector_settings(detector), threads=threads,
-                                       backend=backend)
+                                       backend=settings.backend)
         self.detector = detector
 
+    @property
+    def components(self) -> bool:
+        return self.settings.components
+
+    @property
+    def look_again(self) -> bool:
+        return self.settings.look_again
+
+    @property
+    def working(self) -> WorkingResolution | None:
+        return self.settings.working
+
+    @property
+    def max_pixels(self) -> int | None:
+        return self.settings.max_pixels
+
     def sharing(self, **changes) -> "CaptureStage":
-        """A stage with this one's spec and detector (nothing loaded again) and its other
-        settings, less ``changes`` (``components``, ``look_again``, ``working``,
-        ``max_pixels``): another policy's working resolution, a stream's frames."""
-        settings = {"components": self.components, "look_again": self.look_again, "working": self.working,
-                    "max_pixels": self.max_pixels, **changes}
-        return CaptureStage(self.spec, detector=self.detector, **settings)
+        """A stage with this one's spec and detector (nothing loaded again) and its settings
+        less ``changes`` (``components``, ``look_again``, ``working``, ``max_pixels``):
+        another policy's working resolution, a stream's frames."""
+        if {"detector", "backend"} & set(changes):
+            raise ConfigError("a stage sharing this one's detector keeps its detector and backend")
+        return CaptureStage(self.spec, self.settings.with_(**changes), _detector=self.detector)
 
     @property
     def detector_name(self) -> str | None:
@@ -326,6 +379,6 @@ def analyse(image: ImageInput, *, color_order: ColorOrder | None = None, detecto
     """:meth:`CaptureStage.analyse` with a stage built once per detector and weights folder."""
     key = (detector, str(weights))
     if key not in _DEFAULT:
-        spec = ScorerSpec.load(Path(weights or default_weights_dir()) / "spec.json")
-        _DEFAULT[key] = CaptureStage(spec, detector=detector)
+        spec = ScorerSpec.load(Path(weights) / "spec.json") if weights else default_spec()
+        _DEFAULT[key] = CaptureStage(spec, CaptureSettings(detector=detector))
     return _DEFAULT[key].analyse(image, color_order=color_order)

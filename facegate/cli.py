@@ -84,8 +84,10 @@ def _gate_options(policy=None, threshold=None, weights=None, views="full", threa
                   backend="onnx", batch_size=16, allow_multiple_faces=False, profile=None, max_pixels=None) -> dict:
     """The shared options as :class:`facegate.Gate` arguments (the policy resolved here)."""
     pol = Policy.choose(policy, profile).with_options(threshold=threshold, allow_multiple_faces=allow_multiple_faces)
+    from .capture import CaptureSettings
+
     return {"policy": pol, "weights": weights, "views": views, "threads": threads, "batch_size": batch_size,
-            "detector": detector, "backend": backend, "max_pixels": max_pixels}
+            "backend": backend, "capture": CaptureSettings(detector=detector, backend=backend, max_pixels=max_pixels)}
 
 
 def _gate(**options):
@@ -728,7 +730,7 @@ def info(weights, fmt):
         f"facegate {about['facegate']} (code: {about['code_license']} licence)",
         f"weights: {w['name']}" + (" (shipped)" if w["shipped"] else "") + f" in {w['folder']}",
         f"  terms: {w['terms']}",
-        f"  score scale {w['score_scale']}, default threshold {w['default_threshold']:g}, views {','.join(w['views'])}, "
+        f"  score scale {w['score_scale']}, default threshold {'none (not calibrated)' if w['default_threshold'] is None else format(w['default_threshold'], 'g')}, views {','.join(w['views'])}, "
         f"{w['input_size']} px crops",
         *(f"  {arch} sha256 {digest[:12]}" for arch, digest in w["members"].items()),
         *([f"  model card: {w['model_card']}"] if w["model_card"] else []),

@@ -205,8 +205,9 @@ class TorchMTCNNDetector(_TwoPassMTCNN):
         import torch
         from facenet_pytorch import MTCNN
 
-        if threads:
-            torch.set_num_threads(threads)
+        from .runtime import torch_imported
+
+        torch_imported()  # torch's pool is the process's: sized once, from its budget
         self._torch = torch
         self._mtcnn = MTCNN(min_face_size=self.min_face_size, thresholds=list(self.thresholds), keep_all=True,
                             post_process=False, device=torch.device(device)).eval()

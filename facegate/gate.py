@@ -17,18 +17,39 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from .alignment import resize_crop
-from .capture import Capture, CaptureStage
+from .capture import Capture, CaptureSettings, CaptureStage
 from .detection import Detector, Face
 from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, describe, load_image
 from .components import Components
 from .policy import Policy, Status, decide, decide_crop, prompt_for
-from .runtime import configure_threads
+from .runtime import process_threads
 from .scorer import Scorer, create_scorer
 from .working import WorkingResolution
 
 __all__ = ["CaptureResult", "FaceResult", "Gate"]
+
+
+def _for_policy(working: WorkingResolution | None, policy: Policy) -> WorkingResolution | None:
+    """The working resolution ``policy`` needs (None stays None: full resolution)."""
+    return None if working is None else replace(working, min_eye_distance=policy.min_eye_distance,
+                                                secondary_face_ratio=policy.secondary_face_ratio)
+
+
+def _capture_settings(capture: CaptureSettings | None, policy: Policy, *, backend: str, **shorthands) -> CaptureSettings:
+    """One :class:`CaptureSettings` from ``Gate``'s arguments: the value given, or the
+    shorthands (``detector``, ``look_again``, ``working``, ``max_pixels``) over the defaults;
+    its working resolution sized for ``policy``; the gate's backend."""
+    given = {k: v for k, v in shorthands.items() if v is not None}
+    if capture is not None and given:
+        raise ConfigError(f"give capture=CaptureSettings(...) or {', '.join(sorted(given))}, not both")
+    if capture is None:
+        working = given.pop("working", True)
+        capture = CaptureSettings(working=WorkingResolution() if working else None, **given)
+    if capture.backend != backend:
+        capture = capture.with_(backend=backend)
+    return capture.with_(working=_for_policy(capture.working, policy))
 
 NO_FACE_PROMPT = "look into the camera: no face was found"
 
@@ -141,9 +162,14 @@ class Gate:
         backend: ``"onnx"`` (default: onnxruntime and OpenCV, torch is never imported) or
             ``"torch"`` (PyTorch scorer and facenet-pytorch's MTCNN).
         device: torch device (``backend="torch"`` only).
-        threads: the process's thread budget (OpenCV, onnxruntime, torch), set once here;
-            None uses every available core.
+        threads: threads of this gate's sessions (None: the process's budget). The process's
+            own pools (OpenCV, torch) are sized once per process, by the first of
+            :func:`facegate.runtime.configure_threads` or the first Gate; a later Gate with
+            another number sizes only its own sessions.
         batch_size: faces scored per forward pass in :meth:`assess_many`.
+        capture: how faces are found and cropped (:class:`facegate.capture.CaptureSettings`);
+            its working resolution is sized for the policy. ``detector``, ``look_again``,
+            ``working`` and ``max_pixels`` are shorthands for it (give one or the other).
         detector: ``"mtcnn"`` (default), ``"yunet"`` (faster), or any object with
             ``detect(rgb) -> list[Face]``.
         workers: threads that decode and detect the next batch while this one is scored
@@ -175,26 +201,27 @@ class Gate:
         device: str = "cpu",
         threads: int | None = None,
         batch_size: int = 16,
-        detector: Detector | str = "mtcnn",
+        capture: CaptureSettings | None = None,
+        detector: Detector | str | None = None,
         workers: int = 0,
-        look_again: bool = True,
-        working: bool = True,
+        look_again: bool | None = None,
+        working: bool | None = None,
         max_pixels: int | None = None,
     ):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if workers < 0:
             raise ConfigError(f"workers must be >= 0, got {workers}")
-        budget = configure_threads(threads)
+        budget = process_threads(threads)
         # each of the caller and the workers may run a session at once: split the budget
         per_thread = max(1, budget // (workers + 1))
         self.workers = workers
         self.batch_size = batch_size
         self.scorer: Scorer = create_scorer(weights, backend=backend, views=views, threads=per_thread, device=device)
         chosen = self._checked(Policy.choose(policy, profile))
-        self.capture = CaptureStage(self.scorer.spec, detector=detector, threads=per_thread, backend=backend,
-                                    look_again=look_again, working=WorkingResolution.for_policy(chosen) if working else None,
-                                    max_pixels=max_pixels)
+        settings = _capture_settings(capture, chosen, backend=backend, detector=detector, look_again=look_again,
+                                     working=working, max_pixels=max_pixels)
+        self.capture = CaptureStage(self.scorer.spec, settings, threads=per_thread)
         self.policy = chosen.resolve(self.spec.default_threshold,
                                      self.capture.detector_settings.get("min_face_probability"))
 
@@ -213,7 +240,7 @@ class Gate:
         chosen = self._checked(Policy.choose(policy, profile))
         other = copy.copy(self)
         stage = self.capture
-        other.capture = stage.sharing(working=None if stage.working is None else WorkingResolution.for_policy(chosen))
+        other.capture = stage.sharing(working=_for_policy(stage.working, chosen))
         other.policy = chosen.resolve(self.spec.default_threshold, stage.detector_settings.get("min_face_probability"))
         return other
 

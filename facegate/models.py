@@ -254,8 +254,9 @@ class TorchScorer:
                  members: Sequence[str] | None = None, device: str | torch.device = "cpu", threads: int | None = None):
         self.weights_dir, self.spec, self.member_names = open_weights(weights, members)
         folder = self.weights_dir
-        if threads:
-            torch.set_num_threads(threads)
+        from .runtime import torch_imported
+
+        torch_imported()  # torch's pool is the process's: sized once, from its budget
         self.device = torch.device(device)
         nets = [load_member(self.spec.verify(folder, name), name) for name in self.member_names]
         self.ensemble = QualityEnsemble(nets, resolve_views(views, self.spec)).to(self.device).eval()

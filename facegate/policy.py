@@ -244,12 +244,18 @@ class Policy:
         data["requirements"] = {r.component: r.to_dict() for r in self.requirements}
         return data
 
-    def resolve(self, default_threshold: float, default_face_probability: float | None = None) -> "Policy":
+    def resolve(self, default_threshold: float | None, default_face_probability: float | None = None) -> "Policy":
         """This policy with what it leaves unset filled in from the weights' spec: the score
         threshold, and the confidence cut-off of the detector in use (0.9 for a detector
-        the spec does not know)."""
+        the spec does not know).
+
+        Raises:
+            ConfigError: neither the policy nor the weights give a threshold (uncalibrated weights)."""
         changes = {}
         if self.min_score is None:
+            if default_threshold is None:
+                raise ConfigError("these weights have no default threshold (they were not calibrated): give the "
+                                  "policy a min_score, or calibrate them (python -m train.package or facegate calibrate)")
             changes["min_score"] = default_threshold
         if self.min_face_probability is None:
             changes["min_face_probability"] = (DEFAULT_FACE_PROBABILITY if default_face_probability is None

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from .errors import ConfigError, WeightsError
 
-__all__ = ["available_cores", "configure_threads", "load_onnx"]
+__all__ = ["available_cores", "configure_threads", "process_threads", "load_onnx"]
+
+#: The process's thread budget once chosen (None: not yet).
+_BUDGET: int | None = None
 
 
 def available_cores() -> int:
@@ -26,22 +29,56 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def configure_threads(threads: int | None = None) -> int:
-    """Fix the thread budget for OpenCV and (when loaded) torch; returns it.
-
-    ``None`` means every available core. Sessions are sized by the caller with the
-    returned number (:func:`load_onnx`).
-    """
+def _checked(threads) -> int:
     if threads is None:
-        threads = available_cores()
-    if not isinstance(threads, int) or threads < 1:
+        return available_cores()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigError(f"threads must be an integer >= 1, got {threads!r}")
+    return threads
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Choose the process's thread budget and size OpenCV's and (when loaded) torch's pools
+    with it; returns it. ``None`` means every available core.
+
+    This is the process's choice (a command's ``--threads``, a service's start-up, a
+    worker process), made where the process starts; constructors do not call it, so two
+    gates in one process never resize each other's pools (:func:`process_threads`).
+    Sessions are sized by their owners (:func:`load_onnx`).
+    """
+    global _BUDGET
+    threads = _checked(threads)
     import cv2
 
     cv2.setNumThreads(threads)
+    global _TORCH_SIZED
     if "torch" in sys.modules:  # never import torch just to configure it
         sys.modules["torch"].set_num_threads(threads)
+        _TORCH_SIZED = True
+    _BUDGET = threads
     return threads
+
+
+def process_threads(requested: int | None = None) -> int:
+    """The threads a new gate or stage may use: ``requested`` when given (for its own
+    sessions), else the process's budget. The first call in a process that has not chosen a
+    budget chooses it (:func:`configure_threads` with ``requested``); later calls never
+    change the process's pools."""
+    if _BUDGET is None:
+        return configure_threads(requested)
+    return _BUDGET if requested is None else _checked(requested)
+
+
+def torch_imported() -> None:
+    """Size torch's pool with the process's budget once torch is imported after the budget
+    was chosen (torch's pool is process-wide: a scorer or detector cannot own one)."""
+    global _TORCH_SIZED
+    if _BUDGET is not None and not _TORCH_SIZED and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_BUDGET)
+        _TORCH_SIZED = True
+
+
+_TORCH_SIZED = False
 
 
 def load_onnx(path: str | Path, threads: int = 1):

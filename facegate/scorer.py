@@ -9,7 +9,6 @@ default) runs each member's ONNX graph, shipped beside its weights, in onnxrunti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from .errors import ConfigError, WeightsError
 from .frozen import FrozenValue
+from .registry import Weights, default_weights_dir, weights_folder
 from .spec import ScorerSpec
 
 __all__ = ["BACKENDS", "VIEWS", "OnnxScorer", "Scorer", "Scores", "create_scorer", "default_weights_dir",
@@ -36,12 +36,7 @@ VIEWS: dict[str, tuple[str, ...]] = {
 BACKENDS = ("onnx", "torch")
 
 
-def default_weights_dir() -> Path:
-    """The weights shipped inside the package."""
-    return Path(str(resources.files("facegate") / "weights"))
-
-
-def weights_info(weights: str | Path | None = None) -> dict:
+def weights_info(weights: str | Path | Weights | None = None) -> dict:
     """Which weights a gate with ``weights`` loads, their score scale and their terms, beside
     the code's licence, the shipped detectors' terms and the extras installed (what
     ``facegate info`` prints). Reads ``spec.json`` only: no model is loaded.
@@ -52,14 +47,14 @@ def weights_info(weights: str | Path | None = None) -> dict:
     from .detection import SHIPPED_DETECTOR_TERMS
     from .extras import installed
 
-    folder = Path(weights) if weights is not None else default_weights_dir()
+    folder = weights_folder(weights)
     spec = ScorerSpec.load(folder / "spec.json")
     card = folder / "MODEL_CARD.md"
     return {
         "facegate": __version__,
         "code_license": CODE_LICENSE,
         "weights": {
-            "folder": str(folder), "shipped": weights is None, "name": spec.name,
+            "folder": str(folder), "shipped": folder == default_weights_dir(), "name": spec.name,
             "terms": spec.terms or "not stated in the spec: the terms of the photos, recognizer and starting "
                                    "weights that trained them",
             "score_scale": spec.score_scale, "default_threshold": spec.default_threshold,
@@ -122,10 +117,10 @@ class Scorer(Protocol):
     def score(self, crops: np.ndarray) -> Scores: ...
 
 
-def open_weights(weights: str | Path | None, members: Sequence[str] | None
+def open_weights(weights: str | Path | Weights | None, members: Sequence[str] | None
                  ) -> tuple[Path, ScorerSpec, tuple[str, ...]]:
-    """The weights folder (default: shipped), its spec, and the members to use (default: all)."""
-    folder = Path(weights) if weights is not None else default_weights_dir()
+    """The weights folder (default: :attr:`Weights.DEFAULT`), its spec, and the members to use (default: all)."""
+    folder = weights_folder(weights)
     spec = ScorerSpec.load(folder / "spec.json")
     names = tuple(members) if members else spec.members
     unknown = set(names) - set(spec.members)

@@ -169,14 +169,16 @@ class Models:
         self._queue.put(None)
 
     def _load(self) -> None:
+        from .capture import CaptureSettings
         from .gate import Gate
 
         s = self.settings
         try:
-            self.gate = Gate(policy=s.policy, profile=s.profile, weights=s.weights, views=s.views,
-                             detector=s.detector, threads=s.threads, batch_size=s.max_batch, max_pixels=s.max_pixels)
+            capture = CaptureSettings(detector=s.detector, max_pixels=s.max_pixels)
+            self.gate = Gate(policy=s.policy, profile=s.profile, weights=s.weights, views=s.views, capture=capture,
+                             threads=s.threads, batch_size=s.max_batch)
             self.stream_gate = Gate(policy=s.policy, profile=s.profile, weights=s.weights, views=s.views,
-                                    detector=s.stream_detector, threads=s.threads)
+                                    capture=capture.with_(detector=s.stream_detector), threads=s.threads)
         except FacegateError as exc:
             self.failed = str(exc)
             log.error("facegate serve: the models could not be loaded: %s", exc)

@@ -22,10 +22,11 @@ from .errors import WeightsError
 
 __all__ = ["ScorerSpec", "SCORE_SCALE", "DETECTOR_DEFAULTS", "file_sha256"]
 
-#: Version tag of the score scale. Scores are predicted recognition utility on 0-100
-#: (see facegate/weights/MODEL_CARD.md for the exact label definition); a threshold is
-#: meaningful across weights that share this tag.
-SCORE_SCALE = "fg-utility-v1"
+#: Version tag of the score scale of the shipped weights and of weights trained now: a score
+#: s means about s% chance that a genuine comparison with a good reference succeeds at FMR
+#: 1e-3 (facegate/weights/MODEL_CARD.md); a threshold is meaningful across weights that share
+#: this tag. ``fg-utility-v1`` was facegate 0.1's (100 x the uncalibrated utility).
+SCORE_SCALE = "fg-utility-v2"
 
 SPEC_FORMAT = "facegate-spec"
 SPEC_VERSION = 2
@@ -66,6 +67,12 @@ def calibration_tails(knots) -> tuple[float, float]:
 class ScorerSpec:
     """How crops are made and scores are read for one set of weights.
 
+    The defaults are the shipped weights' framing, views, scale and detector settings
+    (tests/test_spec.py holds them to ``facegate/weights/spec.json``), so a spec made for a new
+    training (``train.recipe``) frames crops as the labels and the shipped weights do; what
+    training and calibration decide (name, digests, calibration, threshold) has no default
+    that could pass for theirs.
+
     Attributes:
         name: ``arch.tag``-style name of the weights.
         terms: the terms under which these weights may be used, in words: they inherit the
@@ -83,7 +90,8 @@ class ScorerSpec:
         score_range: the score's bounds; the networks' raw output is utility on 0-1.
         higher_is_better: direction of the score.
         score_scale: version tag of the score scale (see :data:`SCORE_SCALE`).
-        default_threshold: accept at or above this score unless a policy says otherwise.
+        default_threshold: accept at or above this score unless a policy says otherwise;
+            None for weights not calibrated yet (a policy must then give ``min_score``).
         threshold_rule: how ``default_threshold`` was chosen, in words.
         detectors: settings per detector name (see :data:`DETECTOR_DEFAULTS`).
         views: the test-time views the weights were trained for (``views="full"`` means
@@ -99,17 +107,17 @@ class ScorerSpec:
     members: tuple[str, ...] = ("mobilenet_v3_small", "shufflenet_v2_x1_0")
     member_sha256: dict[str, str] = field(default_factory=dict)
     input_size: int = 128
-    margin: float = 0.2
+    margin: float = 0.0
     template: tuple[tuple[float, float], ...] = ()
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     score_range: tuple[float, float] = (0.0, 100.0)
     higher_is_better: bool = True
     score_scale: str = SCORE_SCALE
-    default_threshold: float = 50.0
+    default_threshold: float | None = None
     threshold_rule: str = ""
     detectors: dict[str, dict[str, Any]] = field(default_factory=lambda: json.loads(json.dumps(DETECTOR_DEFAULTS)))
-    views: tuple[str, ...] = ("identity", "hflip", "vflip")
+    views: tuple[str, ...] = ("identity", "hflip")
     score_calibration: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self):

@@ -4,6 +4,8 @@ measurement behind them detecting as the gate does."""
 import numpy as np
 import pytest
 
+from facegate.capture import CaptureSettings
+
 from facegate.evaluation import (
     calibrate_for_fnmr,
     comparison_threshold,
@@ -203,7 +205,7 @@ def test_the_evaluation_looks_again_as_the_gate_does(fixtures, shared):
     washed = gamma(load_rgb(fixtures / "tony_blair_1.jpg"), 1 / 4.5, gain=1.5)
     options = dict(recognizer=MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt")),
                    views=("none",), baselines=False)
-    first_look = measure_captures([washed], ["tb"], look_again=False, **options)
+    first_look = measure_captures([washed], ["tb"], capture=CaptureSettings(look_again=False), **options)
     as_the_gate = measure_captures([washed], ["tb"], **options)
     assert not first_look.found[0] and first_look.quality[Method("ensemble", "none")][0] == -np.inf
     assert as_the_gate.found[0]

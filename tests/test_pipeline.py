@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegate import Capture, CaptureResult, CaptureStage, Face, Gate, analyse
+from facegate import Capture, CaptureResult, CaptureSettings, CaptureStage, Face, Gate, analyse
 from facegate.spec import ScorerSpec
 from tests.conftest import ROOT, needs_shared
 
@@ -91,7 +91,7 @@ def test_bad_input_gives_a_capture_with_the_cause(tmp_path):
 def test_detector_settings_come_from_the_spec(tmp_path):
     spec = ScorerSpec.load(Path(__file__).resolve().parents[1] / "facegate" / "weights" / "spec.json")
     for name in ("mtcnn", "yunet"):
-        stage = CaptureStage(spec, detector=name)
+        stage = CaptureStage(spec, CaptureSettings(detector=name))
         assert stage.detector_name == name
         assert stage.detector_settings == spec.detector_settings(name)
         gate_policy = Gate(detector=name, threads=1).policy

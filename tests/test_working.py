@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegate.capture import CaptureStage
+from facegate.capture import CaptureSettings, CaptureStage
 from facegate.detection import MTCNNDetector
 from facegate.images import EncodedImage, load_image, reduce_image
 from facegate.mtcnn import OnnxMTCNN
@@ -112,8 +112,8 @@ def test_capture_stage_at_working_resolution_agrees_with_full_resolution():
     rgb = _upscaled("tony_blair_1.jpg", 8)[:1600, :2000]
     data = EncodedImage("large.jpg", _jpeg(rgb, quality=97))
     detector = MTCNNDetector(refine_landmarks=True, threads=2)
-    full = CaptureStage(detector=detector).analyse(data)
-    working = CaptureStage(detector=detector, working=WorkingResolution()).analyse(data)
+    full = CaptureStage(settings=CaptureSettings(detector=detector, working=None)).analyse(data)
+    working = CaptureStage(settings=CaptureSettings(detector=detector, working=WorkingResolution())).analyse(data)
     assert working.reduction is not None and working.reduction.factor > 1
     assert working.image_size == full.image_size == (2000, 1600)
     assert len(working.faces) == len(full.faces) >= 1
@@ -134,8 +134,8 @@ def test_yunet_at_working_resolution_reports_full_image_coordinates():
     small = np.asarray(Image.open(FIXTURES / "tony_blair_1.jpg").convert("RGB"))
     rgb = _upscaled("tony_blair_1.jpg", 8)[:1600, :2000]
     data = EncodedImage("large.jpg", _jpeg(rgb, quality=97))
-    original = CaptureStage(detector="yunet").analyse_rgb(small)
-    working = CaptureStage(detector="yunet", working=WorkingResolution()).analyse(data)
+    original = CaptureStage(settings=CaptureSettings(detector="yunet")).analyse_rgb(small)
+    working = CaptureStage(settings=CaptureSettings(detector="yunet", working=WorkingResolution())).analyse(data)
     assert working.reduction is not None and working.image_size == (2000, 1600)
     expected = np.array(original.primary.center) * 8
     assert np.abs(np.array(working.primary.center) - expected).max() < 0.1 * 8 * original.primary.side

@@ -34,6 +34,7 @@ from facegate.evaluation import (BASELINES, CEILING, OBSERVER, MeasuredCaptures,
                                  held_out_check, measure_captures, plot_edc)
 from facegate.evaluation.measure import CENTRED_LANDMARKS, impostor_comparisons
 from facegate.evaluation.metrics import comparison_threshold, pair_scores, pairwise_quality
+from facegate.capture import CaptureSettings
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
 
@@ -64,7 +65,8 @@ def measure(shared: Path, work: Path, seed: int = 0, per_fold: int | None = None
     first genuine and impostor pairs of each fold only (a quick trial). ``views``,
     ``observer``, ``baselines`` and ``components`` choose the methods measured; ``look_again``:
     detection as the gate does it by default."""
-    methods = dict(views=views, baselines=baselines, components=components, weights=weights, look_again=look_again)
+    methods = dict(views=views, baselines=baselines, components=components, weights=weights,
+                   capture=CaptureSettings(look_again=look_again))
     pairs = [p for p in read_pairs(shared) if p.fold <= 5]
     if per_fold:
         pairs = [p for f in range(1, 6) for g in (True, False)
@@ -545,7 +547,7 @@ def main(argv=None):
     if args.gaps_only:
         work = work.with_name(work.name + "-gaps")
     if args.no_look_again:
-        methods["look_again"] = False
+        methods["capture"] = CaptureSettings(look_again=False)
         work = work.with_name(work.name + "-no-look-again")
     recognizer = _recognizer(args.shared)  # loaded once, for every set
     if args.validation:

@@ -44,7 +44,7 @@ import cv2
 import numpy as np
 import torch
 
-from facegate.capture import CaptureStage
+from facegate.capture import CaptureSettings, CaptureStage
 from facegate.images import load_rgb
 from facegate.observer import ObserverScorer, default_calibration_path
 from facegate.recognition import MobileFaceNetRecognizer
@@ -52,6 +52,7 @@ from facegate.spec import ScorerSpec
 
 from . import celeba, lfw
 from .degradations import DEGRADATIONS, degrade
+from .recipe import SHIPPED
 
 #: Soft step of the match label, in cosine units (about half the impostor spread).
 TAU = 0.04
@@ -67,27 +68,6 @@ CSV_FIELDS = [
     "path", "score", "identity", "source", "degradation", "severity", "match", "match_hard",
     "genuine", "z", "observer", "references", "found_by",
 ]
-
-
-#: Version tag of the scale of weights trained now (see :mod:`train.scale`).
-SCORE_SCALE_V2 = "fg-utility-v2"
-
-
-#: The terms the labelled photos and the labels' recognizer pass on to weights trained on them
-#: (the data's READMEs in ../shared say each); the spec and the model card carry this text.
-TERMS = ("non-commercial research use only: trained on CelebA (non-commercial research use only) and LFW "
-         "(research use), with labels made by a MobileFaceNet checkpoint that states no licence; not for "
-         "commercial products or services, an enrollment desk or access control among them")
-
-
-def training_spec(input_size: int = 128, margin: float = 0.0) -> ScorerSpec:
-    """The spec new weights are trained with: the ArcFace five-point framing at 128 px (40.3 px
-    between the eyes), so a crop a recognition pipeline already holds (112 x 112, ArcFace
-    template) is the models' input once resized; detector settings of :data:`DETECTOR_DEFAULTS`;
-    test-time views without the vertical flip (training has none); the v2 scale; the terms the
-    training data passes on (:data:`TERMS`)."""
-    return ScorerSpec(name="facegate-ensemble.untrained", terms=TERMS, input_size=input_size, margin=margin,
-                      views=("identity", "hflip"), score_scale=SCORE_SCALE_V2)
 
 
 #: Identities from a user's own folder (``--people``) are named ``own/<sub-folder>``.
@@ -187,7 +167,7 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
           checkpoint: Path | None = None, spec: ScorerSpec | None = None, only: str | None = None,
           people_dir: Path | None = None) -> Path:
     """Write ``labels.csv`` and its crops into ``out``; crops and detections follow ``spec``
-    (default: :func:`training_spec`), so labels see the faces inference will see.
+    (default: the shipped recipe's, :data:`train.recipe.SHIPPED`), so labels see the faces inference will see.
 
     ``people_dir``: label the people of this folder (:func:`own_people`) instead of LFW and
     CelebA; ``checkpoint``: the MobileFaceNet-architecture recognizer that judges the captures
@@ -202,8 +182,8 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     out.mkdir(parents=True, exist_ok=True)
     (out / "crops").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
-    spec = spec or training_spec()
-    stage = CaptureStage(spec, components=False, look_again=True)
+    spec = spec or SHIPPED.weights_spec()
+    stage = CaptureStage(spec, CaptureSettings(components=False))
     people = training_identities(shared, people_dir)
     if limit_people:
         names = sorted(people)
@@ -305,7 +285,7 @@ def main(argv=None):
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--out", type=Path, default=Path("runs/labels"))
     parser.add_argument("--weights", type=Path, default=None,
-                        help="crops and detector settings of this weights folder's spec (default: training_spec())")
+                        help="crops and detector settings of this weights folder's spec (default: the shipped recipe's)")
     parser.add_argument("--variants", type=int, default=2, help="degraded copies per photo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, metavar="KIND",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..capture import CaptureStage
+from ..capture import CaptureSettings, CaptureStage
 from ..components import COMPONENTS
 from ..errors import ConfigError
 from ..scorer import VIEWS, create_scorer
@@ -118,9 +118,9 @@ def laplacian_variance(rgb: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
-def measure_captures(images, identities, *, recognizer, gate=None, weights=None, detector: str = "mtcnn",
+def measure_captures(images, identities, *, recognizer, gate=None, weights=None, capture=None,
                      observer=None, views=("none", "full"), baselines: bool = True, components: bool = False,
-                     look_again: bool = True, batch_size: int = 32, progress=None) -> MeasuredCaptures:
+                     batch_size: int = 32, progress=None) -> MeasuredCaptures:
     """Run the capture stage, score with every facegate variant and every baseline, and embed.
 
     Args:
@@ -129,10 +129,11 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
         recognizer: a :class:`facegate.recognition.Recognizer` (``embed(images, landmarks)``).
         gate: a :class:`facegate.Gate` whose capture stage and scorer to use (its scorer
             serves the view setting it was built with); default: one built from ``weights``
-            and ``detector``.
-        look_again: the default capture stage looks again where it finds no face, as a
-            :class:`facegate.Gate` does by default (and as the training labels were made), so
-            a washed-out face found on a darkened copy is scored, not counted as no face.
+            and ``capture``.
+        capture: the :class:`facegate.capture.CaptureSettings` of the stage built when no
+            ``gate`` is given (default: the gate's defaults, which look again where no face is
+            found, as the training labels were made, so a washed-out face found on a darkened
+            copy is scored, not counted as no face).
         observer: optional :class:`facegate.observer.ObserverScorer`, scored as :data:`OBSERVER`.
         views: test-time view settings to score each member and the ensemble with.
         baselines: also measure :data:`BASELINES`.
@@ -146,7 +147,7 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
         stage, own = None, {}
     scorers = {v: own.get(v) or create_scorer(weights, views=v) for v in views}
     spec = next(iter(scorers.values())).spec
-    stage = stage or CaptureStage(spec, detector=detector, look_again=look_again)
+    stage = stage or CaptureStage(spec, capture or CaptureSettings())
     methods = [Method(m, v) for v in views for m in spec.members] + [Method(ENSEMBLE, v) for v in views]
     methods += (list(BASELINES) if baselines else []) + ([OBSERVER] if observer is not None else [])
     methods += [Method(name, COMPONENT) for name in COMPONENTS] if components else []
