@@ -38,7 +38,9 @@ from facegate.recognition import MobileFaceNetRecognizer
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
-from .fit import _augment, comparable, recorded_settings
+from .augment import augment
+from .checkpoints import comparable, recorded_settings
+from .recipe import SHIPPED
 
 
 #: What may differ between a run and the run it resumes or repeats.
@@ -51,15 +53,15 @@ class DistillConfig:
     recognizer: Path
     arch: str
     out: Path
-    size: int = 128
-    #: framing of the labels' crops (``train.labels.training_spec``: the ArcFace template)
-    margin: float = 0.0
-    epochs: int = 6
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    val_fraction: float = 0.2
-    seed: int = 0
+    size: int = SHIPPED.input_size
+    #: framing of the labels' crops (the shipped spec's: the ArcFace template)
+    margin: float = SHIPPED.spec.margin
+    epochs: int = SHIPPED.distillation.epochs
+    batch_size: int = SHIPPED.distillation.batch_size
+    lr: float = SHIPPED.distillation.lr
+    weight_decay: float = SHIPPED.distillation.weight_decay
+    val_fraction: float = SHIPPED.val_fraction
+    seed: int = SHIPPED.seed
     threads: int | None = None
 
 
@@ -180,7 +182,7 @@ def distill(cfg: DistillConfig, log=print) -> dict:
             batch = order[start : start + cfg.batch_size]
             if len(batch) < 2:
                 continue
-            x = _augment(to_tensor(spec, crops[batch]), gen)
+            x = augment(to_tensor(spec, crops[batch]), gen)
             loss = (1.0 - (student(x) * torch.from_numpy(targets[batch])).sum(1)).mean()
             opt.zero_grad()
             loss.backward()
@@ -202,49 +204,15 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     return {"history": history}
 
 
-class TeacherTerm(nn.Module):
-    """Keeps a distilled backbone seeing faces as the recognizer does while the quality head is
-    fitted: the features, through the distillation's own linear map, stay near the teacher's
-    embedding of each crop (1 - cosine). Over long schedules the distilled start's lead on
-    natural photos was seen to wash out; at the shipped 5-epoch schedule this term was measured
-    and did not help (docs/results.md), so the release leaves it off by default."""
-
-    def __init__(self, targets: np.ndarray, project: nn.Linear):
-        super().__init__()
-        self.register_buffer("targets", torch.from_numpy(targets))
-        self.project = project.requires_grad_(False)  # fixed: a resumed run rebuilds it exactly
-
-    @classmethod
-    def load(cls, folder: Path, arch: str, kept: np.ndarray) -> "TeacherTerm":
-        """From a ``train.distill`` folder (``targets.npz`` and ``<arch>.resume.pt``), for the
-        crops ``kept`` of the same labels."""
-        cache, resume = folder / "targets.npz", folder / f"{arch}.resume.pt"
-        for f in (cache, resume):
-            if not f.exists():
-                raise FileNotFoundError(f"{f}: not there; the teacher term needs a train.distill folder of {arch}")
-        targets = stored_targets(folder, kept)
-        if targets is None:
-            raise ValueError(f"{cache}: its targets were made for other crops (another labels file or framing)")
-        student = torch.load(resume, map_location="cpu", weights_only=True)["student"]
-        weight = student["project.weight"]
-        project = nn.Linear(weight.shape[1], weight.shape[0])
-        project.load_state_dict({"weight": weight, "bias": student["project.bias"]})
-        return cls(targets.astype(np.float32), project)
-
-    def forward(self, features: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        out = nn.functional.normalize(self.project(features), dim=1)
-        return (1.0 - (out * self.targets[torch.from_numpy(rows)]).sum(1)).mean()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--csv", type=Path, required=True)
     parser.add_argument("--recognizer", type=Path, required=True, help="MobileFaceNet checkpoint (the teacher)")
     parser.add_argument("--arch", required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--size", type=int, default=DistillConfig.size, help="crop size (default: %(default)s)")
+    parser.add_argument("--epochs", type=int, default=DistillConfig.epochs, help="(default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=DistillConfig.lr, help="peak learning rate (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     distill(DistillConfig(csv=args.csv, recognizer=args.recognizer, arch=args.arch, out=args.out, size=args.size,

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["Distributed", "ShardedDropout", "SyncBatchNorm2d", "gather", "setup"]
+__all__ = ["Distributed", "ShardedDropout", "SyncBatchNorm2d", "forward_sharded", "gather", "setup", "wrap"]
 
 
 class Distributed:
@@ -149,3 +149,28 @@ def gather(local: torch.Tensor, dist_info: Distributed) -> torch.Tensor:
     padded = torch.cat([local, local.new_zeros((longest - local.shape[0], *local.shape[1:]))])
     parts = all_gather(padded)
     return torch.cat([p[: int(s.item())] for p, s in zip(parts, sizes)])
+
+
+def forward_sharded(module: nn.Module, net: nn.Module, x: torch.Tensor, d: Distributed) -> torch.Tensor:
+    """Predictions for the whole batch ``x``, in its order; under torchrun each rank computes
+    its shard of rows (dropout masks drawn for the whole batch) and the shards are gathered."""
+    import numpy as np
+
+    if not d.active:
+        return module(x)
+    rows = np.arange(len(x))
+    ShardedDropout.shard(net, rows[d.rank :: d.world], len(x))
+    pred = gather(module(x[rows[d.rank :: d.world]]), d)
+    order = np.concatenate([rows[r :: d.world] for r in range(d.world)])
+    return pred[torch.from_numpy(np.argsort(order)).to(pred.device)]
+
+
+def wrap(net: nn.Module, d: Distributed) -> nn.Module:
+    """``net`` as the training step calls it: itself in a world of one, else inside
+    DistributedDataParallel with whole-batch batch norm and dropout (net stays the plain
+    module inside, with the same parameter and buffer names)."""
+    if not d.active:
+        return net
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(ShardedDropout.convert(SyncBatchNorm2d.convert(net)))

@@ -36,7 +36,7 @@ from .data import load_crops, read_csv, split
 from .celeba import celeba_root
 from .celeba import identities as celeba_identities
 from .degradations import downscale, gamma, gaussian_blur, jpeg
-from .fit import correlations, predict
+from .trainer import correlations, predict
 from .lfw import evaluation_people
 
 

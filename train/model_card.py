@@ -1,5 +1,6 @@
 """Write ``facegate/weights/MODEL_CARD.md`` from ``metrics.json`` and ``spec.json``, so the
-card's numbers are always the measured ones.
+card's numbers are always the measured ones and its recipe is the one that ran: the training
+section is rendered from the recorded :class:`train.recipe.Recipe`, never restated.
 
     python -m train.model_card --weights facegate/weights
 """
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from facegate.spec import ScorerSpec
 
+from .recipe import MONOTONE_KINDS, Phase, Recipe, format_stages
+
 
 
 
@@ -21,8 +24,10 @@ def render(spec: ScorerSpec, m: dict) -> str:
         f"# Model card: `{spec.name}`",
         "",
         "Face-capture quality for gating captures before face recognition: an ensemble of",
-        "MobileNetV3-Small and ShuffleNetV2 x1.0 (torchvision architectures, trained from random",
-        "initialisation by this project) with MLP heads, after arXiv 2509.10114.",
+        f"{' and '.join(f'`{a}`' for a in spec.members)} (torchvision architectures, trained by this project"
+        + (" from backbones distilled from the label recognizer" if m.get("distilled") else
+           " from the given backbones" if m.get("pretrained_backbones") else " from random initialisation")
+        + ") with MLP heads, after arXiv 2509.10114.",
         "",
         "## Output",
         f"A score on 0-100, scale `{spec.score_scale}`: " + (
@@ -48,54 +53,8 @@ def render(spec: ScorerSpec, m: dict) -> str:
     ]
     for arch in spec.members:
         lines.append(f"| {arch} | {m['parameters'][arch] / 1e6:.3f} M | {m['macs'][arch] / 1e6:.1f} M at {spec.input_size} px |")
-    lines += _inputs_v2(spec, m) if spec.score_calibration else _inputs_v1(m)
-    if m.get("rank_stage"):
-        lines += [
-            "",
-            f"Then a fine-tuning stage `{m['rank_stage']}` (lr 1e-4 for head and backbone) adds a ranking term,",
-            f"weight {m['rank_weight']:g}: mean(relu({m['rank_margin']:g} - (pred(original) - pred(degraded copy)))) over the",
-            "pairs in a batch (batches keep a photo and its copies together). The utility labels alone barely",
-            "separate mild degradations (the recognizer itself is fairly robust to them), yet a copy made",
-            "from a photo by blurring, darkening or downscaling never carries more information than the photo.",
-        ]
-        if m.get("monotone_weight"):
-            lines += [
-                f"A second term, weight {m['monotone_weight']:g} and the same margin, applies that to copies made on the fly:",
-                "each clean photo in a batch gets a worse copy of its aligned crop (darker: gamma 1.8-4; fewer",
-                "pixels: 8-28 px between the eyes, resampled back; blurrier: sigma 0.6-2.4 px; or noisier: sigma",
-                "5-25), which must score below it. The checkpoint kept is the epoch with the highest validation",
-                "SRCC plus validation order accuracy (share of validation photos that outscore a worse copy",
-                "of themselves, fixed seed); the order accuracy of each epoch is in metrics.json.",
-            ]
-    if m.get("resolution_stage"):
-        lo, hi = m["resolution_eyes"]
-        rank = m.get("resolution_rank_weight", m.get("rank_weight", 0.0) if m.get("rank_stage") else 0.0)
-        lines += [
-            "",
-            f"Last, a stage `{m['resolution_stage']}` (lr 5e-5 for head and backbone) adds a term that applies what",
-            "the utility labels barely say (the recognizer itself is fairly robust to mild loss): a copy made",
-            "from a photo by darkening or downscaling never carries more information than the photo. Each clean",
-            "photo in a batch gets a worse copy of its aligned crop made on the fly, drawn as",
-            f"`{m['resolution_mix']}` (kind:relative weight; darker: gamma 1.8-4; fewer pixels: {lo:g}-{hi:g} px between",
-            "the eyes, resampled back; blurrier: sigma 0.6-2.4 px; noisier: sigma 5-25), and",
-            f"mean(relu({m['resolution_margin']:g} - (pred(photo) - pred(copy)))) enters the loss at weight",
-            f"{m['resolution_weight']:g}" + (f", with the labels' own copies ranked the same way at weight {rank:g}." if rank
-                                             else " (the labels' own copies are not ranked: see `RANK_STAGE` in train/release.py)."),
-        ]
-        if m.get("resolution_copies_only"):
-            lines += ["The photo's prediction in that term is taken as given (no gradient): the term lowers copies",
-                      "and never lifts photos, so it cannot reorder clean photos by brightness or sharpness."]
-        if m.get("resolution_jitter"):
-            j = m["resolution_jitter"]
-            lines += [f"Half the crops of that stage are re-sampled through a random similarity (shift up to {j:.0%} of",
-                      f"the side, scale 1 +- {j:g}, rotation +- {j:g} rad) so that the score does not hang on exactly",
-                      "where the landmarks fell (`train.fit --jitter`)."]
-        if m.get("resolution_consistency"):
-            lines += [_consistency_line(m["resolution_consistency"], "that stage")]
-        lines += [
-            "The checkpoint kept is the epoch with the highest validation SRCC plus validation order accuracy",
-            "(share of validation photos that outscore a worse copy of themselves, fixed seed).",
-        ]
+    lines += _inputs(spec, m)
+    lines += _training(Recipe.from_dict(m["recipe"]), m)
     commands = m.get("commands", [m["command"]])
     if len(commands) > 1:
         lines += ["", f"The shipped weights were made by these {len(commands)} invocations, in order, each later one "
@@ -157,7 +116,6 @@ def render(spec: ScorerSpec, m: dict) -> str:
                              f"{row['observed']:.1f} |")
         lines += ["", "In-sample by construction; docs/evaluation.md has the same table on held-out people "
                   "(`python -m train.edc`)."]
-    v2 = bool(spec.score_calibration)
     lines += [
         "",
         "## Terms and limits",
@@ -166,13 +124,11 @@ def render(spec: ScorerSpec, m: dict) -> str:
           if spec.terms else ["- The terms of these weights are not stated in their spec: they are those of the "
                               "photos, recognizer and starting weights that trained them."]),
         *(["- LFW has no formal licence and is for research use; these weights inherit that: research use.",
-           *(["- CelebA is for non-commercial research use only; weights trained on it inherit that: "
-              "non-commercial research use only."] if v2 else []),
+           "- CelebA is for non-commercial research use only; weights trained on it inherit that: "
+           "non-commercial research use only.",
            "- The MobileFaceNet checkpoint (no licence stated) made the labels and is not shipped.",
-           "- Quality here means usefulness to *that* recognizer on " + ("LFW- and CelebA-like photos (news, "
-           "red-carpet and street photos of mostly adult public figures)." if v2 else "LFW-like photos (news photos "
-           "of mostly"),
-           *([] if v2 else ["  adult public figures, 250x250, JPEG)."])] if "people" not in m else
+           "- Quality here means usefulness to *that* recognizer on LFW- and CelebA-like photos (news, "
+           "red-carpet and street photos of mostly adult public figures)."] if "people" not in m else
           [f"- Trained on the people of `{m['people']}`, labelled by the recognizer named in the command below; "
            "quality here means usefulness to *that* recognizer on photos like those."]),
         "  Other recognizers, cameras and populations can differ: calibrate the threshold on your own captures.",
@@ -185,48 +141,8 @@ def render(spec: ScorerSpec, m: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _inputs_v1(m: dict) -> list[str]:
-    """Views, data, labels and recipe of the fg-utility-v1 weights (facegate 0.1)."""
-    return [
-        "",
-        "Test-time views: `none` (identity), `flip` (+ horizontal flip), `full` (+ vertical flip,",
-        "our reading of the paper's third view; training used both flips so every view is in distribution).",
-        "All views of a batch go through a member in one forward pass.",
-        "",
-        "## Data",
-        "LFW deep-funneled (`../shared/data`): the people of pair folds 1-5 (2,086 people) are held out",
-        "for evaluation and never used. From the other 3,663 people (7,860 photos) the 906 people with",
-        "two or more photos give the training captures: each photo as it is, plus "
-        f"{m.get('variants', 2)} copies degraded at random severities (defocus, motion and Gaussian blur,",
-        "sensor noise, JPEG, under- and over-exposure, low resolution, partial occlusion; one or two per",
-        f"copy). {m['captures']} captures in all; {m['validation_captures']} of them (20% of the people) form the",
-        "identity-disjoint validation split.",
-        "",
-        "## Labels: recognition utility",
-        "Computed with the MobileFaceNet in `../shared/models` (CASIA-WebFace, 256-d image+mirror",
-        "embedding, cosine similarity). For a capture `c` of person `i`:",
-        "",
-        "    z(c) = (mean_r cos(c, r) - mean_k cos(c, k)) / std_k cos(c, k)",
-        "",
-        "with `r` the other clean photos of `i` and `k` every clean photo of the other training people:",
-        "how many impostor standard deviations the capture's genuine similarity sits above its",
-        "impostors. Label = clip(z / 10, 0, 1). Faces are located by MTCNN on the clean photo;",
-        "degradations are applied to the whole photo and the crop is taken with those landmarks",
-        "(jittered by 2% of the eye distance for degraded copies), as the gate would crop it.",
-        "",
-        "## Training",
-        f"Command: `{m['command']}`. It labels (here about 21 min: MTCNN on 7,860 photos, then",
-        "captures at about 20/s), trains both members in parallel processes (times in the table below),",
-        "then measures.",
-        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} (from scratch, so not lower than",
-        "the head's), weight decay 1e-4, step decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1,",
-        f"progressive stages (size:data share:epochs) `{m['stages']}`, best validation SRCC kept.",
-        "Augmentation: horizontal and vertical flips, shifts of up to 4% of the side.",
-    ]
-
-
-def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
-    """Views, data, labels and recipe of weights on the fg-utility-v2 scale."""
+def _inputs(spec: ScorerSpec, m: dict) -> list[str]:
+    """Views, data and labels of weights on the fg-utility-v2 scale."""
     t = m["threshold"]
     return [
         "",
@@ -239,7 +155,7 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         "pair folds 1-5 (3,663 people, 7,860 photos), and the CelebA subset without its evaluation identities",
         "(181 identities, 3,785 in-the-wild photos: red carpets, street shots, sunglasses, hats, profile views).",
         "Every photo of an identity with a good reference besides it (below) gives the photo as it is plus",
-        f"{m.get('variants', 2)} degraded copies: one or two of defocus, motion and Gaussian blur, sensor noise, JPEG",
+        f"{m['recipe']['labels']['variants']} degraded copies: one or two of defocus, motion and Gaussian blur, sensor noise, JPEG",
         "(quality 40-3), under- and over-exposure, low resolution, partial occlusion at random severities; or",
         "(training only) the photo turned 90, 180 or 270 degrees, or re-encoded at JPEG quality 1-5. Every",
         "capture goes through the capture stage as inference does (MTCNN with refined landmarks, look-again,",
@@ -260,43 +176,87 @@ def _inputs_v2(spec: ScorerSpec, m: dict) -> list[str]:
         "order near misses. Why this target and not the recognizer's raw similarity: it is what the score scale",
         "promises, and it depends on the recognizer only through match or no match at one operating point, not",
         "on how its similarities are spread, which other recognizers do not share.",
-        "",
-        "## Training",
-        f"Command: `{m['command']}` (labels, then both members in parallel processes, then the scale; an",
-        "interrupted run carries on from its last epoch when the same command runs again).",
-        f"Recipe: Adam, head lr 5e-4, backbone lr {m.get('lr_backbone', 5e-4):g} "
-        + (f"(backbones from {', '.join(f'`{f}`' for f in m['pretrained_backbones'].values())})"
-           if m.get("pretrained_backbones") else "(from scratch)") + ", weight decay 1e-4, step",
-        "decay x0.5 every 5 epochs, batch 64, MSECorrLoss alpha 1, "
-        + ("progressive stages" if "," in m["stages"] else "one stage") + " (size:data share:epochs)",
-        f"`{m['stages']}`, best validation SRCC kept. Augmentation: horizontal flips and shifts of up to 4% of",
-        "the side (nothing that changes quality)"
-        + (f"; half the crops re-sampled through a random similarity of up to {m['jitter']:g} (`train.fit --jitter`)."
-           if m.get("jitter") else "."),
-        *([_consistency_line(m["consistency"], "phase 1")] if m.get("consistency") else []),
-        *([f"In phase 1 and the last stage the pooled features, through the distillation's own (fixed) linear map, are "
-           f"kept near the recognizer's embedding of each crop: 1 - cosine enters the loss at weight "
-           f"{m['teacher_weight']:g} (`train.fit --teacher-weight`)."] if m.get("teacher_weight") else []),
-        *([f"In phase 1 and the last stage the checkpoint validated and kept is a moving average of the weights "
-           f"(decay {m['ema']:g} per step, ramped up over the first steps; `train.fit --ema`), not the last step's."]
-          if m.get("ema") else []),
-        *([f"Phase 1 is trained {m['soup']} times from one start (the same heads on the same backbones; seeds 0-"
-           f"{m['soup'] - 1} for batch order and augmentation) and the runs' weights averaged, batch-norm statistics "
-           f"measured again on 4,096 training crops (a uniform model soup, `train.soup`)."]
-          if (m.get("soup") or 1) > 1 else []),
-        *_distilled_lines(m.get("distilled") or {}),
-        "How this recipe was chosen (label variants tried, the label-ranking",
-        "stage left out), measured on the validation people only: docs/results.md.",
     ]
 
 
+def _training(recipe: Recipe, m: dict) -> list[str]:
+    """The training section, from the recipe that ran."""
+    lines = ["", "## Training",
+             f"Command: `{m['command']}` (labels, then every member in parallel processes, phase after phase, then "
+             "the scale; an interrupted run carries on from its last epoch when the same command runs again). "
+             "metrics.json records the recipe that ran (`recipe`; the shipped weights': `train.recipe.SHIPPED`), "
+             "and this section is rendered from it.",
+             "Augmentation in every phase: horizontal flips and shifts of up to 4% of the side (nothing that changes "
+             "quality). Validation: identity-disjoint, "
+             f"{recipe.val_fraction:.0%} of the identities (split seed {recipe.split_seed}); seed {recipe.seed}."]
+    lines += _distilled_lines(m.get("distilled") or {})
+    for number, phase in enumerate(recipe.phases, 1):
+        lines += [""] + _phase_lines(phase, number, m)
+    lines += ["", "How this recipe was chosen (label variants tried, a ranking phase on the labels' own copies left",
+              "out), measured on the validation people only: docs/results.md."]
+    return lines
+
+
+def _phase_lines(phase: Phase, number: int, m: dict) -> list[str]:
+    """One phase in words: its start, stages, optimiser, loss terms, averaging and selection."""
+    o, terms = phase.optimiser, phase.terms
+    if number > 1:
+        start = "from the previous phase's kept weights"
+    elif m.get("pretrained_backbones"):
+        start = "from the backbones " + ", ".join(f"`{f}`" for f in m["pretrained_backbones"].values())
+    else:
+        start = "from random initialisation"
+    stages = ("progressive stages" if len(phase.stages) > 1 else "one stage") + \
+        f" (size:data share:epochs) `{format_stages(phase.stages)}`"
+    lines = [f"Phase {number} `{phase.name}`, {start}: {stages}; Adam, head lr {o.lr_head:g}, backbone lr "
+             f"{o.lr_backbone:g}, weight decay {o.weight_decay:g}, step decay x{o.gamma:g} every {o.step_size} epochs, "
+             f"batch {o.batch_size}. Loss: MSECorrLoss (alpha {terms.alpha:g}) on the labels"]
+    if terms.consistency:
+        lines.append(_consistency_line(terms.consistency, "this phase"))
+    if terms.teacher:
+        lines.append(f"The pooled features, through the distillation's own (fixed) linear map, are kept near the "
+                     f"recognizer's embedding of each crop: 1 - cosine enters the loss at weight {terms.teacher:g}.")
+    if terms.rank:
+        lines.append(f"Each degraded copy in the labels must score below the photo it was made from: "
+                     f"mean(relu({terms.margin:g} - (pred(photo) - pred(copy)))) at weight {terms.rank:g} (batches "
+                     "keep a photo and its copies together).")
+    if terms.monotone:
+        lo, hi = terms.monotone_eyes
+        mix = ",".join(f"{k}:{w:g}" for k, w in terms.monotone_mix) or ",".join(f"{k}:1" for k in MONOTONE_KINDS)
+        lines.append(
+            "A copy made from a photo by darkening or downscaling never carries more information than the photo, "
+            "which the utility labels barely say (the recognizer is fairly robust to mild loss): each clean photo in "
+            f"a batch gets a worse copy of its aligned crop made on the fly, drawn as `{mix}` (kind:relative weight; "
+            f"darker: gamma 1.8-4; fewer pixels: {lo:g}-{hi:g} px between the eyes, resampled back; blurrier: sigma "
+            f"0.6-2.4 px; noisier: sigma 5-25), and mean(relu({terms.margin:g} - (pred(photo) - pred(copy)))) enters "
+            f"the loss at weight {terms.monotone:g}"
+            + (" (the photo's prediction taken as given: the term lowers copies and never lifts photos)."
+               if terms.copies_only else "."))
+    if phase.jitter:
+        j = phase.jitter
+        lines.append(f"Half the crops are re-sampled through a random similarity (shift up to {j:.0%} of the side, "
+                     f"scale 1 +- {j:g}, rotation +- {j:g} rad).")
+    if phase.ema:
+        lines.append(f"The checkpoint validated and kept is a moving average of the weights (decay {phase.ema:g} per "
+                     "step, ramped up over the first steps), not the last step's.")
+    if phase.soup > 1:
+        lines.append(f"The phase is trained {phase.soup} times from one start (seeds 0-{phase.soup - 1} for batch "
+                     "order and augmentation) and the runs' weights averaged, batch-norm statistics measured again "
+                     "on 4,096 training crops (a uniform model soup, `train.soup`).")
+    lines.append("Kept per stage: the epoch with the highest validation SRCC"
+                 + (" plus validation order accuracy (share of validation photos that outscore a worse copy of "
+                    "themselves, fixed seed)." if phase.select == "srcc+order" else "."))
+    lines[0] += "."
+    return [" ".join(lines)]
+
+
 def _consistency_line(weight: float, where: str) -> str:
-    from .fit import CONSISTENCY_PIXELS  # torch only when the card has this line
+    from .augment import CONSISTENCY_PIXELS  # torch only when the card has this line
 
     return (f"In {where} every batch is scored twice, the second time with each crop moved by "
             f"1-{CONSISTENCY_PIXELS} px (at 128 px); both views "
             f"learn the label and their mean squared difference enters the loss at weight {weight:g} "
-            "(`train.fit --consistency`): a score that does not hang on the exact framing.")
+            "(`terms.consistency`): a score that does not hang on the exact framing.")
 
 
 def _distilled_lines(distilled: dict) -> list[str]:

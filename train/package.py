@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .release import MEMBERS, TRAINING_SPEC, calibrate_scale, write_weights
+from .recipe import SHIPPED
+from .weights import calibrate_scale, calibrated, write_weights
 
 
 def main(argv=None):
@@ -25,17 +26,16 @@ def main(argv=None):
     parser.add_argument("members_dir", type=Path, help="folder with <arch>.pt from train.fit")
     parser.add_argument("out", type=Path)
     parser.add_argument("--csv", type=Path, required=True, help="the label CSV the members were trained on")
-    parser.add_argument("--members", nargs="+", default=list(MEMBERS))
-    parser.add_argument("--input-size", type=int, default=TRAINING_SPEC.input_size)
+    parser.add_argument("--members", nargs="+", default=list(SHIPPED.members))
+    parser.add_argument("--input-size", type=int, default=SHIPPED.input_size)
     args = parser.parse_args(argv)
     missing = [a for a in args.members if not (args.members_dir / f"{a}.pt").is_file()]
     if missing:
         parser.error(f"{args.members_dir}: no checkpoint for {', '.join(missing)}")
-    spec = TRAINING_SPEC.with_(name=f"facegate-probe.{args.members_dir.name}", members=tuple(args.members),
+    spec = SHIPPED.weights_spec().with_(name=f"facegate-probe.{args.members_dir.name}", members=tuple(args.members),
                                input_size=args.input_size)
     scale = calibrate_scale(args.csv, args.members_dir, spec)
-    spec = spec.with_(score_calibration=scale["knots"], default_threshold=scale["threshold"]["threshold"],
-                      threshold_rule="maximum Youden J on the validation captures (train.package)")
+    spec = calibrated(spec, scale, "maximum Youden J on the validation captures (train.package)")
     print(f"weights: {write_weights(args.members_dir, args.out, spec).name} in {args.out}")
 
 

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import json
 import typing
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from facegate.spec import ScorerSpec
 
 __all__ = ["Stage", "Optimiser", "Terms", "Phase", "LabelSettings", "Distillation", "Recipe", "SHIPPED",
-           "parse_stages", "format_stages", "TERMS"]
+           "parse_stages", "format_stages", "setting_help", "TERMS"]
 
 #: The terms the labelled photos and the labels' recognizer pass on to weights trained on them
 #: (the data's READMEs in ../shared say each); the spec and the model card carry this text.
@@ -158,6 +158,11 @@ class Phase:
     def size(self) -> int:
         return max(s.size for s in self.stages)
 
+    def with_setting(self, dotted: str, text: str) -> "Phase":
+        """A copy with one setting changed from text, e.g. ``stages=128:1:5``,
+        ``optimiser.lr_head=1e-4``, ``terms.monotone=0.5``."""
+        return _set(self, dotted, text)
+
     @property
     def epochs(self) -> int:
         return sum(s.epochs for s in self.stages)
@@ -266,13 +271,13 @@ class Recipe:
         self.phase(name)
         return replace(self, phases=tuple(p for p in self.phases if p.name != name))
 
-    @staticmethod
-    def setting_names() -> list[tuple[str, str]]:
-        """Every ``--set`` name (phases as ``PHASE``) with its help text, for the command's help."""
-        names = []
-        for cls, prefix in ((Recipe, ""), (Phase, "PHASE.")):
-            names += _names(cls, prefix)
-        return names
+    def with_settings(self, settings: list[str]) -> "Recipe":
+        """:meth:`with_setting` for each ``NAME=VALUE`` of a command's ``--set`` options."""
+        recipe = self
+        for item in settings:
+            name, _, value = item.partition("=")
+            recipe = recipe.with_setting(name.strip(), value.strip())
+        return recipe
 
 
 # -- the shipped recipe -----------------------------------------------------------------------
@@ -355,6 +360,8 @@ def _typed(hint, value):
 def _parse(hint, text: str, name: str):
     """A ``--set`` text as the field's type."""
     origin = typing.get_origin(hint)
+    if origin is tuple and typing.get_args(hint)[:1] == (Stage,):
+        return parse_stages(text)  # its own message names the form
     try:
         if hint is bool:
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -391,6 +398,22 @@ def _set(value, dotted: str, text: str):
     return replace(value, **{head: _parse(hint, text, dotted)})
 
 
+def setting_help(cls, value, prefix: str = "") -> str:
+    """Every ``--set`` name of ``cls`` (a Recipe or a Phase) with its help text and its value in
+    ``value``: the help of the commands that take ``--set``, derived from the recipe itself."""
+    lines = []
+    for name, text in _names(cls, prefix):
+        current = value
+        for part in name[len(prefix):].split("."):
+            current = getattr(current, part)
+        lines.append(f"  {name} = {_to_json(current)}: {text}")
+    if cls is Recipe:
+        for phase in value.phases:
+            lines.append(f"  {phase.name}.<setting>: the phase {phase.name!r} (settings as below)")
+        lines += [f"  {n}: {h}" for n, h in _names(Phase, "PHASE.") if n != "PHASE.name"]
+    return "\n".join(lines)
+
+
 def _names(cls, prefix: str) -> list[tuple[str, str]]:
     out = []
     hints = _hints(cls)
@@ -401,6 +424,5 @@ def _names(cls, prefix: str) -> list[tuple[str, str]]:
         if isinstance(hint, type) and is_dataclass(hint):
             out += _names(hint, f"{prefix}{f.name}.")
         else:
-            default = f.default if f.default is not MISSING else None
-            out.append((f"{prefix}{f.name}", f"{f.metadata.get('help', '')} (default {_to_json(default)})"))
+            out.append((f"{prefix}{f.name}", f.metadata.get("help", "")))
     return out

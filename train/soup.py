@@ -30,21 +30,12 @@ from facegate.models import QualityNet, load_member, to_tensor
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
-from .fit import correlations, predict
-from .release import MEMBERS, TRAINING_SPEC
+from .averaging import average_states
+from .recipe import SHIPPED
+from .trainer import correlations, predict
 
 #: Training crops the batch-norm statistics of a soup are measured on (the model card repeats it).
 BN_CROPS = 4096
-
-
-def average_states(states: list[dict]) -> dict:
-    """The mean of each floating-point tensor; counters are taken from the first."""
-    first = states[0]
-    for other in states[1:]:
-        if other.keys() != first.keys() or any(other[k].shape != first[k].shape for k in first):
-            raise ValueError("the members differ in architecture; only runs of one architecture can be averaged")
-    return {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v.clone()
-            for k, v in first.items()}
 
 
 @torch.no_grad()
@@ -82,12 +73,14 @@ def make_soup(ingredients: list[Path], arch: str, out: Path, samples, crops: np.
     return report
 
 
-def soup_members(ingredients: list[Path], out: Path, csv: Path, members=MEMBERS, bn_crops: int = BN_CROPS,
-                 split_seed: int = 0, val_fraction: float = 0.2) -> dict:
+def soup_members(ingredients: list[Path], out: Path, csv: Path, members=SHIPPED.members, bn_crops: int = BN_CROPS,
+                 split_seed: int = SHIPPED.split_seed, val_fraction: float = SHIPPED.val_fraction,
+                 framing: ScorerSpec = SHIPPED.spec) -> dict:
     """Every member in ``members`` averaged over ``ingredients`` into ``out`` (with ``soup.json``,
-    the validation figures of each ingredient and of the soup); returns that report."""
+    the validation figures of each ingredient and of the soup); returns that report. The crops
+    are framed as ``framing`` frames them, at the ingredients' input size."""
     first = torch.load(ingredients[0] / f"{members[0]}.pt", map_location="cpu", weights_only=True)
-    spec = TRAINING_SPEC.with_(input_size=int(first["input_size"]))
+    spec = framing.with_(input_size=int(first["input_size"]))
     samples = read_csv(csv)
     crops, kept = load_crops(samples, spec)
     samples = [samples[i] for i in kept]
@@ -103,10 +96,10 @@ def main(argv=None):
     parser.add_argument("out", type=Path)
     parser.add_argument("ingredients", type=Path, nargs="+", help="train.fit output folders, one start, other seeds")
     parser.add_argument("--csv", type=Path, required=True, help="the label CSV the members were trained on")
-    parser.add_argument("--members", nargs="+", default=list(MEMBERS))
+    parser.add_argument("--members", nargs="+", default=list(SHIPPED.members))
     parser.add_argument("--bn-crops", type=int, default=BN_CROPS, help="training crops the batch-norm statistics are measured on")
-    parser.add_argument("--split-seed", type=int, default=0, help="the runs' --split-seed (which people validate)")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="the runs' --val-fraction")
+    parser.add_argument("--split-seed", type=int, default=SHIPPED.split_seed, help="the runs' --split-seed (which people validate)")
+    parser.add_argument("--val-fraction", type=float, default=SHIPPED.val_fraction, help="the runs' --val-fraction")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if len(args.ingredients) < 2:
