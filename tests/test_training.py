@@ -1,4 +1,8 @@
-"""A tiny real training run: a few labelled crops, two progressive stages, the loss falls."""
+"""Tiny real trainings: a few labelled crops, the trainer with each loss term, resume,
+weight averaging, distillation, soups, the release's pieces and the model card.
+
+Every test here that trains a network is marked ``training``: ``pytest -m "not training"``
+leaves them out for a quick run; ``.ci/run`` runs them all."""
 
 import csv
 from pathlib import Path
@@ -6,13 +10,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import pytest
+
 from facegate.images import load_rgb
+from facegate.models import load_member
 from facegate.spec import ScorerSpec
 from train.data import load_crops, read_csv, split
 from train.degradations import gaussian_blur
-from train.fit import FitConfig, Stage, fit, predict
+from train.fit import FitConfig, fit
 from train.losses import MSECorrLoss
-from facegate.models import load_member
+from train.recipe import SHIPPED, Optimiser, Phase, Recipe, Terms, parse_stages
+from train.trainer import predict
+
+training = pytest.mark.training
+
+
+def phase(stages: str = "48:1:2", batch: int = 8, lr: float | None = None, **changes) -> Phase:
+    """A small phase: ``stages``, batches of ``batch``, one learning rate for head and
+    backbone when ``lr`` is given (else the optimiser's defaults), other Phase fields as given."""
+    optimiser = Optimiser(batch_size=batch) if lr is None else Optimiser(batch_size=batch, lr_head=lr, lr_backbone=lr)
+    return Phase(stages=parse_stages(stages), optimiser=optimiser, **changes)
+
+
+def quiet(*_args):
+    pass
 
 
 def make_dataset(tmp_path, fixtures):
@@ -53,6 +74,7 @@ def test_identity_split_keeps_people_apart(tmp_path, fixtures):
     assert len(train) + len(val) == len(samples)
 
 
+@training
 def test_tiny_progressive_training_lowers_the_loss(tmp_path, fixtures):
     csv_path = make_dataset(tmp_path, fixtures)
     spec = ScorerSpec(input_size=48)
@@ -66,8 +88,7 @@ def test_tiny_progressive_training_lowers_the_loss(tmp_path, fixtures):
     loss_fn = MSECorrLoss(alpha=1.0)
     before = loss_fn(torch.from_numpy(predict(untrained, crops, spec)), target).item()
     result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out",
-                           stages=[Stage(32, 0.5, 3), Stage(48, 1.0, 12)], batch_size=8,
-                           lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, seed=0), log=lambda *_: None)
+                           phase=phase("32:0.5:3,48:1:12", lr=2e-3), val_fraction=0.34, seed=0), log=quiet)
     assert [h["size"] for h in result["history"]] == [32] * 3 + [48] * 12
     assert result["history"][0]["samples"] < result["history"][-1]["samples"]  # data grows per stage
     trained = load_member(tmp_path / "out" / "mobilenet_v3_small.pt")
@@ -79,6 +100,7 @@ def test_tiny_progressive_training_lowers_the_loss(tmp_path, fixtures):
     assert after < before_train, (before, before_train, after)
 
 
+@training
 def test_another_seed_keeps_the_validation_people(tmp_path, fixtures):
     """A rerun with another seed (initialisation, batch order) is compared on the same held-out
     people; only ``split_seed`` changes who they are."""
@@ -86,9 +108,8 @@ def test_another_seed_keeps_the_validation_people(tmp_path, fixtures):
     samples = read_csv(csv_path)
     people = lambda seed: sorted({samples[i].identity for i in split(samples, 0.34, seed)[1]})  # noqa: E731
     other = next(s for s in range(1, 50) if people(s) != people(0))
-    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(32, 1.0, 1)], batch_size=8,
-                    val_fraction=0.34)
-    held_out = {name: fit(FitConfig(out=tmp_path / name, **settings, **kw), log=lambda *_: None)["val_identities"]
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", phase=phase("32:1:1"), val_fraction=0.34)
+    held_out = {name: fit(FitConfig(out=tmp_path / name, **settings, **kw), log=quiet)["val_identities"]
                 for name, kw in [("first", {}), ("seed", {"seed": other}), ("split", {"split_seed": other})]}
     assert held_out["first"] == held_out["seed"] == people(0)
     assert held_out["split"] == people(other) != people(0)
@@ -109,22 +130,22 @@ def _fixture_crops(fixtures, size=128):
 def test_worse_copies_follow_the_mix_and_lose_what_they_say(fixtures):
     import cv2
 
-    from train.fit import parse_mix, worse_copies
+    from train.augment import worse_copies
 
     crops, spec = _fixture_crops(fixtures)
     sharpness = lambda imgs: [cv2.Laplacian(cv2.cvtColor(c, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var() for c in imgs]
     rng = np.random.default_rng(0)
-    smaller = worse_copies(crops, spec.margin, rng, mix=parse_mix("low_resolution:1"), eyes_px=(20.0, 24.0))
+    smaller = worse_copies(crops, spec.margin, rng, mix={"low_resolution": 1.0}, eyes_px=(20.0, 24.0))
     assert all(w < 0.8 * c for w, c in zip(sharpness(smaller), sharpness(crops)))
     assert np.allclose(smaller.mean(), crops.mean(), atol=3)  # resolution lost, not light
-    darker = worse_copies(crops, spec.margin, rng, mix=parse_mix("dark:1,low_resolution:0"))
+    darker = worse_copies(crops, spec.margin, rng, mix=Terms(monotone_mix=(("dark", 1.0), ("low_resolution", 0.0))).mix)
     assert (darker.reshape(3, -1).mean(1) < crops.reshape(3, -1).mean(1) - 10).all()
 
 
 def test_similarity_jitter_moves_crops_slightly_and_only_when_asked():
     """The jitter re-samples about half the crops through a small similarity; at 0 the
     augmentation is the mirror and roll it was."""
-    from train.fit import _augment
+    from train.augment import augment as _augment
 
     x = torch.rand(64, 3, 64, 64)
     plain = _augment(x, torch.Generator().manual_seed(0))
@@ -145,7 +166,7 @@ def test_similarity_jitter_moves_crops_slightly_and_only_when_asked():
 
 
 def test_the_copies_only_term_moves_copies_and_never_their_photos():
-    from train.fit import monotone_term
+    from train.terms import monotone_term
 
     for copies_only in (False, True):
         photo = torch.tensor([0.50, 0.80], requires_grad=True)
@@ -156,17 +177,15 @@ def test_the_copies_only_term_moves_copies_and_never_their_photos():
 
 
 def test_mix_names_must_be_known():
-    import pytest
-
-    from train.fit import parse_mix
-
-    assert parse_mix("dark:1,low_resolution:3") == {"dark": 1.0, "low_resolution": 3.0}
+    assert SHIPPED.with_setting("resolution.terms.monotone_mix", "dark:1,low_resolution:3").phase(
+        "resolution").terms.mix == {"dark": 1.0, "low_resolution": 3.0}
     with pytest.raises(ValueError, match="lowres"):
-        parse_mix("lowres:2")
+        SHIPPED.with_setting("resolution.terms.monotone_mix", "lowres:2")
     with pytest.raises(ValueError, match="more than 0"):
-        parse_mix("dark:0")
+        Terms(monotone_mix=(("dark", 0.0),))
 
 
+@training
 def test_fine_tuning_with_worse_copies_records_order_accuracy(tmp_path, fixtures):
     """The on-the-fly term trains end to end: every epoch measures how often a validation
     photo outscores a worse copy of itself, with copies drawn from the configured mix."""
@@ -181,26 +200,25 @@ def test_fine_tuning_with_worse_copies_records_order_accuracy(tmp_path, fixtures
         writer = csv_module.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out",
-                           stages=[Stage(48, 1.0, 2)], batch_size=8, val_fraction=0.34, seed=0,
-                           rank_weight=1.0, rank_margin=0.02, monotone_weight=1.0,
-                           monotone_mix="low_resolution:3,dark:1", monotone_eyes=(14.0, 30.0),
-                           select="srcc+order"), log=lambda *_: None)
+    terms = Terms(rank=1.0, margin=0.02, monotone=1.0, monotone_mix=(("low_resolution", 3.0), ("dark", 1.0)),
+                  monotone_eyes=(14.0, 30.0))
+    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out", val_fraction=0.34, seed=0,
+                           phase=phase("48:1:2", terms=terms, select="srcc+order")), log=quiet)
     assert all(0.0 <= h["order"] <= 1.0 for h in result["history"])
     assert all(np.isfinite(h["loss"]) for h in result["history"])
     assert "order" in result["best"]
 
 
+@training
 def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtures):
     """Stopped after 3 of 5 epochs (mid-stage, and with the monotone term drawing random
     copies) and run again with the same settings: the same history and weights as one run."""
     csv_path = make_dataset(tmp_path, fixtures)
     torch.set_num_threads(1)
-    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(32, 0.5, 2), Stage(48, 1.0, 3)],
-                    batch_size=6, lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, seed=2,
-                    monotone_weight=0.5, margin=0.0)
-    whole = fit(FitConfig(out=tmp_path / "whole", **settings), log=lambda *_: None)
-    first = fit(FitConfig(out=tmp_path / "parts", stop_after_epochs=3, **settings), log=lambda *_: None)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", val_fraction=0.34, seed=2, margin=0.0,
+                    phase=phase("32:0.5:2,48:1:3", batch=6, lr=2e-3, terms=Terms(monotone=0.5)))
+    whole = fit(FitConfig(out=tmp_path / "whole", **settings), log=quiet)
+    first = fit(FitConfig(out=tmp_path / "parts", stop_after_epochs=3, **settings), log=quiet)
     assert first["stopped"] and len(first["history"]) == 3
     assert (tmp_path / "parts" / "mobilenet_v3_small.resume.pt").is_file()
     told = []
@@ -213,6 +231,7 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
     assert not (tmp_path / "parts" / "mobilenet_v3_small.resume.pt").exists()  # finished
     # the release command skips a member finished with these settings, and only then
     import json
+    from dataclasses import replace
 
     from train.release import finished
 
@@ -225,37 +244,34 @@ def test_an_interrupted_training_carries_on_to_the_same_weights(tmp_path, fixtur
     history = tmp_path / "parts" / "mobilenet_v3_small.history.json"
     # a record made before a setting existed holds none for it: it stands for the default
     recorded = json.loads(history.read_text())
-    del recorded["fingerprint"]["jitter"]
+    del recorded["fingerprint"]["phase"]["jitter"], recorded["fingerprint"]["phase"]["terms"]["copies_only"]
     history.write_text(json.dumps(recorded))
     assert finished(FitConfig(out=tmp_path / "parts", **settings))
-    assert not finished(FitConfig(out=tmp_path / "parts", **{**settings, "jitter": 0.02}))
-    older = json.loads(history.read_text())
-    del older["fingerprint"]  # as histories were written before they carried one
-    history.write_text(json.dumps(older))
-    assert finished(FitConfig(out=tmp_path / "parts", **settings))
+    jittered = replace(settings["phase"], jitter=0.02)
+    assert not finished(FitConfig(out=tmp_path / "parts", **{**settings, "phase": jittered}))
     # other settings do not silently resume someone else's run
-    fit(FitConfig(out=tmp_path / "other", stop_after_epochs=1, **settings), log=lambda *_: None)
-    changed = {**settings, "lr_head": 1e-3}
-    import pytest
-
+    fit(FitConfig(out=tmp_path / "other", stop_after_epochs=1, **settings), log=quiet)
+    changed = {**settings, "phase": settings["phase"].with_setting("optimiser.lr_head", "1e-3")}
     with pytest.raises(ValueError, match="other settings"):
-        fit(FitConfig(out=tmp_path / "other", **changed), log=lambda *_: None)
+        fit(FitConfig(out=tmp_path / "other", **changed), log=quiet)
 
 
+@training
 def test_a_weight_averaged_training_keeps_the_average_and_beside_it_the_run_without_one(tmp_path, fixtures):
-    """--ema validates and keeps a moving average of the weights; the training steps are those
+    """Phase.ema validates and keeps a moving average of the weights; the training steps are those
     of the run without it, whose best is kept as <arch>.raw.pt (the same file that run keeps);
     stopped and run again, it carries the average on to the same weights."""
-    import pytest
+    from dataclasses import replace
 
-    from train.fit import WeightAverage
+    from train.averaging import WeightAverage
 
     csv_path = make_dataset(tmp_path, fixtures)
     torch.set_num_threads(1)
-    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(48, 1.0, 3)], batch_size=6,
-                    lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, seed=1, monotone_weight=0.5, margin=0.0)
-    plain = fit(FitConfig(out=tmp_path / "plain", **settings), log=lambda *_: None)
-    averaged = fit(FitConfig(out=tmp_path / "ema", ema=0.9, **settings), log=lambda *_: None)
+    plain_phase = phase("48:1:3", batch=6, lr=2e-3, terms=Terms(monotone=0.5))
+    ema = replace(plain_phase, ema=0.9)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", val_fraction=0.34, seed=1, margin=0.0)
+    plain = fit(FitConfig(out=tmp_path / "plain", phase=plain_phase, **settings), log=quiet)
+    averaged = fit(FitConfig(out=tmp_path / "ema", phase=ema, **settings), log=quiet)
     assert [h["loss"] for h in averaged["history"]] == [h["loss"] for h in plain["history"]]
     assert [h["raw_srcc"] for h in averaged["history"]] == [h["srcc"] for h in plain["history"]]
 
@@ -267,8 +283,8 @@ def test_a_weight_averaged_training_keeps_the_average_and_beside_it_the_run_with
     assert not all(torch.equal(kept[k], raw[k]) for k in raw)
     assert load_member(tmp_path / "ema" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
     # interrupted after one epoch and run again: the average carries on
-    fit(FitConfig(out=tmp_path / "parts", ema=0.9, stop_after_epochs=1, **settings), log=lambda *_: None)
-    fit(FitConfig(out=tmp_path / "parts", ema=0.9, **settings), log=lambda *_: None)
+    fit(FitConfig(out=tmp_path / "parts", phase=ema, stop_after_epochs=1, **settings), log=quiet)
+    fit(FitConfig(out=tmp_path / "parts", phase=ema, **settings), log=quiet)
     resumed = weights("parts")
     assert all(torch.equal(resumed[k], kept[k]) for k in kept)
     # the average itself: ramped decay, batch counters copied, nonsense decays refused
@@ -285,33 +301,31 @@ def test_a_weight_averaged_training_keeps_the_average_and_beside_it_the_run_with
             WeightAverage(net, bad)
 
 
+@training
 def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path, fixtures):
     """--device cuda without a GPU stops with the reason; --device auto trains on the CPU."""
-    import pytest
-
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the refusal cannot be seen here")
     csv_path = make_dataset(tmp_path, fixtures)
-    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(32, 1.0, 1)], batch_size=8)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", phase=phase("32:1:1"))
     with pytest.raises(RuntimeError, match="no GPU"):
-        fit(FitConfig(out=tmp_path / "cuda", device="cuda", **settings), log=lambda *_: None)
+        fit(FitConfig(out=tmp_path / "cuda", device="cuda", **settings), log=quiet)
     told = []
     fit(FitConfig(out=tmp_path / "auto", device="auto", **settings), log=told.append)
     assert "on cpu" in told[0]
 
 
+@training
 def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fixtures, shared):
     """train.distill: the teacher's targets do not change under the mirror (the augmentation
     keeps its target), the student moves toward them, and the backbone it writes is what
     train.fit --pretrained-backbone starts from."""
-    import pytest
-
     from facegate.models import build_member, load_backbone_weights, to_tensor
     from facegate.recognition import MobileFaceNetRecognizer
     from train.distill import DistillConfig, distill, teacher_targets
 
     csv_path = make_dataset(tmp_path, fixtures)
-    spec = ScorerSpec(input_size=48, margin=0.2)  # make_dataset's framing
+    spec = ScorerSpec(input_size=48)  # make_dataset's framing
     crops, _ = load_crops(read_csv(csv_path), spec)
     teacher = MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt"))
     targets = teacher_targets(crops, spec, teacher)
@@ -323,9 +337,9 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
 
     out = tmp_path / "distilled"
     cfg = DistillConfig(csv=csv_path, recognizer=shared / "models" / "mobilefacenet_casia.ckpt",
-                        arch="mobilenet_v3_small", out=out, size=48, margin=0.2, epochs=12, batch_size=8,
+                        arch="mobilenet_v3_small", out=out, size=48, epochs=12, batch_size=8,
                         lr=3e-3, val_fraction=0.34)
-    history = distill(cfg, log=lambda *_: None)["history"]
+    history = distill(cfg, log=quiet)["history"]
     assert len(history) == 12
     assert np.mean([h["loss"] for h in history[-3:]]) < np.mean([h["loss"] for h in history[:3]])
 
@@ -337,44 +351,43 @@ def test_distilled_backbone_learns_the_recognizer_and_starts_a_fit(tmp_path, fix
     # also when it names the labels through another path; other settings are refused
     (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)
     relinked = DistillConfig(**{**vars(cfg), "csv": tmp_path / "link" / csv_path.name})
-    assert distill(relinked, log=lambda *_: None)["history"] == history
+    assert distill(relinked, log=quiet)["history"] == history
     with pytest.raises(ValueError, match="other settings"):
-        distill(DistillConfig(**{**vars(cfg), "lr": 1e-3}), log=lambda *_: None)
-    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "fit", stages=[Stage(48, 1.0, 1)],
-                           batch_size=8, val_fraction=0.34, margin=0.2,
-                           pretrained_backbone=out / "mobilenet_v3_small.backbone.pt"), log=lambda *_: None)
+        distill(DistillConfig(**{**vars(cfg), "lr": 1e-3}), log=quiet)
+    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "fit", phase=phase("48:1:1"),
+                           val_fraction=0.34, pretrained_backbone=out / "mobilenet_v3_small.backbone.pt"), log=quiet)
     assert len(result["history"]) == 1
 
     # the teacher term: a fit that keeps it ends nearer the recognizer's view than one without
-    from train.distill import TeacherTerm
+    from train.terms import TeacherTerm
 
     _, kept = load_crops(read_csv(csv_path), spec)
     term = TeacherTerm.load(out, "mobilenet_v3_small", kept)
     with torch.inference_mode():
         start = build_member("mobilenet_v3_small")
         load_backbone_weights(start, str(out / "mobilenet_v3_small.backbone.pt"))
-        drift = {"start": float(term(start.train(False).forward_features(to_tensor(spec, crops)), np.arange(len(kept))))}
+        drift = {"start": float(term.distance(start.train(False).forward_features(to_tensor(spec, crops)),
+                                              np.arange(len(kept))))}
     for weight in (0.0, 20.0):
         fitted = tmp_path / f"teacher_{weight}"
-        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=fitted, stages=[Stage(48, 1.0, 4)], batch_size=8,
-                      val_fraction=0.34, margin=0.2, lr_backbone=1e-2,
-                      pretrained_backbone=out / "mobilenet_v3_small.backbone.pt",
-                      teacher=out if weight else None, teacher_weight=weight), log=lambda *_: None)
+        taught = Phase(stages=parse_stages("48:1:4"), optimiser=Optimiser(batch_size=8, lr_backbone=1e-2),
+                       terms=Terms(teacher=weight))
+        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=fitted, phase=taught, val_fraction=0.34,
+                      pretrained_backbone=out / "mobilenet_v3_small.backbone.pt", teacher=out if weight else None),
+            log=quiet)
         net = load_member(fitted / "mobilenet_v3_small.pt", "mobilenet_v3_small").train(False)
         with torch.inference_mode():
             features = net.forward_features(to_tensor(spec, crops))
-            drift[weight] = float(term(features, np.arange(len(kept))))
+            drift[weight] = float(term.distance(features, np.arange(len(kept))))
     assert drift[20.0] < min(drift[0.0], drift["start"]) - 0.05
     with pytest.raises(ValueError, match="other crops"):
         TeacherTerm.load(out, "mobilenet_v3_small", kept[:-1])
-    with pytest.raises(ValueError, match="needs --teacher DIR"):
-        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "no_teacher", stages=[Stage(48, 1.0, 1)],
-                      batch_size=8, val_fraction=0.34, margin=0.2, teacher_weight=1.0), log=lambda *_: None)
+    with pytest.raises(ValueError, match="needs a train.distill folder"):
+        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "no_teacher", val_fraction=0.34,
+                      phase=phase("48:1:1", terms=Terms(teacher=1.0))), log=quiet)
 
 
 def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):
-    import pytest
-
     from train.release import backbone_file
 
     assert backbone_file(None, "mobilenet_v3_small") is None  # from scratch
@@ -385,45 +398,48 @@ def test_release_finds_each_members_backbone_or_stops_before_training(tmp_path):
 
 
 def test_release_passes_the_teacher_term_to_its_fits_only_with_distilled_backbones(tmp_path):
-    import argparse
+    from train.release import Release
 
-    import pytest
-
-    from train.release import teacher_term
-
-    assert teacher_term(argparse.Namespace(teacher_weight=0.0, pretrained_backbones=None)) == {}
-    assert teacher_term(argparse.Namespace(teacher_weight=1.0, pretrained_backbones=tmp_path)) == {
-        "teacher": tmp_path, "teacher_weight": 1.0}
+    taught = SHIPPED.with_setting("members.terms.teacher", "1")
+    release = Release(taught, tmp_path, tmp_path / "work", tmp_path / "out")
+    plain = release.fit_configs(SHIPPED.phase("members"), {a: {} for a in SHIPPED.members})
+    assert all(c.teacher is None and c.margin == SHIPPED.spec.margin for c in plain)
     with pytest.raises(SystemExit, match="needs distilled backbones"):
-        teacher_term(argparse.Namespace(teacher_weight=1.0, pretrained_backbones=None))
+        release.fit_configs(taught.phase("members"), {a: {} for a in SHIPPED.members})
+    (tmp_path / "work" / "distilled").mkdir(parents=True)
+    (tmp_path / "work" / "distilled" / "targets.npz").write_bytes(b"")
+    configs = release.fit_configs(taught.phase("members"), {a: {} for a in SHIPPED.members})
+    assert all(c.teacher == tmp_path / "work" / "distilled" and c.phase.terms.teacher == 1.0 for c in configs)
 
 
+@training
 def test_release_phase_zero_distills_both_members_once(tmp_path, fixtures, shared):
     """The release's phase 0 makes the teacher's targets once, distills every member's backbone
     in parallel processes, records them for the model card, and does not redo a finished one."""
-    import argparse
+    from train.release import LABELS, Release, backbone_file, distill_record
 
-    from train.release import MEMBERS, backbone_file, distill_record, run_distills
+    recipe = SHIPPED.with_settings(["members.stages=48:1:1", "resolution.stages=48:1:1", "distillation.epochs=1"])
+    release = Release(recipe, shared, tmp_path / "work", tmp_path / "out", jobs=2)
+    (tmp_path / "work" / LABELS).mkdir(parents=True)
+    csv_path = make_dataset(tmp_path / "work" / LABELS, fixtures)
+    assert csv_path == release.csv
+    out = release.distill()
+    assert all(backbone_file(out, a).stat().st_size > 0 for a in recipe.members)
+    record = distill_record(out, recipe.members)
+    assert set(record) == set(recipe.members) and all(r["epochs"] == 1 and r["size"] == 48 for r in record.values())
+    made = {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in recipe.members}
+    release.distill()
+    assert {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in recipe.members} == made
 
-    csv_path = make_dataset(tmp_path, fixtures)
-    args = argparse.Namespace(stages="48:1:1", recognizer=shared / "models" / "mobilefacenet_casia.ckpt",
-                              distill_epochs=1, jobs=2)
-    out = run_distills(args, csv_path, tmp_path / "distilled")
-    assert all(backbone_file(out, a).stat().st_size > 0 for a in MEMBERS)
-    record = distill_record(out)
-    assert set(record) == set(MEMBERS) and all(r["epochs"] == 1 and r["size"] == 48 for r in record.values())
-    made = {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in MEMBERS}
-    run_distills(args, csv_path, out)
-    assert {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in MEMBERS} == made
 
-
+@training
 def test_a_trained_member_packaged_alone_is_weights_the_gate_scores_with(tmp_path, fixtures):
     from facegate import Gate
     from train.package import main as package
 
     csv_path = make_dataset(tmp_path, fixtures)
-    fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "members", stages=[Stage(48, 1.0, 1)],
-                  batch_size=8, val_fraction=0.34, margin=0.0), log=lambda *_: None)
+    fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "members", phase=phase("48:1:1"),
+                  val_fraction=0.34), log=quiet)
     package([str(tmp_path / "members"), str(tmp_path / "weights"), "--csv", str(csv_path),
              "--members", "mobilenet_v3_small", "--input-size", "48"])
     gate = Gate(weights=tmp_path / "weights", threads=1)
@@ -435,7 +451,7 @@ def test_a_trained_member_packaged_alone_is_weights_the_gate_scores_with(tmp_pat
 
 
 def test_the_consistency_view_moves_each_crop_by_whole_pixels_never_by_none():
-    from train.fit import moved_by_pixels
+    from train.augment import moved_by_pixels
 
     x = torch.rand(32, 3, 20, 20)
     moved = moved_by_pixels(x, torch.Generator().manual_seed(0), 3)
@@ -455,84 +471,95 @@ def test_the_consistency_view_moves_each_crop_by_whole_pixels_never_by_none():
     assert all(torch.equal(moved[i, :, row], moved[i, :, dy]) for row in range(dy))
 
 
+@training
 def test_a_training_with_the_consistency_term_scores_each_batch_twice_and_records_it(tmp_path, fixtures):
     """The term trains end to end (both views through the net, finite losses) and is part of
     what a resumed run must share: a run recorded before the setting existed had it off."""
-    from train.fit import DEFAULT_FINGERPRINT, fingerprint
-
     csv_path = make_dataset(tmp_path, fixtures)
-    cfg = FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out", stages=[Stage(48, 1.0, 2)],
-                    batch_size=8, val_fraction=0.34, seed=0, consistency=5.0)
-    result = fit(cfg, log=lambda *_: None)
+    cfg = FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "out", val_fraction=0.34, seed=0,
+                    phase=phase("48:1:2", terms=Terms(consistency=5.0)))
+    result = fit(cfg, log=quiet)
     assert all(np.isfinite(h["loss"]) for h in result["history"]) and len(result["history"]) == 2
-    assert result["config"]["consistency"] == 5.0 and fingerprint(cfg)["consistency"] == 5.0
-    assert DEFAULT_FINGERPRINT["consistency"] == 0.0
+    assert result["config"]["phase"]["terms"]["consistency"] == 5.0
+    assert FitConfig(csv=None, arch=None, out=None).fingerprint()["phase"]["terms"]["consistency"] == 0.0
+
+
+def _card(recipe: Recipe) -> str:
+    import json
+
+    from train.model_card import render
+
+    weights = Path(__file__).resolve().parents[1] / "facegate" / "weights"
+    metrics = json.loads((weights / "metrics.json").read_text())
+    return render(ScorerSpec.load(weights / "spec.json"), {**metrics, "recipe": recipe.to_dict()})
+
+
+def test_the_model_card_is_the_shipped_recipe_rendered():
+    """The committed card is what train.model_card renders from metrics.json, whose recipe is
+    the shipped one: the card restates nothing by hand."""
+    import json
+
+    weights = Path(__file__).resolve().parents[1] / "facegate" / "weights"
+    metrics = json.loads((weights / "metrics.json").read_text())
+    assert Recipe.from_dict(metrics["recipe"]) == SHIPPED
+    assert _card(SHIPPED) == (weights / "MODEL_CARD.md").read_text()
+    card = _card(SHIPPED.with_setting("resolution.optimiser.lr_head", "2e-5"))
+    assert "head lr 2e-05, backbone lr 5e-05" in card and "head lr 5e-05" not in card
 
 
 def test_the_model_card_says_where_the_consistency_term_was_used_and_how_far_crops_moved():
-    """Rendered from the shipped metrics with the term switched on: phase 1 and the last stage
-    each get their line, with the move the training really used."""
-    import json
+    """Rendered from the shipped recipe with the term switched on in both phases: each phase
+    gets its line, with the move the training really used."""
+    from train.augment import CONSISTENCY_PIXELS
 
-    from train.fit import CONSISTENCY_PIXELS
-    from train.model_card import render
-
-    weights = Path(__file__).resolve().parents[1] / "facegate" / "weights"
-    spec = ScorerSpec.load(weights / "spec.json")
-    metrics = json.loads((weights / "metrics.json").read_text())
-    assert "scored twice" not in render(spec, metrics)
-    card = render(spec, {**metrics, "consistency": 50.0, "resolution_consistency": 20.0})
+    assert "scored twice" not in _card(SHIPPED)
+    card = _card(SHIPPED.with_settings(["members.terms.consistency=50", "resolution.terms.consistency=20"]))
     lines = [line for line in card.splitlines() if "scored twice" in line]
-    assert len(lines) == 2 and "phase 1" in lines[0] and "that stage" in lines[1]
+    assert len(lines) == 2 and "`members`" in lines[0] and "`resolution`" in lines[1]
     assert all(f"1-{CONSISTENCY_PIXELS} px" in line for line in lines)
-    assert "weight 50" in card and "weight 20" in card
+    assert "weight 50" in lines[0] and "weight 20" in lines[1]
 
 
 def test_the_model_card_names_the_teacher_term_only_when_it_was_used():
-    import json
-
-    from train.model_card import render
-
-    weights = Path(__file__).resolve().parents[1] / "facegate" / "weights"
-    spec = ScorerSpec.load(weights / "spec.json")
-    metrics = json.loads((weights / "metrics.json").read_text())
-    assert "--teacher-weight" not in render(spec, metrics)
-    card = render(spec, {**metrics, "teacher_weight": 2.0})
+    assert "1 - cosine enters the loss" not in _card(SHIPPED)
+    card = _card(SHIPPED.with_setting("members.terms.teacher", "2"))
     assert "recognizer's embedding of each crop: 1 - cosine enters the loss at weight 2" in card
     assert "moving average of the weights" not in card
-    assert "(decay 0.998 per step" in render(spec, {**metrics, "ema": 0.998})
+    assert "(decay 0.998 per step" in _card(SHIPPED.with_setting("members.ema", "0.998"))
 
 
+@training
 def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(tmp_path, fixtures):
-    """train.release --soup 2: phase 1 trained twice from one start, the start a plain run of
+    """A phase with soup 2: phase 1 trained twice from one start, the start a plain run of
     seed 0 draws (so that run is one of the ingredients, bit for bit); the soup is the average
     weight by weight, with batch-norm statistics measured again on training crops (the mean of
     what each layer sees there), not averaged; the validation figures of each run and of the
     soup are reported; runs of different architectures are refused; the model card says so."""
-    import argparse
     import json
     import os
-
-    import pytest
+    from dataclasses import replace
 
     from facegate.models import build_member
-    from train.model_card import render
-    from train.release import soup_phase
-    from train.soup import average_states, measure_batch_norm
+    from train.averaging import average_states
+    from train.release import Release, soup_phase
+    from train.soup import measure_batch_norm
 
     csv_path = make_dataset(tmp_path, fixtures)
     torch.set_num_threads(1)
-    settings = dict(csv=csv_path, arch="mobilenet_v3_small", stages=[Stage(48, 1.0, 2)], batch_size=6,
-                    lr_head=2e-3, lr_backbone=2e-3, val_fraction=0.34, margin=0.0)
+    plain_phase = phase("48:1:2", batch=6, lr=2e-3)
+    settings = dict(csv=csv_path, arch="mobilenet_v3_small", val_fraction=0.34, margin=0.0)
     # one job: the release fits in this process on every core; the plain run alike
-    fit(FitConfig(out=tmp_path / "plain", threads=os.cpu_count() or 1, **settings), log=lambda *_: None)
-    args = argparse.Namespace(work=tmp_path / "work", soup=2, jobs=1, skip_training=False)
-    records = soup_phase(args, [FitConfig(out=tmp_path / "members", **settings)], tmp_path / "members")
+    from facegate.runtime import available_cores
+
+    fit(FitConfig(out=tmp_path / "plain", phase=plain_phase, threads=available_cores(), **settings), log=quiet)
+    release = Release(SHIPPED, tmp_path, tmp_path / "work", tmp_path / "out", jobs=1)
+    souped = replace(plain_phase, soup=2)
+    records = soup_phase(release, [FitConfig(out=tmp_path / "members", phase=souped, **settings)])
 
     def weights(folder):
         return torch.load(tmp_path / folder / "mobilenet_v3_small.pt", weights_only=True)["state_dict"]
 
-    soup, a, b, plain = weights("members"), weights("work/soup/seed0"), weights("work/soup/seed1"), weights("plain")
+    soup, a, b, plain = weights("members"), weights("members.soup/seed0"), weights("members.soup/seed1"), weights("plain")
     assert all(torch.equal(a[k], plain[k]) for k in plain)
     assert not torch.equal(a["head.0.weight"], b["head.0.weight"])  # the seeds did train apart
     for name in ("head.0.weight", "head.3.bias", "features.0.0.weight"):
@@ -540,7 +567,7 @@ def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(t
     bn_mean = "features.0.1.running_mean"
     assert not torch.allclose(soup[bn_mean], (a[bn_mean] + b[bn_mean]) / 2)
     report = json.loads((tmp_path / "members" / "soup.json").read_text())["mobilenet_v3_small"]
-    assert set(report["ingredients"]) == {str(tmp_path / "work" / "soup" / f"seed{k}") for k in (0, 1)}
+    assert set(report["ingredients"]) == {str(tmp_path / "members.soup" / f"seed{k}") for k in (0, 1)}
     assert records["mobilenet_v3_small"]["best"]["srcc"] == report["soup"]["srcc"]
     assert records["mobilenet_v3_small"]["epochs"] == 4
     assert load_member(tmp_path / "members" / "mobilenet_v3_small.pt", "mobilenet_v3_small") is not None
@@ -565,8 +592,5 @@ def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(t
     with pytest.raises(ValueError, match="differ in architecture"):
         average_states([net.state_dict(), build_member("shufflenet_v2_x1_0").state_dict()])
 
-    weights_dir = Path(__file__).resolve().parents[1] / "facegate" / "weights"
-    spec = ScorerSpec.load(weights_dir / "spec.json")
-    metrics = json.loads((weights_dir / "metrics.json").read_text())
-    assert "model soup" not in render(spec, metrics)
-    assert "trained 3 times from one start" in render(spec, {**metrics, "soup": 3})
+    assert "model soup" not in _card(SHIPPED)
+    assert "trained 3 times from one start" in _card(SHIPPED.with_setting("members.soup", "3"))

@@ -349,7 +349,7 @@ def parse(argv=None) -> tuple[argparse.Namespace, Recipe]:
         for name in args.without_phase:
             recipe = recipe.without_phase(name)
     except (ValueError, KeyError, OSError) as exc:
-        parser.error(str(exc).strip("'\""))
+        parser.error(str(exc.args[0]) if exc.args else str(exc))
     return args, recipe
 
 
