@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["ARCFACE_112", "quality_template", "resize_crop", "shrink_for_warp", "similarity_transform",
+__all__ = ["ARCFACE_112", "MOBILEFACENET_TEMPLATE", "quality_template", "resize_crop", "shrink_for_warp", "similarity_transform",
            "warp_to_template"]
 
 #: The usual 112x112 five-point template (left eye, right eye, nose, mouth left, mouth right).
@@ -137,3 +137,15 @@ def resize_crop(crop: np.ndarray, size: int) -> np.ndarray:
         return crop
     interp = cv2.INTER_AREA if min(crop.shape[:2]) > size else cv2.INTER_LINEAR
     return cv2.resize(crop, (size, size), interpolation=interp)
+
+
+#: Five-point template of the 96 wide x 112 high MobileFaceNet input.
+MOBILEFACENET_TEMPLATE = np.array(
+    [
+        [30.2946, 51.6963],
+        [65.5318, 51.5014],
+        [48.0252, 71.7366],
+        [33.5493, 92.3655],
+        [62.7299, 92.2041],
+    ]
+)

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .alignment import warp_to_template
+from .alignment import MOBILEFACENET_TEMPLATE, warp_to_template
 from .errors import WeightsError
-from .recognition import MOBILEFACENET_TEMPLATE
 
 __all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "STAGE_CHANNELS", "STAGE_NAMES"]
 

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torchvision
 
 from .errors import ConfigError, WeightsError
-from .scorer import Scores, check_crops, combine, open_weights, resolve_views
+from .scores import Scores, check_crops, combine, open_weights, resolve_views
 from .spec import ScorerSpec
 
 __all__ = [

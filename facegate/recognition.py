@@ -14,6 +14,7 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
+from .alignment import MOBILEFACENET_TEMPLATE
 from .errors import WeightsError
 
 __all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACENET_TEMPLATE", "STAGE_CHANNELS",
@@ -21,18 +22,6 @@ __all__ = ["MobileFaceNet", "MobileFaceNetRecognizer", "Recognizer", "MOBILEFACE
 
 #: The names :mod:`facegate.mobilefacenet` defines, imported from there on first use (PEP 562).
 _NETWORK_NAMES = ("MobileFaceNet", "MobileFaceNetRecognizer", "STAGE_CHANNELS", "STAGE_NAMES")
-
-#: Five-point template of the 96 wide x 112 high MobileFaceNet input.
-MOBILEFACENET_TEMPLATE = np.array(
-    [
-        [30.2946, 51.6963],
-        [65.5318, 51.5014],
-        [48.0252, 71.7366],
-        [33.5493, 92.3655],
-        [62.7299, 92.2041],
-    ]
-)
-
 
 class Recognizer(Protocol):
     """Maps faces to L2-normalised embeddings compared by cosine similarity."""

@@ -121,7 +121,7 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
     """The bootstrap behind docs/results.md's comparison of two weights: the perfect order
     closes the whole gap, a random one about none, and their difference is far from zero;
     the same order twice differs by exactly nothing."""
-    from train.gap_bootstrap import paired_bootstrap
+    from train.studies.gap_bootstrap import paired_bootstrap
 
     rng = np.random.default_rng(0)
     genuine = rng.normal(0.6, 0.15, 600)
@@ -139,7 +139,7 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
 def test_the_bootstrap_resamples_people_whose_comparisons_go_together():
     """CelebA and validation people give many comparisons each: two orders that err person by
     person differ by less than a comparison-level bootstrap claims; resampling people shows it."""
-    from train.gap_bootstrap import paired_bootstrap
+    from train.studies.gap_bootstrap import paired_bootstrap
 
     rng = np.random.default_rng(0)
     people = np.repeat(np.arange(30), 20)
@@ -156,7 +156,7 @@ def test_the_bootstrap_resamples_people_whose_comparisons_go_together():
 def test_the_bootstrap_says_what_it_lacks_before_loading_anything(tmp_path, capsys):
     import pytest
 
-    from train.gap_bootstrap import main
+    from train.studies.gap_bootstrap import main
 
     with pytest.raises(SystemExit):
         main([str(tmp_path), str(tmp_path), "--sets", "validation"])
@@ -167,9 +167,9 @@ def test_the_bootstrap_says_what_it_lacks_before_loading_anything(tmp_path, caps
 
 
 def test_misses_by_kind_counts_the_failures_a_quality_leaves_in():
-    """train.edc_misses' table: a quality that knows the comparison scores takes out only
+    """train.studies.edc_misses' table: a quality that knows the comparison scores takes out only
     failures, one that ranks a kind's matching pairs lowest wastes its discards on them."""
-    from train.edc_misses import misses_by_kind
+    from train.studies.edc_misses import misses_by_kind
 
     rng = np.random.default_rng(1)
     kinds = np.array(["blur", "noise"] * 100)
@@ -216,7 +216,7 @@ def test_the_evaluation_looks_again_as_the_gate_does(fixtures, shared):
 def test_caught_by_one_only_lists_the_failures_only_that_method_takes_out_with_the_worse_photo():
     """Of four pairs, two fail; the first method's lowest pair is one failure, the second's the
     other: each method lists its own catch, naming the photo it found worse, with percentiles."""
-    from train.edc_misses import caught_by_one_only
+    from train.studies.edc_misses import caught_by_one_only
 
     names = [f"p{i}.jpg" for i in range(8)]
     pairs = np.array([[0, 1], [2, 3], [4, 5], [6, 7]])

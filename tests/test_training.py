@@ -536,7 +536,6 @@ def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(t
     what each layer sees there), not averaged; the validation figures of each run and of the
     soup are reported; runs of different architectures are refused; the model card says so."""
     import json
-    import os
     from dataclasses import replace
 
     from facegate.models import build_member

@@ -217,19 +217,8 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
         refs = refs[refs != own]
         if not len(refs):
             continue
-        rgb = load_rgb(photo)
-        captures = [] if only else [("none", 0.0, rgb, landmarks[str(photo)], spec.crop(rgb, landmarks[str(photo)]), "")]
-        for k in range(variants):
-            img, lm = rgb, landmarks[str(photo)]
-            recipe = [(only, float(rng.uniform()))] if only else draw_degradation(rng)
-            for kind, severity in recipe:
-                img, lm = degrade(img, lm, kind, severity, rng)
-            found = stage.analyse_rgb(img, source=f"{photo} copy {k}")
-            if found.primary is None:
-                skipped += 1
-                continue
-            captures.append(("+".join(kind for kind, _ in recipe), max(s for _, s in recipe), img,
-                             found.primary.landmarks, found.crop, found.found_by or ""))
+        captures, missed = _captures(photo, landmarks[str(photo)], variants, only, rng, stage)
+        skipped += missed
         if not captures:
             continue
         aligned = np.stack([recognizer.align(img, lm) for _, _, img, lm, _, _ in captures])
@@ -254,6 +243,34 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
             print(f"  labelled {n}/{len(ref_paths)} photos, {len(rows)} captures "
                   f"({len(rows) / (time.time() - t0):.1f}/s)", flush=True)
 
+    return _write(out, rows, only, skipped)
+
+
+def _captures(photo: Path, landmarks: np.ndarray, variants: int, only: str | None, rng: np.random.Generator,
+              stage: CaptureStage) -> tuple[list[tuple], int]:
+    """The photo as it is (unless ``only``) and ``variants`` degraded copies of it, each found
+    again by the capture stage as inference would: (kind, severity, image, landmarks, crop,
+    found_by) per capture, and the number of copies in which no face was found."""
+    rgb = load_rgb(photo)
+    captures = [] if only else [("none", 0.0, rgb, landmarks, stage.spec.crop(rgb, landmarks), "")]
+    missed = 0
+    for k in range(variants):
+        img, lm = rgb, landmarks
+        recipe = [(only, float(rng.uniform()))] if only else draw_degradation(rng)
+        for kind, severity in recipe:
+            img, lm = degrade(img, lm, kind, severity, rng)
+        found = stage.analyse_rgb(img, source=f"{photo} copy {k}")
+        if found.primary is None:
+            missed += 1
+            continue
+        captures.append(("+".join(kind for kind, _ in recipe), max(s for _, s in recipe), img,
+                         found.primary.landmarks, found.crop, found.found_by or ""))
+    return captures, missed
+
+
+def _write(out: Path, rows: list[dict], only: str | None, skipped: int) -> Path:
+    """``labels.csv`` written whole, then moved into place (with ``only``: in place of the
+    earlier rows of that kind)."""
     for row in rows:
         row["score"] = row["match"]
     csv_path = out / "labels.csv"

@@ -19,7 +19,13 @@ from .recipe import MONOTONE_KINDS, Phase, Recipe, format_stages
 
 
 def render(spec: ScorerSpec, m: dict) -> str:
-    t = m["threshold"]
+    """The card: what the weights are, what trained them (the recorded recipe), what they
+    measure, and on what terms they may be used."""
+    lines = _header(spec, m) + _inputs(spec, m) + _training(Recipe.from_dict(m["recipe"]), m) + _results(spec, m)
+    return "\n".join(lines + _terms(spec, m)) + "\n"
+
+
+def _header(spec: ScorerSpec, m: dict) -> list[str]:
     lines = [
         f"# Model card: `{spec.name}`",
         "",
@@ -53,13 +59,20 @@ def render(spec: ScorerSpec, m: dict) -> str:
     ]
     for arch in spec.members:
         lines.append(f"| {arch} | {m['parameters'][arch] / 1e6:.3f} M | {m['macs'][arch] / 1e6:.1f} M at {spec.input_size} px |")
-    lines += _inputs(spec, m)
-    lines += _training(Recipe.from_dict(m["recipe"]), m)
+    return lines
+
+
+def _results(spec: ScorerSpec, m: dict) -> list[str]:
+    """The invocations, each member's training, and what the weights measure."""
+    t = m["threshold"]
+    lines = []
     commands = m.get("commands", [m["command"]])
     if len(commands) > 1:
         lines += ["", f"The shipped weights were made by these {len(commands)} invocations, in order, each later one "
                   "reusing what the earlier ones wrote:", ""]
         lines += [f"{n}. `{c}`" for n, c in enumerate(commands, 1)]
+        lines += ["", "Their settings are the recipe above (metrics.json's `recipe`); `python -m train.release --shared "
+                  "../shared` runs it in one command."]
     lines += [
         "",
         "| member | validation SRCC of the kept checkpoint | its stage, epoch (in its phase) | epochs | training time |",
@@ -116,7 +129,11 @@ def render(spec: ScorerSpec, m: dict) -> str:
                              f"{row['observed']:.1f} |")
         lines += ["", "In-sample by construction; docs/evaluation.md has the same table on held-out people "
                   "(`python -m train.edc`)."]
-    lines += [
+    return lines
+
+
+def _terms(spec: ScorerSpec, m: dict) -> list[str]:
+    return [
         "",
         "## Terms and limits",
         *([f"- **Terms of these weights: {spec.terms}.** facegate's code is MIT-licensed (`LICENSE`); the weights "
@@ -138,7 +155,6 @@ def render(spec: ScorerSpec, m: dict) -> str:
         "",
         f"Machine: {m.get('machine', 'see metrics.json')}.",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def _inputs(spec: ScorerSpec, m: dict) -> list[str]:

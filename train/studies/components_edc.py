@@ -2,7 +2,7 @@
 the evaluation people of both shared sets, natural and degraded; writes
 ``docs/components.md``.
 
-    python -m train.components_edc --shared ../shared
+    python -m train.studies.components_edc --shared ../shared
 
 Sets (people no facegate weights trained on):
 
@@ -35,8 +35,8 @@ from facegate.evaluation.measure import COMPONENT
 from facegate.images import load_rgb
 from facegate.recognition import MobileFaceNetRecognizer
 
-from . import celeba, edc
-from .degradations import gamma
+from .. import celeba, edc
+from ..degradations import gamma
 
 ENSEMBLE = Method("ensemble", "none")
 #: Every capture with a face ties, every capture without one comes first: the part of any
@@ -74,7 +74,7 @@ def look_again_check(shared: Path, photos: int = 100) -> list[dict]:
     which a face is found): how often each manipulation comes back ``no_face`` without and
     with looking again, and how often it is rejected with a reason that names it."""
     from facegate import Gate, Status
-    from .lfw import evaluation_people
+    from ..lfw import evaluation_people
 
     lfw = shared / "data" / "lfw-deepfunneled"
     plain = Gate(views="none", look_again=False)
@@ -120,7 +120,7 @@ def profile_rejections(shared: Path, lfw_photos: int = 600) -> dict:
     from facegate import CaptureStage
     from facegate.policy import decide
 
-    from .lfw import evaluation_people
+    from ..lfw import evaluation_people
 
     lfw = shared / "data" / "lfw-deepfunneled"
     people = sorted(evaluation_people(shared))
@@ -304,7 +304,7 @@ def main(argv=None):
                for name, (m, pairs, p) in sets.items()}
     looks = look_again_check(args.shared)
     rejections = profile_rejections(args.shared)
-    write_doc(reports, looks, rejections, args.docs / "components.md", "python -m train.components_edc --shared ../shared",
+    write_doc(reports, looks, rejections, args.docs / "components.md", "python -m train.studies.components_edc --shared ../shared",
               (time.time() - t0) / 60)
     summary = {name: {str(r["key"]): round(gap_closed(rep, r["key"]), 3) for r in rep["rows"]} for name, rep in reports.items()}
     (args.work / "report.json").write_text(json.dumps({"gap_closed": summary, "look_again": looks, "profile_rejections": rejections}, indent=1) + "\n")

@@ -2,9 +2,9 @@
 bootstrap from two or more of ``train.edc``'s measurement caches of the same sets; the
 comparison threshold stays the one fixed on the impostors.
 
-    python -m train.gap_bootstrap runs/edc/<weights A> runs/edc/<weights B> [--resamples 300]
-    python -m train.gap_bootstrap runs/edc/<A> runs/edc/<B> --sets celeba
-    python -m train.gap_bootstrap runs/val/<A>-gaps runs/val/<B>-gaps --sets validation \
+    python -m train.studies.gap_bootstrap runs/edc/<weights A> runs/edc/<weights B> [--resamples 300]
+    python -m train.studies.gap_bootstrap runs/edc/<A> runs/edc/<B> --sets celeba
+    python -m train.studies.gap_bootstrap runs/val/<A>-gaps runs/val/<B>-gaps --sets validation \
         --labels runs/v3c/labels/labels.csv --views none
 
 LFW (folds 1-5): one pair per comparison, so comparisons are resampled. CelebA and the
@@ -24,7 +24,7 @@ import numpy as np
 from facegate.evaluation import Method
 from facegate.evaluation.metrics import edc, gap_share, perfect_edc, random_pauc
 
-from .edc import _recognizer, celeba_sets, comparisons, lfw_comparisons, validation_sets
+from ..edc import _recognizer, celeba_sets, comparisons, lfw_comparisons, validation_sets
 
 
 def share_of_gap(genuine: np.ndarray, pair_quality: np.ndarray, threshold: float, limit: float,

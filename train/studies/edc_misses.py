@@ -7,7 +7,7 @@ share of the gap closed, and to what. On the natural set, the same count, and th
 one method takes out and the other leaves in, each with the photo that method found worse and
 that photo's percentile under both (where the ensemble loses to the observer, and on what).
 
-    python -m train.edc_misses runs/edc/<weights> [--discard 0.2]
+    python -m train.studies.edc_misses runs/edc/<weights> [--discard 0.2]
 
 Methods: the ensemble with full views and the FROQ observer, those of them the folder holds.
 """
@@ -23,7 +23,7 @@ import numpy as np
 from facegate.evaluation import OBSERVER, Method
 from facegate.evaluation.metrics import pairwise_quality
 
-from .edc import lfw_comparisons
+from ..edc import lfw_comparisons
 
 METHODS = (Method("ensemble", "full"), OBSERVER)
 
