@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from facegate import Policy
+from facegate import Policy, Weights
 from facegate.evaluation import Method, held_out_check, labelled_captures, measure_captures
 from facegate.recognition import load_recognizer
 
@@ -65,7 +65,8 @@ def main(argv=None):
           f"({held['fnmr_without_gate']:.4f} without), reject rate {held['reject_rate']:.1%}; "
           f"target {args.target_fnmr:.4f} +- {held['tolerance_95']:.4f}: {verdict}")
     if args.policy_out:
-        replace(Policy(), min_score=threshold).save(args.policy_out)
+        # the threshold means something only on the scale of the weights that scored these captures
+        replace(Policy(), min_score=threshold, score_scale=Weights.DEFAULT.spec.score_scale).save(args.policy_out)
         print(f"policy written to {args.policy_out}")
 
 
