@@ -440,86 +440,100 @@ def run_filter(
     ``assess`` maps the planned paths to ``(path, result.to_dict())`` pairs, in any order
     (default: ``gate.assess_many`` in this process; :func:`facegate.distributed.assess_on_ray`
     spreads the work over a Ray cluster). ``on_result`` gets each record as it is written."""
-    summary = plan.summary
-    relative = {path: rel for path, rel in plan.todo}
     if assess is None:
         def assess(paths):
             return ((p, r.to_dict()) for p, r in zip(paths, gate.assess_many(paths)))
-    policy = gate.policy.to_dict()
-    manifest = plan.manifest
+    run = _FilterRun(plan, gate.policy.to_dict(), link=link, dry_run=dry_run, on_result=on_result)
+    try:
+        for record in plan.gone:  # sources deleted since: their outputs go too
+            run.remove_gone(record)
+        for path, rel, problem in plan.broken:
+            run.record_broken(path, rel, problem)
+        for record in plan.relink:  # the same decision, placed again as a copy or a link as asked
+            run.place_again(record)
+        relative = dict(plan.todo)
+        for path, record in assess([p for p, _ in plan.todo]):
+            run.place_decided(path, relative[path], record)
+    finally:
+        plan.manifest.close()
+    return plan.summary
 
-    def take_away(record: dict) -> None:
-        if dry_run:
+
+class _FilterRun:
+    """The steps of one :func:`run_filter`: every change to the output folders is followed by
+    its manifest record, so the two agree after each step (and after an interruption)."""
+
+    def __init__(self, plan: FilterPlan, policy: dict, *, link: bool, dry_run: bool, on_result):
+        self.plan, self.policy, self.link, self.dry_run, self.on_result = plan, policy, link, dry_run, on_result
+        self.manifest, self.summary, self.roots = plan.manifest, plan.summary, plan.roots
+
+    def take_away(self, record: dict) -> None:
+        if self.dry_run:
             return
-        left = remove_output(record, plan.roots)
+        left = remove_output(record, self.roots)
         if left:
-            summary.left.append(left)
+            self.summary.left.append(left)
 
-    def made_from(path: Path) -> dict:
+    def made_from(self, path: Path) -> dict:
+        """What the record says the decision was made from: the source as it was, the settings."""
         try:
             stat = path.stat()
             out = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         except OSError:
             out = {"size": None, "mtime_ns": None}
-        out.update(source_path=_source_key(path), settings=plan.fingerprint, made_with=plan.made_with,
-                   policy=policy, link=link)
+        out.update(source_path=_source_key(path), settings=self.plan.fingerprint, made_with=self.plan.made_with,
+                   policy=self.policy, link=self.link)
         return out
 
-    try:
-        for record in plan.gone:  # sources deleted since: their outputs go too
-            take_away(record)
-            if not dry_run:
-                manifest.append({"file": record["file"], "source_path": record["source_path"], "removed": True,
-                                 "side": record.get("side"), "destination": None})
-                summary.changes["removed (source gone)"] += 1
-        for path, rel, problem in plan.broken:
-            earlier = manifest.done.get(_source_key(path))
-            if earlier is not None:
-                take_away(earlier)
-            entry = {"file": rel, "side": "rejected", "destination": None, **made_from(path),
-                     "status": Status.UNREADABLE.value, "reasons": [], "score": None, "faces": [], "error": problem}
-            manifest.append(entry)
-            summary.count(entry["status"])
-            if on_result is not None:
-                on_result(entry)
-        for record in plan.relink:  # the same decision, placed again as a copy or a link as asked
-            source = Path(record["source_path"])
-            take_away(record)
-            if dry_run:
-                continue
-            dest = _place(source, plan.roots[record["side"]] / record["file"], link)
-            entry = {**record, "destination": dest.relative_to(plan.roots[record["side"]]).as_posix(), "link": link}
-            manifest.append(entry)
-            summary.count(entry["status"])
-            summary.changes["made again as links" if link else "made again as copies"] += 1
-        for path, record in assess([p for p, _ in plan.todo]):
-            rel = relative[path]
-            side = "accepted" if record["status"] == Status.ACCEPTED.value else "rejected"
-            record = dict(record)
-            record.pop("source", None)
-            earlier = manifest.done.get(_source_key(path))
-            if earlier is not None and earlier.get("destination") is not None:
-                take_away(earlier)  # before the new output, which may want its name
-                if not dry_run:
-                    summary.changes[f"moved {earlier['side']} -> {side}" if earlier["side"] != side
-                                    else "decided again"] += 1
-            entry_from = made_from(path)
-            try:
-                if dry_run:
-                    destination = None
-                    entry_from["dry_run"] = True
-                else:
-                    dest = _place(path, plan.roots[side] / rel, link)
-                    destination = dest.relative_to(plan.roots[side]).as_posix()
-            except OSError as exc:  # vanished or unreadable source: recorded, nothing copied
+    def write(self, entry: dict, *, tell: bool = True) -> None:
+        self.manifest.append(entry)
+        self.summary.count(entry["status"])
+        if tell and self.on_result is not None:
+            self.on_result(entry)
+
+    def remove_gone(self, record: dict) -> None:
+        self.take_away(record)
+        if not self.dry_run:
+            self.manifest.append({"file": record["file"], "source_path": record["source_path"], "removed": True,
+                                  "side": record.get("side"), "destination": None})
+            self.summary.changes["removed (source gone)"] += 1
+
+    def record_broken(self, path: Path, rel: str, problem: str) -> None:
+        earlier = self.manifest.done.get(_source_key(path))
+        if earlier is not None:
+            self.take_away(earlier)
+        self.write({"file": rel, "side": "rejected", "destination": None, **self.made_from(path),
+                    "status": Status.UNREADABLE.value, "reasons": [], "score": None, "faces": [], "error": problem})
+
+    def place_again(self, record: dict) -> None:
+        self.take_away(record)
+        if self.dry_run:
+            return
+        side = record["side"]
+        dest = _place(Path(record["source_path"]), self.roots[side] / record["file"], self.link)
+        self.write({**record, "destination": dest.relative_to(self.roots[side]).as_posix(), "link": self.link},
+                   tell=False)
+        self.summary.changes["made again as links" if self.link else "made again as copies"] += 1
+
+    def place_decided(self, path: Path, rel: str, record: dict) -> None:
+        side = "accepted" if record["status"] == Status.ACCEPTED.value else "rejected"
+        record = dict(record)
+        record.pop("source", None)
+        earlier = self.manifest.done.get(_source_key(path))
+        if earlier is not None and earlier.get("destination") is not None:
+            self.take_away(earlier)  # before the new output, which may want its name
+            if not self.dry_run:
+                self.summary.changes[f"moved {earlier['side']} -> {side}" if earlier["side"] != side
+                                     else "decided again"] += 1
+        made_from = self.made_from(path)
+        try:
+            if self.dry_run:
                 destination = None
-                record["status"] = Status.UNREADABLE.value
-                record["error"] = record["error"] or f"cannot copy ({exc.strerror or exc})"
-            entry = {"file": rel, "side": side, "destination": destination, **entry_from, **record}
-            manifest.append(entry)
-            summary.count(record["status"])
-            if on_result is not None:
-                on_result(entry)
-    finally:
-        manifest.close()
-    return summary
+                made_from["dry_run"] = True
+            else:
+                destination = _place(path, self.roots[side] / rel, self.link).relative_to(self.roots[side]).as_posix()
+        except OSError as exc:  # vanished or unreadable source: recorded, nothing copied
+            destination = None
+            record["status"] = Status.UNREADABLE.value
+            record["error"] = record["error"] or f"cannot copy ({exc.strerror or exc})"
+        self.write({"file": rel, "side": side, "destination": destination, **made_from, **record})

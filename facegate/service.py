@@ -341,6 +341,7 @@ def create_app(settings: ServiceSettings | None = None) -> Starlette:
     to :meth:`ServiceSettings.from_env` (how ``facegate serve --workers N`` passes them)."""
     settings = settings or ServiceSettings.from_env()
     models = Models(settings)
+    handlers = _Handlers(settings, models)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -350,7 +351,29 @@ def create_app(settings: ServiceSettings | None = None) -> Starlette:
         finally:
             models.stop()
 
-    async def health(request: Request):
+    routes = [Route("/", handlers.page), Route("/v1/health", handlers.health),
+              Route("/v1/assess", handlers.assess, methods=["POST"]), WebSocketRoute("/v1/stream", handlers.stream)]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+    app.state.models = models
+    return app
+
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                               "img-src data: blob:; media-src blob: mediastream:; connect-src 'self'",
+    "Cache-Control": "no-store"}
+
+
+class _Handlers:
+    """The routes of one app: each checks the token and whether the models are loaded, then
+    hands the work to :class:`Models` (requests) or a :class:`LiveSession` (the live page)."""
+
+    def __init__(self, settings: ServiceSettings, models: Models):
+        self.settings, self.models = settings, models
+
+    async def health(self, request: Request):
+        models = self.models
         if models.failed:
             return _error(503, "not_loaded", "the models could not be loaded; see the server's log")
         if not models.ready.is_set():
@@ -359,7 +382,8 @@ def create_app(settings: ServiceSettings | None = None) -> Starlette:
         return JSONResponse({"status": "ok", "weights": gate.spec.name, "score_scale": gate.spec.score_scale,
                              "terms": gate.spec.terms, "profile": gate.policy.profile})
 
-    async def assess(request: Request):
+    async def assess(self, request: Request):
+        settings, models = self.settings, self.models
         if not _authorised(settings, request.headers, request.query_params):
             return _error(401, "unauthorised", "this service needs a bearer token (Authorization: Bearer ...)")
         if not models.ready.is_set():
@@ -382,57 +406,49 @@ def create_app(settings: ServiceSettings | None = None) -> Starlette:
                                  "record": record}, status_code=422)
         return JSONResponse(record)
 
-    async def page(request: Request):
-        if not _authorised(settings, request.headers, request.query_params):
+    async def page(self, request: Request):
+        if not _authorised(self.settings, request.headers, request.query_params):
             return _error(401, "unauthorised", "this page needs the service's token: open /?token=...")
-        return HTMLResponse(PAGE, headers={
-            "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                       "img-src data: blob:; media-src blob: mediastream:; connect-src 'self'",
-            "Cache-Control": "no-store"})
+        return HTMLResponse(PAGE, headers=PAGE_HEADERS)
 
-    async def stream(websocket: WebSocket):
-        if not _authorised(settings, websocket.headers, websocket.query_params):
+    async def stream(self, websocket: WebSocket):
+        if not _authorised(self.settings, websocket.headers, websocket.query_params):
             await websocket.close(code=4401, reason="unauthorised")
             return
         await websocket.accept()
-        if not models.ready.is_set():
+        if not self.models.ready.is_set():
             await websocket.send_json({"error": "loading", "detail": "the models are loading; try again shortly"})
             await websocket.close(code=1013)
             return
-        session = LiveSession(models.stream_gate, settings)
+        session = LiveSession(self.models.stream_gate, self.settings)
         try:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     break
-                data = message.get("bytes")
-                if data is None:
-                    await websocket.send_json({"error": "bad_frame", "detail": "send each frame as a binary JPEG"})
-                    continue
-                if len(data) > settings.max_body_bytes:
-                    await websocket.send_json({"error": "too_large", "detail": "the frame is over the body limit"})
-                    continue
-                reply = await asyncio.to_thread(session.process, data)
+                reply = await self._frame_reply(session, message.get("bytes"))
                 await websocket.send_json(reply)
         except WebSocketDisconnect:
             pass
         finally:
             await asyncio.to_thread(session.finish)
 
-    async def not_found(request, exc: HTTPException):
-        codes = {404: "not_found", 405: "method_not_allowed"}
-        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+    async def _frame_reply(self, session: "LiveSession", data: bytes | None) -> dict:
+        if data is None:
+            return {"error": "bad_frame", "detail": "send each frame as a binary JPEG"}
+        if len(data) > self.settings.max_body_bytes:
+            return {"error": "too_large", "detail": "the frame is over the body limit"}
+        return await asyncio.to_thread(session.process, data)
 
-    async def internal(request, exc: Exception):
-        log.exception("facegate serve: unexpected error", exc_info=exc)
-        return _error(500, "internal", "the service failed on this request; it is still running")
 
-    routes = [Route("/", page), Route("/v1/health", health), Route("/v1/assess", assess, methods=["POST"]),
-              WebSocketRoute("/v1/stream", stream)]
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    exception_handlers={HTTPException: not_found, Exception: internal})
-    app.state.models = models
-    return app
+async def _http_error(request, exc: HTTPException):
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return _error(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+
+async def _internal_error(request, exc: Exception):
+    log.exception("facegate serve: unexpected error", exc_info=exc)
+    return _error(500, "internal", "the service failed on this request; it is still running")
 
 
 # -- the live page's stream ----------------------------------------------------------------
