@@ -392,12 +392,22 @@ SET_NOTES = {
 
 
 def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict, path: Path, command: str) -> None:
+    """docs/evaluation.md: how it was measured, the targets, each set's EDC table, the scale's
+    reliability, ArcFace crops, calibration on other people, and the cost; one section a function."""
     spec = extra["spec"]
-    lines = [
+    lines = (_doc_protocol(spec, speed, extra["work"], command) + _doc_targets(reports, extra["sensitivity"])
+             + _doc_sets(reports) + _doc_reliability(spec, extra["reliability"]) + _doc_arcface(extra["arcface"])
+             + _doc_calibration(calibrations) + _doc_cost(speed))
+    path.write_text("\n".join(lines))
+
+
+def _doc_protocol(spec, speed: dict, work, command: str) -> list[str]:
+    """The command, the machine, and how the EDC is measured."""
+    return [
         "# Does the gate help recognition? EDC on four held-out sets",
         "",
         f"Command: `{command}` (detectors and models took about {speed['measuring_minutes']:.0f} min on the sets here, "
-        f"this run {speed['wall_minutes']:.0f} min; measurements cached in `{extra['work']}/`). Weights: `{spec.name}` (scale `{spec.score_scale}`). Machine: {speed['machine']}. "
+        f"this run {speed['wall_minutes']:.0f} min; measurements cached in `{work}/`). Weights: `{spec.name}` (scale `{spec.score_scale}`). Machine: {speed['machine']}. "
         f"Date: {time.strftime('%Y-%m-%d')}.",
         "",
         "Every set holds people no facegate weights trained on. Comparison scores: the shared MobileFaceNet "
@@ -429,6 +439,11 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
         "| ceiling: share of the gap | ensemble: of the ceiling's gap |",
         "|---|---|---|---|---|---|---|---|",
     ]
+
+
+def _doc_targets(reports: dict, sens: dict) -> list[str]:
+    """Issue 13's targets, the ceiling, and the held-out photos' sensitivity."""
+    lines = []
     for name, target in TARGETS.items():
         r = reports[name]
         ens, obs = gap_closed(r, ENSEMBLE_FULL), gap_closed(r, OBSERVER)
@@ -438,7 +453,6 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
     lines += ["", "`ceiling`: the best share of the gap any quality can close when the captures without a face "
               "come first as one tie (see above); a target above it cannot be met by any score of this gate "
               "under this protocol."]
-    sens = extra["sensitivity"]
     lines += ["", f"Held-out photos ({sens['photos']} photos of LFW folds 1-5 people, through the whole gate; "
               "`python -m train.evaluate sensitivity --shared ../shared --photos 100`):", "",
               "| change | target | measured | rejected by the gate |", "|---|---|---|---|"]
@@ -447,6 +461,12 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
             lines.append(f"| {name} | >= 95% rejected | {d['share_rejected']:.0%} rejected | {d['rejected_after']} |")
         else:
             lines.append(f"| {name} | score drops for >= 95% | {d['share_dropped']:.0%} drop | {d['rejected_after']} |")
+    return lines
+
+
+def _doc_sets(reports: dict) -> list[str]:
+    """Each set: its counts, its EDC table and plot."""
+    lines = []
     for name in TARGETS:
         r = reports[name]
         lines += ["", f"## {name}", "", SET_NOTES[name], "",
@@ -454,6 +474,12 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
                   f"{r['impostor_comparisons']:,} impostor comparisons; threshold {r['threshold']:.4f} "
                   f"(FMR {r['fmr']:.2e}); starting FNMR {r['start_fnmr']:.4f}.", ""]
         lines += _table(r) + ["", f"![EDC, {name}](edc_{name.lower().replace(' ', '_')}.png)"]
+    return lines
+
+
+def _doc_reliability(spec, reliability: dict) -> list[str]:
+    """Predicted against observed match rates on held-out people."""
+    lines: list[str] = []
     lines += ["", "## Reliability of the scale", "",
               f"Scale `{spec.score_scale}`" + (": a score of s means about s% chance that a genuine comparison of the "
               "capture with a good reference photo succeeds at FMR 1e-3 with the label recognizer (the MobileFaceNet). "
@@ -462,9 +488,14 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
               "with good references of the same set (clean photos that match at least half of their identity's "
               "other photos; never the capture's own original) that reach the set's FMR 1e-3 threshold. Rows are "
               "weighted by comparisons. Natural sets: every capture; degraded sets: the degraded copies.", ""]
-    for name, table in extra["reliability"].items():
+    for name, table in reliability.items():
         lines += [f"### {name}", ""] + _reliability_lines(table) + [""]
-    a = extra["arcface"]
+    return lines
+
+
+def _doc_arcface(a: dict) -> list[str]:
+    """Scores of ArcFace crops against the gate's own."""
+    lines = []
     lines += ["## Crops a recognition pipeline already holds", "",
               f"{a['photos']} held-out photos (LFW folds 1-5 and CelebA evaluation identities, half each): each face "
               "cropped to 112 x 112 on the ArcFace five-point template from the gate's landmarks and scored by "
@@ -475,6 +506,12 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
               "|---|---|---|---|---|",
               f"| {a['mean_abs_difference']:.2f} | {a['p95_abs_difference']:.2f} | {a['max_abs_difference']:.2f} | "
               f"{a['pearson']:.4f} | {a['same_side_of_threshold']:.1%} (threshold {a['threshold']:g}) |", ""]
+    return lines
+
+
+def _doc_calibration(calibrations: list[dict]) -> list[str]:
+    """calibrate_for_fnmr on some people, checked on others."""
+    lines = []
     lines += ["## Calibrating for a target FNMR, checked on other people", "",
               "`facegate.evaluation.calibrate_for_fnmr` (what `facegate calibrate --target-fnmr` runs): on the "
               "degraded LFW pairs of folds 1-3 it picks the lowest quality threshold at which genuine comparisons "
@@ -489,6 +526,12 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
                      f"{cal['reject_rate']:.3f} | {held['fnmr']:.4f} ({held['fnmr_without_gate']:.4f}) | "
                      f"{held['reject_rate']:.3f} | {held['fmr']:.1e} | +-{held['tolerance_95']:.4f} | "
                      f"{'yes' if held['within_tolerance'] else 'no'} |")
+    return lines
+
+
+def _doc_cost(speed: dict) -> list[str]:
+    """Milliseconds per capture by method."""
+    lines = []
     lines += ["", "## Cost per capture", "", "| method | ms per capture (batched, this run) |", "|---|---|"]
     for method, ms in speed["ms_per_capture"].items():
         lines.append(f"| {method} | {ms:.2f} |")
@@ -496,7 +539,7 @@ def write_doc(reports: dict, calibrations: list[dict], speed: dict, extra: dict,
               "both members at that view setting; the observer row is one MobileFaceNet pass up to its chosen layer "
               "plus the read-out. Scoring speed per face across weights: `python -m benchmarks.bench_speed` "
               "(docs/performance.md).", ""]
-    path.write_text("\n".join(lines))
+    return lines
 
 
 def _reports(sets: dict, fmr: float, limit: float) -> dict:
@@ -510,7 +553,7 @@ def _print_gaps(reports: dict) -> None:
                       for name, rep in reports.items()}, indent=1))
 
 
-def main(argv=None):
+def parse(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--weights", type=Path, default=None, help="weights folder (default: the shipped weights)")
@@ -533,6 +576,13 @@ def main(argv=None):
                         help="a quick trial: first N genuine and N impostor pairs of each fold, 8 CelebA identities, "
                              "fewer photos for the other checks")
     args = parser.parse_args(argv)
+    if args.validation and not args.gaps_only:
+        parser.error("--validation goes with --gaps-only")
+    return args
+
+
+def main(argv=None):
+    args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from facegate.scorer import default_weights_dir
@@ -551,8 +601,6 @@ def main(argv=None):
         work = work.with_name(work.name + "-no-look-again")
     recognizer = _recognizer(args.shared)  # loaded once, for every set
     if args.validation:
-        if not args.gaps_only:
-            parser.error("--validation goes with --gaps-only")
         sets = validation_sets(args.shared, args.validation, work, recognizer, observer=_observer(recognizer),
                                weights=args.weights, **methods)
         _print_gaps(_reports(sets, args.fmr, args.limit))
@@ -568,11 +616,18 @@ def main(argv=None):
     if args.gaps_only:
         _print_gaps(reports)
         return
+    _write_evaluation(args, spec, work, sets, meta, reports, t0)
+
+
+def _write_evaluation(args, spec, work: Path, sets: dict, meta: dict, reports: dict, t0: float) -> None:
+    """The full evaluation: plots, calibration on other people, reliability, ArcFace crops,
+    sensitivity and cost, written to docs/evaluation.md and ``work``/report.json."""
+    quick = args.per_fold is not None
     args.docs.mkdir(parents=True, exist_ok=True)  # a new --docs folder, not a crash after the measuring
     for name, report in reports.items():
         plot_edc(report, args.docs / f"edc_{name.lower().replace(' ', '_')}.png", title=f"EDC, {name}, FMR {args.fmr:g}",
                  methods=[ENSEMBLE_FULL, Method("ensemble", "none"), OBSERVER, *BASELINES])
-    measured, pairs, _ = lfw_sets["degraded"]
+    measured, pairs, _ = sets["LFW degraded"]
     calibrations = [calibration_check(measured, pairs, meta["folds"], ENSEMBLE_FULL, target, args.fmr)
                     for target in args.target_fnmr]
     extra = {"spec": spec, "work": work,
@@ -580,16 +635,7 @@ def main(argv=None):
                              for name in TARGETS},
              "arcface": arcface_agreement(args.shared, args.weights, photos=20 if quick else 300),
              "sensitivity": sensitivity(args.shared, 5 if quick else 100, weights=args.weights)}
-    # every capture measured once: LFW photos, LFW copies, CelebA photos and copies
-    seconds = [sets["LFW natural"][0].seconds, MeasuredCaptures.load(work / "degraded.npz").seconds,
-               sets["CelebA degraded"][0].seconds]
-    n_captures = len(sets["LFW natural"][0].names) + len(meta["records"]) + len(sets["CelebA degraded"][0].names)
-    ms = {m: 1000 * sum(s.get(m, 0) for s in seconds) / n_captures
-          for m in ("detection", "ensemble (none)", "ensemble (full)", str(BASELINES[2]), str(OBSERVER))}
-    # the sets' detector and model time, recorded with their cache (a run that finds them cached is short)
-    measured_seconds = sum(v for s in seconds for k, v in s.items() if k != "wall")
-    speed = {"ms_per_capture": ms, "wall_minutes": (time.time() - t0) / 60, "measuring_minutes": measured_seconds / 60,
-             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
+    speed = _speed(sets, meta, work, t0)
     command = ("python -m train.edc --shared ../shared" + (f" --weights {args.weights}" if args.weights else "")
                + (" --no-look-again" if args.no_look_again else ""))
     write_doc(reports, calibrations, speed, extra, args.docs / "evaluation.md", command)
@@ -603,6 +649,20 @@ def main(argv=None):
     (work / "report.json").write_text(json.dumps(out, indent=1, default=float) + "\n")
     print(json.dumps({name: {r["method"]: round(r["gap_closed"], 3) for r in out[name]["rows"]} for name in reports},
                      indent=1))
+
+
+def _speed(sets: dict, meta: dict, work: Path, t0: float) -> dict:
+    """Milliseconds per capture by method, every capture measured once (LFW photos, LFW copies,
+    CelebA photos and copies), and the sets' detector and model time recorded with their cache
+    (a run that finds them cached is short)."""
+    seconds = [sets["LFW natural"][0].seconds, MeasuredCaptures.load(work / "degraded.npz").seconds,
+               sets["CelebA degraded"][0].seconds]
+    n_captures = len(sets["LFW natural"][0].names) + len(meta["records"]) + len(sets["CelebA degraded"][0].names)
+    ms = {m: 1000 * sum(s.get(m, 0) for s in seconds) / n_captures
+          for m in ("detection", "ensemble (none)", "ensemble (full)", str(BASELINES[2]), str(OBSERVER))}
+    measured_seconds = sum(v for s in seconds for k, v in s.items() if k != "wall")
+    return {"ms_per_capture": ms, "wall_minutes": (time.time() - t0) / 60, "measuring_minutes": measured_seconds / 60,
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"}
 
 
 if __name__ == "__main__":

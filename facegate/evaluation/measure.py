@@ -151,71 +151,88 @@ def measure_captures(images, identities, *, recognizer, gate=None, weights=None,
     methods = [Method(m, v) for v in views for m in spec.members] + [Method(ENSEMBLE, v) for v in views]
     methods += (list(BASELINES) if baselines else []) + ([OBSERVER] if observer is not None else [])
     methods += [Method(name, COMPONENT) for name in COMPONENTS] if components else []
-    n = len(images)
-    quality = {m: np.full(n, -np.inf) for m in methods}
-    seconds = {str(m): 0.0 for m in methods}
-    seconds[DETECTION] = 0.0
-    found = np.zeros(n, bool)
-    landmarks = np.full((n, 5, 2), np.nan)
-    embeddings: list[np.ndarray | None] = [None] * n
-    pending_no_face: dict[int, np.ndarray | None] = {}
-    landmark_sum, landmark_count = np.zeros((5, 2)), 0
-
-    def timed(name, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        seconds[name] += time.perf_counter() - t0
-        return out
-
-    for start in range(0, n, batch_size):
-        idx, captures = [], []
-        for i in range(start, min(n, start + batch_size)):
+    run = _Measuring(len(images), methods, scorers, recognizer, observer)
+    for start in range(0, len(images), batch_size):
+        batch = []
+        for i in range(start, min(len(images), start + batch_size)):
             image = images[i]
-            capture = timed(DETECTION, stage.analyse_rgb, image) if isinstance(image, np.ndarray) else \
-                timed(DETECTION, stage.analyse, image)
+            analyse = stage.analyse_rgb if isinstance(image, np.ndarray) else stage.analyse
+            capture = run.timed(DETECTION, analyse, image)
             if capture.rgb is None:  # unreadable: it cannot match anything; zero embedding, lowest quality
                 log.warning("skipped: %s: %s", capture.source, capture.error)
-                pending_no_face[i] = None
+                run.without_face[i] = None
             elif capture.primary is None:
-                pending_no_face[i] = capture.rgb
+                run.without_face[i] = capture.rgb
             else:
-                idx.append(i)
-                captures.append(capture)
-                landmark_sum += capture.primary.landmarks / np.array(capture.image_size)
-                landmark_count += 1
-        if idx:
-            faces = [c.primary for c in captures]
-            rgbs = [c.rgb for c in captures]
-            found[idx] = True
-            landmarks[idx] = [f.landmarks for f in faces]
-            on_rgb = [c.in_rgb(c.primary.landmarks) for c in captures]
-            crops = np.stack([c.crop for c in captures])
-            for v, scorer in scorers.items():
-                scores = timed(str(Method(ENSEMBLE, v)), scorer.score, crops)
-                quality[Method(ENSEMBLE, v)][idx] = scores.ensemble
-                for member, values in scores.members.items():
-                    quality[Method(member, v)][idx] = values
-            if baselines:
-                quality[BASELINES[0]][idx] = [f.probability for f in faces]
-                quality[BASELINES[1]][idx] = [f.side for f in faces]
-                quality[BASELINES[2]][idx] = timed(str(BASELINES[2]), lambda: [laplacian_variance(c) for c in crops])
-            if components:
-                for name in COMPONENTS:
-                    quality[Method(name, COMPONENT)][idx] = [_component_quality(c, name) for c in captures]
-            if observer is not None:
-                quality[OBSERVER][idx] = timed(str(OBSERVER), observer.score, rgbs, on_rgb)
-            for i, e in zip(idx, recognizer.embed(rgbs, on_rgb)):
-                embeddings[i] = e
+                batch.append((i, capture))
+        if batch:
+            run.measure_faces(*zip(*batch))
         if progress is not None:
-            progress(min(n, start + batch_size))
-    mean_landmarks = landmark_sum / landmark_count if landmark_count else CENTRED_LANDMARKS
-    for i, rgb in pending_no_face.items():
-        if rgb is not None:
-            embeddings[i] = recognizer.embed([rgb], [mean_landmarks * np.array(rgb.shape[1::-1])])[0]
-    dim = next((len(e) for e in embeddings if e is not None), 1)
-    embeddings = [e if e is not None else np.zeros(dim, np.float32) for e in embeddings]
+            progress(min(len(images), start + batch_size))
     return MeasuredCaptures([str(x) if not isinstance(x, np.ndarray) else f"#{k}" for k, x in enumerate(images)],
-                            np.asarray(identities), found, np.stack(embeddings), landmarks, quality, seconds)
+                            np.asarray(identities), run.found, run.embeddings(), run.landmarks, run.quality,
+                            run.seconds)
+
+
+class _Measuring:
+    """What :func:`measure_captures` gathers batch by batch: each method's quality (lowest,
+    ``-inf``, where no face was found), the time each took, the landmarks and embeddings."""
+
+    def __init__(self, n: int, methods: list, scorers: dict, recognizer, observer):
+        self.scorers, self.recognizer, self.observer, self.methods = scorers, recognizer, observer, methods
+        self.quality = {m: np.full(n, -np.inf) for m in methods}
+        self.seconds = {str(m): 0.0 for m in methods}
+        self.seconds[DETECTION] = 0.0
+        self.found = np.zeros(n, bool)
+        self.landmarks = np.full((n, 5, 2), np.nan)
+        self._embeddings: list[np.ndarray | None] = [None] * n
+        self.without_face: dict[int, np.ndarray | None] = {}  # index -> its image (None: unreadable)
+        self._landmark_sum, self._landmark_count = np.zeros((5, 2)), 0
+
+    def timed(self, name, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.seconds[name] += time.perf_counter() - t0
+        return out
+
+    def measure_faces(self, idx: tuple[int, ...], captures: tuple) -> None:
+        idx, quality = list(idx), self.quality
+        faces = [c.primary for c in captures]
+        rgbs = [c.rgb for c in captures]
+        self.found[idx] = True
+        self.landmarks[idx] = [f.landmarks for f in faces]
+        for c in captures:
+            self._landmark_sum += c.primary.landmarks / np.array(c.image_size)
+            self._landmark_count += 1
+        on_rgb = [c.in_rgb(c.primary.landmarks) for c in captures]
+        crops = np.stack([c.crop for c in captures])
+        for v, scorer in self.scorers.items():
+            scores = self.timed(str(Method(ENSEMBLE, v)), scorer.score, crops)
+            quality[Method(ENSEMBLE, v)][idx] = scores.ensemble
+            for member, values in scores.members.items():
+                quality[Method(member, v)][idx] = values
+        if BASELINES[0] in quality:
+            quality[BASELINES[0]][idx] = [f.probability for f in faces]
+            quality[BASELINES[1]][idx] = [f.side for f in faces]
+            quality[BASELINES[2]][idx] = self.timed(str(BASELINES[2]), lambda: [laplacian_variance(c) for c in crops])
+        for name in COMPONENTS:
+            if Method(name, COMPONENT) in quality:
+                quality[Method(name, COMPONENT)][idx] = [_component_quality(c, name) for c in captures]
+        if self.observer is not None:
+            quality[OBSERVER][idx] = self.timed(str(OBSERVER), self.observer.score, rgbs, on_rgb)
+        for i, e in zip(idx, self.recognizer.embed(rgbs, on_rgb)):
+            self._embeddings[i] = e
+
+    def embeddings(self) -> np.ndarray:
+        """Every capture's embedding: where no face was found, the whole image embedded on the
+        mean landmarks of the found faces (what a recognizer given that capture would compare);
+        an unreadable capture, zeros."""
+        mean = self._landmark_sum / self._landmark_count if self._landmark_count else CENTRED_LANDMARKS
+        for i, rgb in self.without_face.items():
+            if rgb is not None:
+                self._embeddings[i] = self.recognizer.embed([rgb], [mean * np.array(rgb.shape[1::-1])])[0]
+        dim = next((len(e) for e in self._embeddings if e is not None), 1)
+        return np.stack([e if e is not None else np.zeros(dim, np.float32) for e in self._embeddings])
 
 
 def _component_quality(capture, name: str) -> float:
