@@ -201,13 +201,7 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     ref_paths = [p for p in photos if str(p) in landmarks]
     ref_ident = np.array([identity_of[str(p)] for p in ref_paths])
     ref_index = {str(p): i for i, p in enumerate(ref_paths)}
-    ref_emb = recognizer.embed_aligned(np.stack([recognizer.align(load_rgb(p), landmarks[str(p)]) for p in ref_paths]))
-    threshold = fmr_threshold(ref_emb, ref_ident)
-    good = good_references(ref_emb, ref_ident, threshold)
-    print(f"embedded {len(ref_emb)} clean photos; cosine threshold at FMR {FMR:g}: {threshold:.4f}; "
-          f"{good.sum()} good references", flush=True)
-    (out / "threshold.json").write_text(json.dumps({"fmr": FMR, "cosine": threshold, "tau": TAU,
-                                                    "good_references": int(good.sum())}) + "\n")
+    ref_emb, threshold, good = _references(recognizer, ref_paths, ref_ident, landmarks, out)
 
     rows, skipped = [], 0
     t0 = time.time()
@@ -244,6 +238,19 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
                   f"({len(rows) / (time.time() - t0):.1f}/s)", flush=True)
 
     return _write(out, rows, only, skipped)
+
+
+def _references(recognizer, paths: list[Path], identities: np.ndarray, landmarks: dict, out: Path) -> tuple:
+    """The clean photos' embeddings, the cosine threshold at :data:`FMR` over their impostor
+    comparisons, and which of them are good references (written to ``threshold.json``)."""
+    emb = recognizer.embed_aligned(np.stack([recognizer.align(load_rgb(p), landmarks[str(p)]) for p in paths]))
+    threshold = fmr_threshold(emb, identities)
+    good = good_references(emb, identities, threshold)
+    print(f"embedded {len(emb)} clean photos; cosine threshold at FMR {FMR:g}: {threshold:.4f}; "
+          f"{good.sum()} good references", flush=True)
+    (out / "threshold.json").write_text(json.dumps({"fmr": FMR, "cosine": threshold, "tau": TAU,
+                                                    "good_references": int(good.sum())}) + "\n")
+    return emb, threshold, good
 
 
 def _captures(photo: Path, landmarks: np.ndarray, variants: int, only: str | None, rng: np.random.Generator,

@@ -276,8 +276,6 @@ def calibrate(
             in the same half, so the held-out correlation is not flattered.
         perturbations, anchor, seed: recorded in the calibration (how ``pseudo`` was made).
     """
-    from scipy.stats import spearmanr  # training extra
-
     crops = check_crops(crops)
     pseudo = np.asarray(pseudo, dtype=np.float64).reshape(-1)
     if len(pseudo) != len(crops):
@@ -292,19 +290,7 @@ def calibrate(
     if len(fit) < 4 or len(held) < 4:
         raise ConfigError(f"too few groups to split into halves ({len(fit)} / {len(held)} crops)")
 
-    table, best = [], None
-    for layer in layers:
-        for kind in FEATURE_KINDS:
-            x = features[layer].get(kind)
-            readout = _fit_ridge(x[fit], pseudo[fit])
-            pred = readout.predict(x[held])
-            with np.errstate(all="ignore"):
-                rho = float(spearmanr(pred, pseudo[held])[0]) if np.ptp(pred) > 0 else float("nan")
-            finite = math.isfinite(rho)
-            table.append({"layer": layer, "feature": kind, "srcc": round(rho, 4) if finite else None,
-                          "alpha": readout.alpha})
-            if finite and (best is None or rho > best[0]):
-                best = (rho, layer, kind)
+    table, best = _rank_candidates(features, pseudo, fit, held, layers)
     if best is None:
         raise ConfigError("no candidate correlates with the pseudo-labels (are they constant?)")
     rho, layer, kind = best
@@ -332,6 +318,27 @@ def calibrate(
             "seconds": round(time.time() - t0, 1),
         },
     )
+
+
+def _rank_candidates(features: dict, pseudo: np.ndarray, fit: np.ndarray, held: np.ndarray, layers) -> tuple:
+    """Every (layer, feature kind) read-out fitted on ``fit`` and its Spearman correlation on
+    ``held``: the table of all, and the best as ``(srcc, layer, kind)`` (None if none is finite)."""
+    from scipy.stats import spearmanr  # training extra
+
+    table, best = [], None
+    for layer in layers:
+        for kind in FEATURE_KINDS:
+            x = features[layer].get(kind)
+            readout = _fit_ridge(x[fit], pseudo[fit])
+            pred = readout.predict(x[held])
+            with np.errstate(all="ignore"):
+                rho = float(spearmanr(pred, pseudo[held])[0]) if np.ptp(pred) > 0 else float("nan")
+            finite = math.isfinite(rho)
+            table.append({"layer": layer, "feature": kind, "srcc": round(rho, 4) if finite else None,
+                          "alpha": readout.alpha})
+            if finite and (best is None or rho > best[0]):
+                best = (rho, layer, kind)
+    return table, best
 
 
 def _table_alpha(table: Sequence[dict], layer: str, kind: str) -> float:
