@@ -145,7 +145,15 @@ def profile_rejections(shared: Path, lfw_photos: int = 600) -> dict:
 
 
 def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, command: str, minutes: float) -> None:
-    names = list(reports)
+    """docs/components.md: the components, the profiles' bounds, each component's EDC, what the
+    profiles reject, and what looking again finds; one section a function."""
+    lines = (_doc_components() + _doc_profiles() + _doc_evidence(reports, command, minutes)
+             + _doc_rejections(rejections) + _doc_looking_again(looks))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _doc_components() -> list[str]:
+    """What each component measures, in which unit, and its reason."""
     lines = [
         "# Quality components: what they measure and which ones predict recognition failure",
         "",
@@ -163,7 +171,12 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
     for name, d in COMPONENTS.items():
         lines.append(f"| `{name}` | {d.iso or '-'} | {d.unit} | {d.description} | {d.mapping.describe()} | "
                      f"`{d.reason}` |")
-    lines += ["", "## Profiles", "",
+    return lines
+
+
+def _doc_profiles() -> list[str]:
+    """The profiles' requirements, why these values, and what is not measured."""
+    lines = ["", "## Profiles", "",
               "Requirements on native values (`facegate.policy.PROFILES`); a policy file changes any of them "
               "(README, \"Decision policy\"). Every profile also applies the score threshold of the weights, the "
               "detector's confidence cut-off and the multiple-face rule.", "",
@@ -198,6 +211,14 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
         "Missing inputs give `None` with a cause, never NaN: image measures need at least half of the inner face "
         "inside the image; blockiness needs a face box of 32 px or more; the pose needs the PnP fit to converge.",
         "",
+    ]
+    return lines
+
+
+def _doc_evidence(reports: dict, command: str, minutes: float) -> list[str]:
+    """Each component's EDC alone against the floor of finding a face, on the four sets."""
+    names = list(reports)
+    lines = [
         "## Evidence: EDC of each component alone",
         "",
         f"Command: `{command}` (about {minutes:.0f} min here, measurements cached in `runs/components/`). "
@@ -247,7 +268,12 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
         f"comparisons, threshold {reports[n]['threshold']:.4f}" for n in names) + ". The degraded CelebA copies "
         "are hard (see the last row, no discarding): the degradations' parameters are in pixels of 250 px LFW photos, "
         "and many CelebA faces are much smaller.", ""]
-    lines += ["## What the profiles reject on natural photos", "",
+    return lines
+
+
+def _doc_rejections(rejections: dict) -> list[str]:
+    """The share of natural photos each profile rejects, and why."""
+    lines = ["## What the profiles reject on natural photos", "",
               "Every fifth photo of the LFW folds 1-5 people (up to 600) and every photo of the CelebA evaluation "
               "identities, with a face found; the share each profile rejects on everything but the score (face "
               "size, confidence, other faces, component requirements), and its most frequent reasons. Same "
@@ -261,7 +287,12 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
         lines.append(f"| {name} | {row['photos']} | " + " | ".join(cells) + " |")
     lines += ["", "LFW and CelebA photos are press and red-carpet photos, not enrollment portraits: `enrollment` is "
               "meant to reject most of them (all LFW faces have fewer than 90 px between the eyes).", ""]
-    lines += [
+    return lines
+
+
+def _doc_looking_again(looks: list[dict]) -> list[str]:
+    """no_face with and without looking again, by manipulation."""
+    lines = [
         "## `no_face` only when there is no face: looking again",
         "",
         f"{looks[0]['photos']} clean LFW evaluation photos (the first photo of each person, in name order, among "
@@ -282,7 +313,7 @@ def write_doc(reports: dict, looks: list[dict], rejections: dict, path: Path, co
         "then rejected by `under_exposure` where the profile bounds it.",
         "",
     ]
-    path.write_text("\n".join(lines) + "\n")
+    return lines
 
 
 def main(argv=None):
@@ -304,6 +335,7 @@ def main(argv=None):
                for name, (m, pairs, p) in sets.items()}
     looks = look_again_check(args.shared)
     rejections = profile_rejections(args.shared)
+    args.docs.mkdir(parents=True, exist_ok=True)  # a new --docs folder, not a crash after the measuring
     write_doc(reports, looks, rejections, args.docs / "components.md", "python -m train.studies.components_edc --shared ../shared",
               (time.time() - t0) / 60)
     summary = {name: {str(r["key"]): round(gap_closed(rep, r["key"]), 3) for r in rep["rows"]} for name, rep in reports.items()}
