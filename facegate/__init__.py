@@ -52,7 +52,7 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-__version__ = "0.2.0.dev0"
+from .version import __version__  # noqa: E402
 
 __all__ = [
     "Capture",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from .version import __version__
 from .errors import ConfigError, FacegateError
 from .extras import MissingExtraError, missing, require
 from .policy import PROFILE_NAMES, Policy, Status

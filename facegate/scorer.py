@@ -34,7 +34,7 @@ def weights_info(weights: str | Path | Weights | None = None) -> dict:
 
     The weights' terms can be narrower than the code's: the shipped weights inherit the
     terms of the photos and recognizer that trained them (non-commercial research use)."""
-    from . import __version__
+    from .version import __version__
     from .detection import SHIPPED_DETECTOR_TERMS
     from .extras import installed
 
