@@ -88,6 +88,7 @@ def test_release_on_your_own_people_writes_your_terms(tmp_path, shared, fixtures
     assert metrics["people"] == str(people) and "sensitivity" not in metrics
     card = (out / "MODEL_CARD.md").read_text()
     assert spec.terms in card and "CelebA is for non-commercial" not in card
+    assert f"Command: `python -m train.release --people {people}" in card  # what made them, not the shipped command
     assert weights_info(out)["weights"]["terms"] == spec.terms
     result = Gate(weights=out, threads=2).assess(fixtures / "tony_blair_1.jpg")
     assert result.face is not None and result.score is not None

@@ -173,7 +173,9 @@ class Release:
             "captures": len(_read(self.csv)),
             "validation_captures": scale["validation_captures"],
             **started,
-            "command": "python -m train.release --shared ../shared",
+            # what makes these weights again: the shipped recipe on the shared data in one command, else this run's
+            "command": "python -m train.release --shared ../shared" if self.people is None and r == SHIPPED
+                       else commands[-1],
             "commands": commands,
         }
         if self.people is None:
