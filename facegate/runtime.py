@@ -17,8 +17,9 @@ from .errors import ConfigError, WeightsError
 
 __all__ = ["available_cores", "configure_threads", "process_threads", "load_onnx"]
 
-#: The process's thread budget once chosen (None: not yet).
+#: The process's thread budget once chosen (None: not yet), and whether torch's pool has it.
 _BUDGET: int | None = None
+_TORCH_SIZED = False
 
 
 def available_cores() -> int:
@@ -46,12 +47,11 @@ def configure_threads(threads: int | None = None) -> int:
     gates in one process never resize each other's pools (:func:`process_threads`).
     Sessions are sized by their owners (:func:`load_onnx`).
     """
-    global _BUDGET
+    global _BUDGET, _TORCH_SIZED
     threads = _checked(threads)
     import cv2
 
     cv2.setNumThreads(threads)
-    global _TORCH_SIZED
     if "torch" in sys.modules:  # never import torch just to configure it
         sys.modules["torch"].set_num_threads(threads)
         _TORCH_SIZED = True
@@ -76,9 +76,6 @@ def torch_imported() -> None:
     if _BUDGET is not None and not _TORCH_SIZED and "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(_BUDGET)
         _TORCH_SIZED = True
-
-
-_TORCH_SIZED = False
 
 
 def load_onnx(path: str | Path, threads: int = 1):
