@@ -179,7 +179,7 @@ class _Measuring:
     ``-inf``, where no face was found), the time each took, the landmarks and embeddings."""
 
     def __init__(self, n: int, methods: list, scorers: dict, recognizer, observer):
-        self.scorers, self.recognizer, self.observer, self.methods = scorers, recognizer, observer, methods
+        self.scorers, self.recognizer, self.observer = scorers, recognizer, observer
         self.quality = {m: np.full(n, -np.inf) for m in methods}
         self.seconds = {str(m): 0.0 for m in methods}
         self.seconds[DETECTION] = 0.0
