@@ -423,12 +423,12 @@ def test_release_phase_zero_distills_both_members_once(tmp_path, fixtures, share
     (tmp_path / "work" / LABELS).mkdir(parents=True)
     csv_path = make_dataset(tmp_path / "work" / LABELS, fixtures)
     assert csv_path == release.csv
-    out = release.distill()
+    out = release.distill({})
     assert all(backbone_file(out, a).stat().st_size > 0 for a in recipe.members)
     record = distill_record(out, recipe.members)
     assert set(record) == set(recipe.members) and all(r["epochs"] == 1 and r["size"] == 48 for r in record.values())
     made = {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in recipe.members}
-    release.distill()
+    release.distill({})
     assert {a: (out / f"{a}.backbone.pt").stat().st_mtime_ns for a in recipe.members} == made
 
 

@@ -14,7 +14,7 @@ __all__ = ["recorded_settings", "comparable", "save_checkpoint", "save_resume", 
 
 #: Settings that name files: compared as the files they resolve to (a work folder reached
 #: through a link, or named relative to another folder, is the same run).
-PATH_SETTINGS = ("csv", "init", "pretrained_backbone", "recognizer", "teacher")
+PATH_SETTINGS = ("csv", "init", "pretrained_backbone", "recognizer", "teacher", "start")
 
 
 def recorded_settings(cfg, ignore=()) -> dict:

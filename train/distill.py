@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 
 from facegate.alignment import quality_template
-from facegate.models import QualityNet, backbone_state_dict, build_member, to_tensor
+from facegate.models import QualityNet, backbone_state_dict, build_member, load_backbone_weights, to_tensor
 from facegate.recognition import MobileFaceNetRecognizer
 from facegate.spec import ScorerSpec
 
@@ -62,6 +62,8 @@ class DistillConfig:
     weight_decay: float = SHIPPED.distillation.weight_decay
     val_fraction: float = SHIPPED.val_fraction
     seed: int = SHIPPED.seed
+    #: a backbone file to start from (train.imagenet's); None: random initialisation
+    start: Path | None = None
     threads: int | None = None
 
 
@@ -155,7 +157,10 @@ def distill(cfg: DistillConfig, log=print) -> dict:
     position = {int(k): p for p, k in enumerate(kept)}
     tr = np.array([position[i] for i in train_idx if i in position])
     va = np.array([position[i] for i in val_idx if i in position])
-    student = Student(build_member(cfg.arch), targets.shape[1])
+    net = build_member(cfg.arch)
+    if cfg.start is not None:
+        load_backbone_weights(net, str(cfg.start))
+    student = Student(net, targets.shape[1])
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, epochs=cfg.epochs,
                                                 steps_per_epoch=-(-len(tr) // cfg.batch_size))
@@ -213,10 +218,12 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=DistillConfig.size, help="crop size (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=DistillConfig.epochs, help="(default: %(default)s)")
     parser.add_argument("--lr", type=float, default=DistillConfig.lr, help="peak learning rate (default: %(default)s)")
+    parser.add_argument("--start", type=Path, default=None, metavar="FILE",
+                        help="start from this backbone file (e.g. train.imagenet's) instead of random initialisation")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     distill(DistillConfig(csv=args.csv, recognizer=args.recognizer, arch=args.arch, out=args.out, size=args.size,
-                          epochs=args.epochs, lr=args.lr, threads=args.threads))
+                          epochs=args.epochs, lr=args.lr, start=args.start, threads=args.threads))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from facegate.spec import ScorerSpec
 
-from .recipe import MONOTONE_KINDS, Phase, Recipe, format_stages
+from .recipe import IMAGENET_TERMS, MONOTONE_KINDS, Phase, Recipe, format_stages
 
 
 
@@ -32,6 +32,7 @@ def _header(spec: ScorerSpec, m: dict) -> list[str]:
         "Face-capture quality for gating captures before face recognition: an ensemble of",
         f"{' and '.join(f'`{a}`' for a in spec.members)} (torchvision architectures, trained by this project"
         + (" from backbones distilled from the label recognizer" if m.get("distilled") else
+           " from ImageNet weights" if m.get("imagenet_start") else
            " from the given backbones" if m.get("pretrained_backbones") else " from random initialisation")
         + ") with MLP heads, after arXiv 2509.10114.",
         "",
@@ -149,12 +150,25 @@ def _terms(spec: ScorerSpec, m: dict) -> list[str]:
           [f"- Trained on the people of `{m['people']}`, labelled by the recognizer named in the command below; "
            "quality here means usefulness to *that* recognizer on photos like those."]),
         "  Other recognizers, cameras and populations can differ: calibrate the threshold on your own captures.",
-        (f"- Backbones started from `--pretrained-backbones` files (`train.distill` or the user's own), then "
-         f"trained on {m['captures']:,} crops." if m.get("pretrained_backbones") else
-         f"- Trained from scratch on {m['captures']:,} crops: no ImageNet pretraining was available here."),
+        *_start_lines(m),
         "",
         f"Machine: {m.get('machine', 'see metrics.json')}.",
     ]
+
+
+def _start_lines(m: dict) -> list[str]:
+    """Where the backbones started, and the terms an ImageNet start brings."""
+    lines = []
+    for arch, source in (m.get("imagenet_start") or {}).items():
+        lines.append(f"- `{arch}` started from ImageNet weights (`train.imagenet`: {source}); {IMAGENET_TERMS}.")
+    if m.get("distilled"):
+        lines.append(f"- Backbones distilled from the label recognizer (phase 0), then trained on {m['captures']:,} crops.")
+    elif m.get("pretrained_backbones"):
+        lines.append(f"- Backbones started from `--pretrained-backbones` files (`train.distill` or the user's own), "
+                     f"then trained on {m['captures']:,} crops.")
+    else:
+        lines.append(f"- Trained from scratch on {m['captures']:,} crops.")
+    return lines
 
 
 def _inputs(spec: ScorerSpec, m: dict) -> list[str]:
@@ -283,7 +297,8 @@ def _distilled_lines(distilled: dict) -> list[str]:
              "teacher's embedding of every training crop (crop and mirror summed, normalised; loss 1 - cosine;",
              "AdamW with a one-cycle schedule; training side of the labels' identity split only):"]
     for arch, r in distilled.items():
-        lines.append(f"- {arch}: teacher `{r['teacher']}`, {r['epochs']} epochs at {r['size']} px, peak lr {r['lr']:g}, "
+        start = "from the ImageNet start" if r.get("start") else "from random initialisation"
+        lines.append(f"- {arch}, {start}: teacher `{r['teacher']}`, {r['epochs']} epochs at {r['size']} px, peak lr {r['lr']:g}, "
                      f"{r['seconds'] / 60:.0f} min, validation cosine to the teacher {r['val_cosine']:.2f}.")
     return lines + [""]
 

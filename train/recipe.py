@@ -28,7 +28,7 @@ from typing import Any
 from facegate.spec import ScorerSpec
 
 __all__ = ["Stage", "Optimiser", "Terms", "Phase", "LabelSettings", "Distillation", "Recipe", "SHIPPED",
-           "parse_stages", "format_stages", "setting_help", "TERMS"]
+           "parse_stages", "format_stages", "setting_help", "TERMS", "IMAGENET_TERMS"]
 
 #: The terms the labelled photos and the labels' recognizer pass on to weights trained on them
 #: (the data's READMEs in ../shared say each); the spec and the model card carry this text.
@@ -191,6 +191,15 @@ class Distillation:
     lr: float = field(default=1e-3, **_help("peak learning rate (AdamW, one-cycle)"))
     batch_size: int = field(default=64, **_help("crops per step"))
     weight_decay: float = field(default=1e-4, **_help("AdamW's weight decay"))
+    imagenet: bool = field(default=False, **_help(
+        "MobileNetV3-Small starts from ImageNet weights (SHARED/models' TFLite file, train.imagenet) instead of "
+        "random initialisation: its distillation, or with 0 epochs its first phase; the other members have none"))
+
+
+#: What weights started from the ImageNet model inherit (../shared/models/README.md).
+IMAGENET_TERMS = ("the MobileNetV3-Small member starts from Google's ImageNet model (tensorflow/models, Apache-2.0; "
+                  "as TFLite from weilly0912/ATU_Model_Zoo, MIT), trained on ImageNet-1k (ImageNet's terms: "
+                  "non-commercial research and education)")
 
 
 @dataclass(frozen=True)
@@ -237,8 +246,11 @@ class Recipe:
 
     def weights_spec(self, terms: str | None = None) -> ScorerSpec:
         """The spec the trained weights are written with, before calibration."""
+        terms = terms or self.spec.terms
+        if self.distillation.imagenet:
+            terms = f"{terms}; {IMAGENET_TERMS}"
         return self.spec.with_(name=f"facegate-ensemble.{self.spec.score_scale}", input_size=self.input_size,
-                               terms=terms or self.spec.terms)
+                               terms=terms)
 
     # -- records -------------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -34,7 +34,7 @@ from . import model_card
 from .recipe import SHIPPED, Phase, Recipe, setting_help
 
 #: Where each step writes inside ``--work``.
-LABELS, DISTILLED, PHASES = "labels", "distilled", "phases"
+LABELS, IMAGENET, DISTILLED, PHASES = "labels", "imagenet", "distilled", "phases"
 
 
 @dataclass
@@ -75,12 +75,29 @@ class Release:
 
     def backbones(self) -> dict[str, Path | None]:
         """Step 2: each member's starting backbone (None: from scratch)."""
-        folder = self.pretrained_backbones
-        if folder is None and self.recipe.distillation.epochs > 0:
-            folder = self.distill()
-        return {a: backbone_file(folder, a) for a in self.recipe.members}
+        if self.pretrained_backbones is not None:
+            return {a: backbone_file(self.pretrained_backbones, a) for a in self.recipe.members}
+        starts = self.imagenet_starts()
+        if self.recipe.distillation.epochs > 0:
+            folder = self.distill(starts)
+            return {a: backbone_file(folder, a) for a in self.recipe.members}
+        return {a: starts.get(a) for a in self.recipe.members}
 
-    def distill(self) -> Path:
+    def imagenet_starts(self) -> dict[str, Path]:
+        """The members that start from ImageNet weights (``distillation.imagenet``): the
+        TFLite model's MobileNetV3-Small, batch norms refitted on the labels' training crops
+        (``train.imagenet``), made once into ``--work``."""
+        if not self.recipe.distillation.imagenet or "mobilenet_v3_small" not in self.recipe.members:
+            return {}
+        path = self.work / IMAGENET / "mobilenet_v3_small.backbone.pt"
+        if not path.exists():
+            from .imagenet import write_start
+
+            write_start(self.shared, self.csv, self.recipe.weights_spec(), path, self.recipe.val_fraction,
+                        self.recipe.split_seed)
+        return {"mobilenet_v3_small": path}
+
+    def distill(self, starts: dict[str, Path]) -> Path:
         """Phase 0, in parallel processes after the teacher's targets are made once; a member
         distilled to the end with these settings is not redone."""
         from .distill import DistillConfig, distill, finished as distilled, prepare_targets
@@ -89,7 +106,7 @@ class Release:
         configs = [DistillConfig(csv=self.csv, recognizer=self.teacher_checkpoint, arch=a, out=out,
                                  size=self.recipe.input_size, margin=self.recipe.spec.margin, epochs=d.epochs,
                                  batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
-                                 val_fraction=self.recipe.val_fraction, seed=self.recipe.seed)
+                                 val_fraction=self.recipe.val_fraction, seed=self.recipe.seed, start=starts.get(a))
                    for a in self.recipe.members]
         todo = [c for c in configs if not distilled(c)]
         if todo:
@@ -131,7 +148,7 @@ class Release:
             prior = json.loads((from_weights / "metrics.json").read_text())
             records = {a: prior["training"][a] for a in self.recipe.members}
             start = {a: {"init": from_weights / f"{a}.pt"} for a in self.recipe.members}
-            started = {k: prior.get(k) for k in ("pretrained_backbones", "distilled")}
+            started = {k: prior.get(k) for k in ("pretrained_backbones", "distilled", "imagenet_start")}
             phases, folder = phases[-1:], from_weights
         else:
             backbones = self.backbones()
@@ -139,7 +156,8 @@ class Release:
             records = {a: {"epochs": 0, "seconds": 0.0, "phases": {}} for a in self.recipe.members}
             started = {"pretrained_backbones": {a: str(f) for a, f in backbones.items() if f is not None},
                        "distilled": distill_record(next((f.parent for f in backbones.values() if f), None),
-                                                   self.recipe.members)}
+                                                   self.recipe.members),
+                       "imagenet_start": imagenet_record({} if self.pretrained_backbones else self.imagenet_starts())}
         for phase in phases:
             folder, done = self.run_phase(phase, start)
             records = {a: add_phase(records[a], phase.name, done[a]) for a in self.recipe.members}
@@ -220,11 +238,19 @@ def distill_record(folder: Path | None, members) -> dict:
         if path and path.exists():
             done = json.loads(path.read_text())
             history = done["history"]
-            record[arch] = {"teacher": done["settings"]["recognizer"], "epochs": len(history),
+            record[arch] = {"teacher": done["settings"]["recognizer"], "start": done["settings"].get("start"),
+                            "epochs": len(history),
                             "size": done["settings"]["size"], "lr": done["settings"]["lr"],
                             "seconds": round(sum(h["seconds"] for h in history), 1),
                             "val_cosine": history[-1]["val_cosine"] if history else None}
     return record
+
+
+def imagenet_record(starts: dict[str, Path]) -> dict:
+    """Each ImageNet-started member's source, as train.imagenet recorded it in the file."""
+    import torch
+
+    return {a: torch.load(p, map_location="cpu", weights_only=True)["source"] for a, p in starts.items()}
 
 
 def backbone_file(folder: Path | None, arch: str) -> Path | None:
