@@ -25,6 +25,8 @@ from .detection import Detector, Face, choose_primary, create_detector, in_full_
 from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image, reduce_image
+from .occlusion import OcclusionModel
+from .orientation import Orientation, OrientationModel, upright_copy
 from .registry import default_spec
 from .spec import ScorerSpec
 from .working import Look, WorkingResolution
@@ -47,12 +49,19 @@ class Capture(FrozenValue):
         error: why the capture could not be decoded or searched for faces.
         components: the primary face's quality components (:mod:`facegate.components`).
         found_by: how the faces were found when the first detection found none, or none
-            sure enough (``"brightened"``, ``"darkened"``, ``"padded"``, ``"turned 90"``,
-            ``"turned 180"``, ``"turned 270"``: turning the image that many degrees
-            clockwise makes it upright); None when the first detection found them. Coordinates are always the image's own; faces
-            found by turning keep the face's own landmark order (so roll reads the turn).
+            sure enough: ``"brightened"``, ``"darkened"``, ``"padded"``; ``"turned 90"``,
+            ``"turned 180"``, ``"turned 270"``: the photo is turned, and turning it that many
+            degrees clockwise makes it upright (the orientation stage said so, or, without
+            it, only a turned copy held a face); ``"tilted 90"`` (180, 270): the face was
+            found on a turned copy of a photo the orientation stage holds upright, a head
+            tilted far or a person lying down (its ``roll`` says how far). None when the
+            first detection found them. Coordinates are always the image's own; faces found
+            by turning keep the face's own landmark order (so roll reads the turn).
         reduction: how ``rgb`` was reduced from the image (None: full resolution). Faces are
             always in the full image's coordinates; :meth:`in_rgb` maps them onto ``rgb``.
+        orientation: the orientation stage's answer (:mod:`facegate.orientation`; None when
+            it did not run). When it says the photo is turned, the faces were searched on the
+            upright copy and ``found_by`` is ``"turned <degrees>"``.
     """
 
     source: str
@@ -65,6 +74,7 @@ class Capture(FrozenValue):
     components: Components | None = None
     found_by: str | None = None
     reduction: Reduction | None = None
+    orientation: Orientation | None = None
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -97,6 +107,8 @@ class CaptureSettings:
             padded border, so that a dark, rotated or cut-off photo is reported as such
             instead of as having no face (up to five more detections, only for such photos).
         components: measure the primary face's quality components (about 2 ms).
+        orientation: ask the orientation stage whether the photo is turned (about 1 ms) and,
+            when it is, search the faces on the upright copy (:mod:`facegate.orientation`).
         working: how large photos are reduced for detection and cropping, from the policy's
             needs (:meth:`for_policy`; :class:`facegate.working.WorkingResolution`); None:
             always full resolution. Applies to detectors that can take a reduced image.
@@ -108,6 +120,7 @@ class CaptureSettings:
     backend: str = "onnx"
     look_again: bool = True
     components: bool = True
+    orientation: bool = True
     working: WorkingResolution | None = WorkingResolution()
     max_pixels: int | None = None
 
@@ -142,7 +155,8 @@ class CaptureStage:
     """
 
     def __init__(self, spec: ScorerSpec | None = None, settings: CaptureSettings | None = None, *,
-                 threads: int = 1, _detector: Detector | None = None):
+                 threads: int = 1, _detector: Detector | None = None, _orienter: OrientationModel | None = None,
+                 _occlusion: OcclusionModel | None = None):
         settings = settings or CaptureSettings()
         if not isinstance(settings, CaptureSettings):
             raise ConfigError(f"settings must be a CaptureSettings, got {type(settings).__name__}")
@@ -153,6 +167,9 @@ class CaptureStage:
             detector = create_detector(detector, self.spec.detector_settings(detector), threads=threads,
                                        backend=settings.backend)
         self.detector = detector
+        self.orienter = (_orienter or OrientationModel(threads=threads)) if settings.orientation else None
+        self.occlusion = (_occlusion or OcclusionModel(threads=threads)) if settings.components else None
+        self._other: Detector | None = None
 
     @property
     def components(self) -> bool:
@@ -176,7 +193,8 @@ class CaptureStage:
         another policy's working resolution, a stream's frames."""
         if {"detector", "backend"} & set(changes):
             raise ConfigError("a stage sharing this one's detector keeps its detector and backend")
-        return CaptureStage(self.spec, self.settings.with_(**changes), _detector=self.detector)
+        return CaptureStage(self.spec, self.settings.with_(**changes), _detector=self.detector,
+                            _orienter=self.orienter, _occlusion=self.occlusion)
 
     @property
     def detector_name(self) -> str | None:
@@ -218,7 +236,16 @@ class CaptureStage:
         first = working.first(loaded.size, base)
         coarse = loaded
         refine = getattr(self.detector, "refine", None)
-        try:  # landmarks are refined once, on the pixels the crop comes from
+        orientation = None
+        try:
+            # the orientation on the first look's image; a turned photo's faces are searched on
+            # its upright copy, there, as a photo the look again found turned
+            orientation, turned, found_by = self._oriented(
+                coarse.rgb, min_face_size=first.min_face_size / coarse.reduction.factor)
+            if turned:
+                faces = tuple(in_full_image(f, coarse.reduction) for f in turned)
+                return self._capture(coarse.rgb, faces, found_by, source, coarse.notes, coarse.reduction, orientation)
+            # landmarks are refined once, on the pixels the crop comes from
             faces = tuple(self.detector.detect(loaded.rgb, reduction=loaded.reduction,
                                                min_face_size=first.min_face_size, refine=False))
             primary = choose_primary(faces, loaded.size[::-1], self.min_face_probability)
@@ -242,30 +269,35 @@ class CaptureStage:
                     while small.size > 3_000_000 and first.min_face_size / (2 * seen.factor) >= base:
                         small, seen = reduce_image(small, 2), Reduction(2 * seen.factor, seen.size, seen.origin)
                     again, how = self._look_again(small, 0.0 if first_face is None else first_face.probability,
-                                                  first.min_face_size / seen.factor)
+                                                  first.min_face_size / seen.factor, orientation)
                     if again:
                         loaded, found_by = coarse, how
                         faces = tuple(in_full_image(f, seen) for f in again)
         except ImageError as exc:
             return Capture(source, error=exc.cause)
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
-            return Capture(source, loaded.rgb, notes=loaded.notes, reduction=loaded.reduction,
+            return Capture(source, loaded.rgb, notes=loaded.notes, reduction=loaded.reduction, orientation=orientation,
                            error=f"face detection failed ({type(exc).__name__}: {exc})")
-        return self._capture(loaded.rgb, faces, found_by, source, loaded.notes, loaded.reduction)
+        return self._capture(loaded.rgb, faces, found_by, source, loaded.notes, loaded.reduction, orientation)
 
     def analyse_rgb(self, rgb: np.ndarray, *, source: str = "", notes: tuple[str, ...] = ()) -> Capture:
         """:meth:`analyse` for an image already decoded to ``(H, W, 3)`` uint8 RGB."""
+        orientation = None
         try:
-            faces, found_by = tuple(self.detector.detect(rgb)), None
-            if self.look_again:
+            orientation, faces, found_by = self._oriented(rgb)
+            if not faces:
+                faces, found_by = tuple(self.detector.detect(rgb)), None
+            if self.look_again and found_by is None:
                 first = choose_primary(faces, rgb.shape, self.min_face_probability)
                 if first is None or first.probability < self.min_face_probability:  # nothing the gate would accept
-                    again, how = self._look_again(rgb, better_than=0.0 if first is None else first.probability)
+                    again, how = self._look_again(rgb, better_than=0.0 if first is None else first.probability,
+                                                  orientation=orientation)
                     if again:
                         faces, found_by = again, how
         except Exception as exc:  # a detector's own failure on odd data must not stop a batch
-            return Capture(source, rgb, notes=notes, error=f"face detection failed ({type(exc).__name__}: {exc})")
-        return self._capture(rgb, faces, found_by, source, notes)
+            return Capture(source, rgb, notes=notes, orientation=orientation,
+                           error=f"face detection failed ({type(exc).__name__}: {exc})")
+        return self._capture(rgb, faces, found_by, source, notes, orientation=orientation)
 
     def analyse_frame(self, rgb: np.ndarray, *, reduce_by: int = 1, source: str = "") -> Capture:
         """:meth:`analyse_rgb` for a video frame: the detector runs on the frame reduced
@@ -282,18 +314,23 @@ class CaptureStage:
                 small = cv2.resize(rgb, (width // reduce_by, height // reduce_by), interpolation=cv2.INTER_AREA)
             else:
                 small = reduce_image(rgb, reduce_by)
-            faces, found_by = tuple(self.detector.detect(small, reduction=seen)), None
-            if self.look_again:
+            orientation, faces, found_by = self._oriented(small)
+            faces = tuple(in_full_image(f, seen) for f in faces)
+            if not faces:
+                faces, found_by = tuple(self.detector.detect(small, reduction=seen)), None
+            if self.look_again and found_by is None:
                 first = choose_primary(faces, rgb.shape, self.min_face_probability)
                 if first is None or first.probability < self.min_face_probability:
-                    again, how = self._look_again(small, 0.0 if first is None else first.probability)
+                    again, how = self._look_again(small, 0.0 if first is None else first.probability,
+                                                  orientation=orientation)
                     if again:
                         faces, found_by = tuple(in_full_image(f, seen) for f in again), how
         except Exception as exc:  # a detector's own failure on odd data must not stop a stream
             return Capture(source, rgb, error=f"face detection failed ({type(exc).__name__}: {exc})")
-        return self._capture(rgb, faces, found_by, source, ())
+        return self._capture(rgb, faces, found_by, source, (), orientation=orientation)
 
-    def _capture(self, rgb, faces, found_by, source, notes, reduction: Reduction | None = None) -> Capture:
+    def _capture(self, rgb, faces, found_by, source, notes, reduction: Reduction | None = None,
+                 orientation: Orientation | None = None) -> Capture:
         faces = merge_overlapping(faces)  # one face the detector boxed twice is one face
         size = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
         primary = choose_primary(faces, size[::-1], self.min_face_probability)
@@ -306,7 +343,7 @@ class CaptureStage:
             if self.components:
                 components = self.measure(rgb, primary, faces, reduction)
         return Capture(source, rgb, faces, primary, crop, notes, components=components, found_by=found_by,
-                       reduction=reduction)
+                       reduction=reduction, orientation=orientation)
 
     def measure(self, rgb: np.ndarray, face: Face, faces: tuple[Face, ...] = (),
                 reduction: Reduction | None = None) -> Components:
@@ -314,10 +351,24 @@ class CaptureStage:
         ``reduction`` says); other faces count towards ``second_face`` when the detector is
         at least as sure of them as the spec requires."""
         cut = self.min_face_probability
-        return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut], reduction)
+        return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut], reduction,
+                                  self.occlusion)
 
-    def _look_again(self, rgb: np.ndarray, better_than: float = 0.0,
-                    min_face_size: float | None = None) -> tuple[tuple[Face, ...], str | None]:
+    def _oriented(self, image: np.ndarray, **options) -> tuple[Orientation | None, tuple[Face, ...], str | None]:
+        """The orientation stage's answer for ``image`` and, when it says the photo is turned,
+        the faces of the upright copy in ``image``'s coordinates (none: search as usual)."""
+        if self.orienter is None:
+            return None, (), None
+        orientation = self.orienter(image)
+        if not orientation.turned:
+            return orientation, (), None
+        h, w = image.shape[:2]
+        found = self.detector.detect(upright_copy(image, orientation.turn), **options)
+        faces = tuple(_turned_back(f, orientation.turn, w, h) for f in found)
+        return orientation, faces, f"turned {orientation.turn}" if faces else None
+
+    def _look_again(self, rgb: np.ndarray, better_than: float = 0.0, min_face_size: float | None = None,
+                    orientation: Orientation | None = None) -> tuple[tuple[Face, ...], str | None]:
         cut = max(self.min_face_probability, better_than)
         options = {} if min_face_size is None else {"min_face_size": min_face_size}
 
@@ -330,18 +381,43 @@ class CaptureStage:
             if found := detect(_exposure_normalised(rgb, grey_mean)):
                 return tuple(found), "brightened" if grey_mean < 90 else "darkened"
         h, w = rgb.shape[:2]
+        # a face on a turned copy of a photo the orientation stage holds upright is a head
+        # tilted far (or a person lying down), not a turned photo
+        word = "tilted" if orientation is not None and orientation.upright >= 0.5 else "turned"
         for turn in (90, 270, 180):  # clockwise degrees that make the photo upright
-            if found := detect(np.ascontiguousarray(np.rot90(rgb, k=-turn // 90))):
-                return tuple(_turned_back(f, turn, w, h) for f in found), f"turned {turn}"
-        # last, as a padded border also lets the detector find sideways faces
+            if found := detect(upright_copy(rgb, turn)):
+                return tuple(_turned_back(f, turn, w, h) for f in found), f"{word} {turn}"
+        # a padded border also lets the detector find sideways faces
         pad = max(8, int(0.3 * max(h, w)))
         if found := detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)):
             return tuple(_shifted(f, -pad, -pad) for f in found), "padded"
+        # last, the other detector: MTCNN and YuNet miss different faces (a face under a
+        # hand, a drummer behind cymbals); its face counts when it is as sure as both cut-offs
+        other = self._other_detector()
+        if other is not None:
+            other_cut = max(cut, float(self.spec.detector_settings(other.name).get("min_face_probability", 1.0)))
+            found = other.detect(rgb)
+            if any(f.probability >= other_cut for f in found):
+                return tuple(found), f"found by {other.name}"
         return (), None
+
+    def _other_detector(self) -> Detector | None:
+        """The shipped detector this stage does not use (made once), for the last look; None
+        for a detector of the user's own."""
+        if self.detector_name not in _OTHER:
+            return None
+        if self._other is None:
+            name = _OTHER[self.detector_name]
+            self._other = create_detector(name, self.spec.detector_settings(name), threads=1, backend="onnx")
+        return self._other
 
     def crop(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """The aligned crop of any face of ``rgb`` (streams crop every face, not just one)."""
         return self.spec.crop(rgb, face.landmarks)
+
+
+#: The detector the last look asks, for each shipped one.
+_OTHER = {"mtcnn": "yunet", "yunet": "mtcnn"}
 
 
 def _exposure_normalised(rgb: np.ndarray, grey_mean: float) -> np.ndarray:

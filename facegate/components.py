@@ -164,7 +164,22 @@ COMPONENTS: dict[str, Definition] = {
         "send a less compressed photo",
         "gradient across the JPEG block edges over the gradient inside blocks, on the face (a large face "
         "averaged to about 64 px between the eyes; 1: none)"),
+    "eyes_visible": Definition(
+        "share", "Eyes visible", Mapping(0.6, 0.08), "eyes_covered",
+        "take off your sunglasses and keep your eyes uncovered (hair, hands)",
+        "share of the two eye regions that is uncovered (the occlusion helper, on the template crop)"),
+    "mouth_visible": Definition(
+        "share", "Mouth occlusion prevention", Mapping(0.6, 0.08), "mouth_covered",
+        "uncover your nose and mouth: no mask, scarf, hand or microphone in front of them",
+        "share of the nose-and-mouth region that is uncovered (the occlusion helper)"),
+    "face_visible": Definition(
+        "share", "Face occlusion prevention", Mapping(0.75, 0.06), "face_occluded",
+        "nothing between your face and the camera, please",
+        "share of the face (an ellipse the landmarks lay out) that is uncovered (the occlusion helper)"),
 }
+
+#: The components the occlusion helper gives, in its output order (facegate.occlusion.REGIONS).
+OCCLUSION_COMPONENTS = ("eyes_visible", "mouth_visible", "face_visible")
 
 
 @dataclass(frozen=True, eq=False)
@@ -431,7 +446,7 @@ def _blockiness(rgb: np.ndarray, face: Face, reduction: Reduction | None = None)
 
 
 def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = (),
-                       reduction: Reduction | None = None) -> Components:
+                       reduction: Reduction | None = None, occlusion=None) -> Components:
     """Every component of ``face`` in the decoded ``(H, W, 3)`` uint8 RGB image ``rgb``.
 
     Args:
@@ -441,6 +456,8 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = (),
         reduction: ``rgb`` is the image reduced so (a large photo at its working
             resolution); faces are in the full image's coordinates, and geometry is measured
             there, the pixels on ``rgb``.
+        occlusion: a :class:`facegate.occlusion.OcclusionModel` for the occlusion components
+            (None: they are not measured, and say so).
     """
     width, height = reduction.size if reduction is not None else (rgb.shape[1], rgb.shape[0])
     landmarks = face.landmarks
@@ -489,4 +506,16 @@ def measure_components(rgb: np.ndarray, face: Face, faces: Sequence[Face] = (),
         values.append(_component("colour", math.hypot(da, db), detail=f"mean a*={a:.1f}, b*={b:.1f}"))
     block, cause = _blockiness(rgb, face, reduction)
     values.append(_component("compression", block, cause))
+    values += _occlusion(crop, visible, occlusion)
     return Components(tuple(values))
+
+
+def _occlusion(crop: np.ndarray, inside: float, model) -> list[Component]:
+    """The occlusion components from the template crop (a face mostly outside the image is
+    cut off, not covered: not measured)."""
+    if model is None:
+        return [_component(n, None, "the occlusion helper was not loaded") for n in OCCLUSION_COMPONENTS]
+    if inside < 0.5:
+        return [_component(n, None, f"only {inside:.0%} of the face is inside the image") for n in OCCLUSION_COMPONENTS]
+    shares = model(crop[None])[0]
+    return [_component(n, float(v)) for n, v in zip(OCCLUSION_COMPONENTS, shares)]

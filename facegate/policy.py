@@ -386,7 +386,7 @@ def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: f
     if primary is None:
         return Status.NO_FACE, ()
     reasons = list(_score_reasons(policy, score))
-    if found_by:
+    if found_by and _FOUND_BY_REASON[found_by.split()[0]]:
         reasons.append(_FOUND_BY_REASON[found_by.split()[0]])
     if primary.eye_distance < policy.min_eye_distance:
         reasons.append("face_too_small")
@@ -412,7 +412,9 @@ def decide(policy: Policy, faces: Sequence[Face], primary: Face | None, score: f
 
 
 #: The reason for each way of finding a face the first detection missed.
-_FOUND_BY_REASON = {"turned": "rotated", "brightened": "too_dark", "darkened": "too_bright", "padded": "cut_off"}
+#: (A face found on a turned copy of an upright photo, ``"tilted"``, is a pose: ``roll`` names it.)
+_FOUND_BY_REASON = {"turned": "rotated", "brightened": "too_dark", "darkened": "too_bright", "padded": "cut_off",
+                    "tilted": None, "found": None}
 
 #: Components that can explain a low score when no requirement failed, with the quality
 #: below which they are named as the likely cause.
@@ -439,7 +441,7 @@ def explain(reasons: Sequence[str], components: Components | None = None,
     if not reasons:
         return None
     first = min(reasons, key=lambda r: _PROMPT_ORDER.index(r) if r in _PROMPT_ORDER else len(_PROMPT_ORDER))
-    if first == "rotated" and found_by:
+    if first == "rotated" and found_by and found_by.startswith("turned"):
         return first, f"hold the camera upright (the photo needs turning {found_by.split()[-1]} degrees clockwise)"
     if first == "cut_off" and components is not None:
         side = _cut_side(components)

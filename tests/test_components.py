@@ -8,6 +8,8 @@ import math
 
 import cv2
 import numpy as np
+
+from facegate.capture import CaptureSettings
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -188,7 +190,7 @@ def test_a_policy_file_changes_a_profile(tmp_path):
 
 def test_look_again_reports_rotated_and_dark_photos_instead_of_no_face(photo):
     gate = Gate(threads=2, views="none")
-    plain = Gate(threads=2, views="none", look_again=False)
+    plain = Gate(threads=2, views="none", capture=CaptureSettings(look_again=False, orientation=False))
     turned = np.ascontiguousarray(np.rot90(photo, 1))  # on its side: turn 90 degrees clockwise to fix
     assert plain.assess(turned, color_order="rgb").status is Status.NO_FACE
     result = gate.assess(turned, color_order="rgb")

@@ -183,7 +183,9 @@ def build(shared: Path, out: Path, *, variants: int, seed: int, limit_people: in
     (out / "crops").mkdir(exist_ok=True)
     rng = np.random.default_rng(seed)
     spec = spec or SHIPPED.weights_spec()
-    stage = CaptureStage(spec, CaptureSettings(components=False))
+    # no orientation stage: the labelled photos are upright, and the labels (and so the shipped
+    # weights' reproduction) must not hang on a helper trained on these very photos
+    stage = CaptureStage(spec, CaptureSettings(components=False, orientation=False))
     people = training_identities(shared, people_dir)
     if limit_people:
         names = sorted(people)
