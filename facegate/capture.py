@@ -54,7 +54,8 @@ class Capture(FrozenValue):
             degrees clockwise makes it upright (the orientation stage said so, or, without
             it, only a turned copy held a face); ``"tilted 90"`` (180, 270): the face was
             found on a turned copy of a photo the orientation stage holds upright, a head
-            tilted far or a person lying down (its ``roll`` says how far). None when the
+            tilted far or a person lying down (its ``roll`` says how far); ``"found by
+            yunet"`` (``"found by mtcnn"``): only the other shipped detector found it. None when the
             first detection found them. Coordinates are always the image's own; faces found
             by turning keep the face's own landmark order (so roll reads the turn).
         reduction: how ``rgb`` was reduced from the image (None: full resolution). Faces are
@@ -392,10 +393,11 @@ class CaptureStage:
         if found := detect(cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)):
             return tuple(_shifted(f, -pad, -pad) for f in found), "padded"
         # last, the other detector: MTCNN and YuNet miss different faces (a face under a
-        # hand, a drummer behind cymbals); its face counts when it is as sure as both cut-offs
+        # hand, a drummer behind cymbals); its face counts when it passes that detector's own
+        # cut-off (the gate then holds it to that cut-off: facegate.gate)
         other = self._other_detector()
         if other is not None:
-            other_cut = max(cut, float(self.spec.detector_settings(other.name).get("min_face_probability", 1.0)))
+            other_cut = max(better_than, float(self.spec.detector_settings(other.name).get("min_face_probability", 1.0)))
             found = other.detect(rgb)
             if any(f.probability >= other_cut for f in found):
                 return tuple(found), f"found by {other.name}"

@@ -222,6 +222,7 @@ class Gate:
         settings = _capture_settings(capture, chosen, backend=backend, detector=detector, look_again=look_again,
                                      working=working, max_pixels=max_pixels)
         self.capture = CaptureStage(self.scorer.spec, settings, threads=per_thread)
+        self._chosen = chosen
         self.policy = chosen.resolve(self.spec.default_threshold,
                                      self.capture.detector_settings.get("min_face_probability"))
 
@@ -241,8 +242,19 @@ class Gate:
         other = copy.copy(self)
         stage = self.capture
         other.capture = stage.sharing(working=_for_policy(stage.working, chosen))
+        other._chosen = chosen
         other.policy = chosen.resolve(self.spec.default_threshold, stage.detector_settings.get("min_face_probability"))
         return other
+
+    def _deciding(self, capture: Capture) -> Policy:
+        """The policy a capture is decided by: a face only the other shipped detector found
+        is held to that detector's confidence cut-off (its scale is its own), unless the
+        policy sets one."""
+        found = capture.found_by or ""
+        if not found.startswith("found by ") or self._chosen.min_face_probability is not None:
+            return self.policy
+        cut = self.spec.detector_settings(found.removeprefix("found by ")).get("min_face_probability")
+        return self.policy if cut is None else replace(self.policy, min_face_probability=float(cut))
 
     @property
     def spec(self):
@@ -314,7 +326,7 @@ class Gate:
                                           reduction=capture.reduction.factor if capture.reduction else 1)
                           for f in capture.faces])
         scores = self.scorer.score(crops)
-        alone = replace(self.policy, reject_multiple_faces=False)
+        alone = replace(self._deciding(capture), reject_multiple_faces=False)
         results = []
         for k, face in enumerate(capture.faces):
             components = stage.measure(capture.rgb, face, capture.faces, capture.reduction)
@@ -342,8 +354,8 @@ class Gate:
             if id(capture) in scored:
                 k = scored[id(capture)]
                 score, members = float(scores.ensemble[k]), scores.member_scores(k)
-            status, reasons = decide(self.policy, capture.faces, capture.primary, score, capture.components,
-                                     capture.found_by)
+            status, reasons = decide(self._deciding(capture), capture.faces, capture.primary, score,
+                                     capture.components, capture.found_by)
             prompt = (prompt_for(reasons, capture.components, capture.found_by) if status is Status.REJECTED
                       else NO_FACE_PROMPT if status is Status.NO_FACE else None)
             results.append(CaptureResult(capture.source, status, reasons, score, members, capture.primary,

@@ -61,7 +61,7 @@ for _definition in COMPONENTS.values():  # each component's reason, where the ta
 #: Which prompt to give when several requirements fail: first what makes the rest
 #: unmeasurable (framing, size), then light, then pose, then the image itself.
 _PROMPT_ORDER = ("rotated", "face_too_small", "cut_off", "cut_off_top", "cut_off_bottom", "cut_off_left",
-                 "cut_off_right", "multiple_faces", "too_dark", "too_bright", "luminance", "uneven_light",
+                 "cut_off_right", "multiple_faces", "eyes_covered", "mouth_covered", "face_occluded", "too_dark", "too_bright", "luminance", "uneven_light",
                  "low_dynamic_range", "contrast", "head_turned", "head_tilted_up_down", "head_tilted_sideways",
                  "blurred", "compression_artefacts", "unnatural_colour", "head_size", "low_confidence",
                  "low_quality")
@@ -341,6 +341,8 @@ PROFILES: dict[str, Policy] = {
         "margin_top": {"min": -0.8}, "margin_bottom": {"min": -0.8},
         "under_exposure": {"max": 0.6}, "over_exposure": {"max": 0.5},
         "compression": {"max": 2.5},
+        # eyes mostly hidden (dark glasses, a band, a hand) or nose and mouth all but gone
+        "eyes_visible": {"min": 0.3}, "mouth_visible": {"min": 0.2},
     }),
     # Close to ISO/IEC 39794-5 / ICAO portrait practice for enrollment photos, with pose
     # limits widened to what five-landmark pose can tell apart (its spread on frontal
@@ -355,6 +357,8 @@ PROFILES: dict[str, Policy] = {
         "luminance_mean": {"min": 70.0, "max": 200.0}, "dynamic_range": {"min": 60.0},
         "illumination_uniformity": {"min": 0.7},
         "sharpness": {"min": 1.6}, "colour": {"max": 8.0}, "compression": {"max": 1.5},
+        # eyes, nose and mouth uncovered (ISO/IEC 39794-5: no sunglasses, nothing over the face)
+        "eyes_visible": {"min": 0.6}, "mouth_visible": {"min": 0.6}, "face_visible": {"min": 0.7},
     }, min_eye_distance=90.0, secondary_face_ratio=0.3),
     # Uncooperative subjects at a distance: small faces, turned heads and crowds are the
     # norm; only what no recognizer copes with is rejected.
@@ -419,7 +423,8 @@ _FOUND_BY_REASON = {"turned": "rotated", "brightened": "too_dark", "darkened": "
 #: Components that can explain a low score when no requirement failed, with the quality
 #: below which they are named as the likely cause.
 _EXPLAINS_LOW_SCORE = ("sharpness", "under_exposure", "over_exposure", "yaw", "pitch", "illumination_uniformity",
-                       "compression", "inter_eye_distance", "luminance_mean", "dynamic_range")
+                       "compression", "inter_eye_distance", "luminance_mean", "dynamic_range", "eyes_visible",
+                       "mouth_visible", "face_visible")
 _EXPLAIN_BELOW = 50.0
 
 
@@ -460,7 +465,7 @@ def explain(reasons: Sequence[str], components: Components | None = None,
             reason = COMPONENTS[min(weak, key=lambda c: c.quality).name].reason
             return reason, PROMPTS[reason]
     return first, ("take another photo: this one is poor for recognition, for a reason none of the measured "
-                   "components explains (occlusion, expression or the face itself)")
+                   "components explains (expression, make-up or the face itself)")
 
 
 def _cut_side(components: Components) -> str | None:

@@ -169,6 +169,12 @@ def _iou(a, b):
     return inter / union if union > 0 else 0.0
 
 
+def _values(result) -> dict:
+    """The occlusion components' values of a result (None where not measured)."""
+    c = result.components
+    return {n: None if c is None or n not in c else c.value(n) for n in ("eyes_visible", "mouth_visible", "face_visible")}
+
+
 def _turn_named(result) -> int | None:
     if "rotated" not in result.reasons or not result.found_by or not result.found_by.startswith("turned"):
         return None
@@ -197,6 +203,7 @@ def measure(shared: Path, photos: list[Path], seed: int = 0, log=print) -> dict:
         found.append((rgb, base.face))
         base_enrol = enrol.assess(rgb, color_order="rgb")
         row["score"] = base.score
+        row["occlusion"] = _values(base)
         row["enrol_occlusion"] = [r for r in base_enrol.reasons if r in OCCLUSION_REASONS]
         row["verif_occlusion"] = [r for r in base.reasons if r in OCCLUSION_REASONS]
         for k, turn in ((1, 90), (2, 180), (3, 270)):
@@ -210,7 +217,8 @@ def measure(shared: Path, photos: list[Path], seed: int = 0, log=print) -> dict:
                     "enrol": [r for r in e.reasons if r in OCCLUSION_REASONS],
                     "verif": [r for r in v.reasons if r in OCCLUSION_REASONS],
                     "accepted": v.status.value == "accepted",
-                    "drop": None if v.score is None else base.score - v.score, "face": v.face is not None}
+                    "drop": None if v.score is None else base.score - v.score, "face": v.face is not None,
+                    "values": _values(v)}
         rows.append(row)
         if (n + 1) % 50 == 0:
             log(f"  {n + 1}/{len(photos)} photos ({time.time() - t0:.0f} s)")
@@ -222,7 +230,8 @@ def measure(shared: Path, photos: list[Path], seed: int = 0, log=print) -> dict:
         copy = with_bystander(rgb, face, other_rgb, other_face, rng)
         after = gate.assess(copy, color_order="rgb")
         row["bystander"] = {"kept": after.face is not None and _iou(after.face.box, face.box) >= 0.5,
-                            "same_decision": after.status == base.status and set(after.reasons) == set(base.reasons)}
+                            "same_decision": after.status == base.status and set(after.reasons) == set(base.reasons),
+                            "before": [base.status.value, *base.reasons], "after": [after.status.value, *after.reasons]}
     return {"rows": rows, "seconds": round(time.time() - t0, 1)}
 
 
