@@ -26,7 +26,7 @@ from .errors import ConfigError, ImageError
 from .frozen import FrozenValue
 from .images import ColorOrder, ImageInput, Reduction, apply_gamma, describe, load_image, reduce_image
 from .occlusion import OcclusionModel
-from .orientation import Orientation, OrientationModel, upright_copy
+from .orientation import TURNS, Orientation, OrientationModel, upright_copy
 from .registry import default_spec
 from .spec import ScorerSpec
 from .working import Look, WorkingResolution
@@ -385,7 +385,10 @@ class CaptureStage:
         # a face on a turned copy of a photo the orientation stage holds upright is a head
         # tilted far (or a person lying down), not a turned photo
         word = "tilted" if orientation is not None and orientation.upright >= 0.5 else "turned"
-        for turn in (90, 270, 180):  # clockwise degrees that make the photo upright
+        turns = (90, 270, 180)  # clockwise degrees that make the photo upright
+        if orientation is not None:  # the turns the orientation stage finds likelier first
+            turns = tuple(sorted(turns, key=lambda t: -orientation.probabilities[TURNS.index(t)]))
+        for turn in turns:
             if found := detect(upright_copy(rgb, turn)):
                 return tuple(_turned_back(f, turn, w, h) for f in found), f"{word} {turn}"
         # a padded border also lets the detector find sideways faces

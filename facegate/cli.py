@@ -735,6 +735,7 @@ def info(weights, fmt):
         *(f"  {arch} sha256 {digest[:12]}" for arch, digest in w["members"].items()),
         *([f"  model card: {w['model_card']}"] if w["model_card"] else []),
         *(f"detector {name}: {terms}" for name, terms in about["detectors"].items()),
+        *(f"helper {name}: {terms}" for name, terms in about["helpers"].items()),
         "extras: " + ", ".join(f"{name} {'installed' if ok else 'not installed'}" for name, ok in about["extras"].items()),
     ]
     click.echo("\n".join(lines))

@@ -54,8 +54,24 @@ def weights_info(weights: str | Path | Weights | None = None) -> dict:
             "model_card": str(card) if card.is_file() else None,
         },
         "detectors": dict(SHIPPED_DETECTOR_TERMS),
+        "helpers": _helper_terms(),
         "extras": installed(),
     }
+
+
+def _helper_terms() -> dict:
+    """The capture stage's helper networks (orientation, occlusion) and their terms, from
+    their ``.json`` files (no model is loaded)."""
+    import json
+
+    out = {}
+    for name in ("orientation", "occlusion"):
+        path = default_weights_dir() / f"{name}.json"
+        try:
+            out[name] = json.loads(path.read_text()).get("terms") or "not stated"
+        except (OSError, ValueError):
+            out[name] = f"missing ({path})"
+    return out
 
 
 class OnnxScorer:

@@ -23,6 +23,9 @@ def test_the_shipped_weights_state_narrower_terms_than_the_code():
     assert about["code_license"] == "MIT"
     assert about["weights"]["terms"] == spec.terms and about["weights"]["shipped"]
     assert about["weights"]["score_scale"] == spec.score_scale == "fg-utility-v2"
+    # the capture stage's helpers, trained here on the same photos from the ImageNet start
+    for name in ("orientation", "occlusion"):
+        assert "non-commercial research use only" in about["helpers"][name] and "ImageNet" in about["helpers"][name]
     # the installed package's metadata, what pip show and PyPI display
     license_field = metadata.metadata("facegate")["License"]
     assert "MIT" in license_field and "non-commercial" in license_field
@@ -38,7 +41,10 @@ def test_facegate_info_prints_the_loaded_weights_and_their_terms(tmp_path):
     # weights whose spec states no terms are said to have none stated, not the shipped ones'
     ScorerSpec(name="mine").save(tmp_path / "spec.json")
     other = runner.invoke(main, ["info", "--weights", str(tmp_path)])
-    assert other.exit_code == 0 and "not stated" in other.output and "non-commercial" not in other.output
+    terms_line = next(line for line in other.output.splitlines() if line.strip().startswith("terms:"))
+    assert other.exit_code == 0 and "not stated" in terms_line and "non-commercial" not in terms_line
+    # the capture stage's helpers ship with the package, whatever the weights: their terms stay printed
+    assert "helper orientation: non-commercial" in other.output
     not_weights = runner.invoke(main, ["info", "--weights", str(tmp_path / "..")])
     assert not_weights.exit_code == 1 and "not a facegate weights folder" in not_weights.output
 

@@ -6,8 +6,10 @@ detector into upright-looking landmarks. So the gate asks a small network that s
 whole photo (64 px, squashed to a square): people's bodies, hair, shoulders and the scene say
 which way is up. Trained self-supervised (RotNet, Gidaris et al. 2018) on the training people's
 photos of LFW and CelebA, each drawn upright or turned by a multiple of 90 degrees, with views
-that do not change the answer (crops, tilts of up to 15 degrees, mirror images, light, grey,
-blur, noise); identity-disjoint validation people; the evaluation people are never seen.
+that do not change the answer (the head alone tilted 20-70 degrees in a third of the views, so
+that a tilted head does not read as a turned photo; crops, tilts of the whole photo of up to
+15 degrees, mirror images, light, grey, blur, noise); identity-disjoint validation people; the
+evaluation people are never seen.
 
     python -m train.orientation --shared ../shared --work runs/orientation --out facegate/weights
 
@@ -28,7 +30,7 @@ from facegate.images import load_rgb
 
 from .small_nets import SmallFit, SmallNet, export, fit_small, predict
 
-__all__ = ["TURNS", "training_photos", "thumbnails", "turned", "main"]
+__all__ = ["TURNS", "training_photos", "thumbnails", "head_tilted", "turned", "choose_threshold", "main"]
 
 #: Output i: the photo needs turning TURNS[i] degrees clockwise to be upright (it was turned
 #: that far counter-clockwise).
@@ -51,16 +53,41 @@ def thumbnail(rgb: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def thumbnails(photos: list[Path], cache: Path, size: int = STORED) -> np.ndarray:
-    """``(N, size, size, 3)`` uint8 thumbnails of ``photos``, cached in ``cache`` (.npy)."""
+def thumbnails(photos: list[Path], cache: Path, size: int = STORED) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, size, size, 3)`` uint8 thumbnails of ``photos`` and the main face's five
+    landmarks in each (``(N, 5, 2)`` in thumbnail pixels; NaN where none was found), cached in
+    ``cache`` (.npz)."""
     if cache.exists():
         stored = np.load(cache)
-        if len(stored) == len(photos):
-            return stored
-    out = np.stack([thumbnail(load_rgb(p), size) for p in photos])
+        if len(stored["thumbs"]) == len(photos):
+            return stored["thumbs"], stored["landmarks"]
+    from facegate.capture import CaptureSettings, CaptureStage
+
+    stage = CaptureStage(settings=CaptureSettings(components=False, orientation=False, look_again=False))
+    thumbs, marks = [], []
+    for p in photos:
+        rgb = load_rgb(p)
+        capture = stage.analyse_rgb(rgb)
+        scale = np.array([size / rgb.shape[1], size / rgb.shape[0]])
+        marks.append(capture.primary.landmarks * scale if capture.primary is not None else np.full((5, 2), np.nan))
+        thumbs.append(thumbnail(rgb, size))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, out)
-    return out
+    np.savez(cache, thumbs=np.stack(thumbs), landmarks=np.stack(marks))
+    return np.stack(thumbs), np.stack(marks)
+
+
+def head_tilted(thumb: np.ndarray, landmarks: np.ndarray, angle: float) -> np.ndarray:
+    """``thumb`` with the head turned ``angle`` degrees about its centre inside a soft
+    ellipse, the rest of the photo left as it is: a tilted head in a photo that is not turned."""
+    h, w = thumb.shape[:2]
+    centre = tuple(float(v) for v in landmarks.mean(0))
+    side = max(4.0, 2.2 * float(np.linalg.norm(landmarks[1] - landmarks[0])))
+    turned_head = cv2.warpAffine(thumb, cv2.getRotationMatrix2D(centre, angle, 1.0), (w, h),
+                                 borderMode=cv2.BORDER_REFLECT)
+    mask = np.zeros((h, w), np.float32)
+    cv2.ellipse(mask, (int(centre[0]), int(centre[1])), (int(0.8 * side), int(0.95 * side)), 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, 0.1 * side))[..., None]
+    return (turned_head * mask + thumb * (1 - mask)).astype(np.uint8)
 
 
 def turned(image: np.ndarray, index: int) -> np.ndarray:
@@ -68,9 +95,12 @@ def turned(image: np.ndarray, index: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(image, k=index))
 
 
-def _view(thumb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A view of an upright thumbnail that is still upright: a crop of 70-100% of the side, a
+def _view(thumb: np.ndarray, rng: np.random.Generator, landmarks: np.ndarray | None = None) -> np.ndarray:
+    """A view of an upright thumbnail that is still upright: a third of them with the head
+    alone tilted 20-70 degrees (``landmarks`` place it), then a crop of 70-100% of the side, a
     tilt of up to 15 degrees, a mirror image, light and contrast, grey, blur or noise."""
+    if landmarks is not None and np.isfinite(landmarks).all() and rng.random() < 0.33:
+        thumb = head_tilted(thumb, landmarks, float(rng.choice([-1, 1]) * rng.uniform(20, 70)))
     s = thumb.shape[0]
     side = rng.uniform(0.7, 1.0) * s
     cx, cy = rng.uniform(side / 2, s - side / 2, 2)
@@ -105,12 +135,12 @@ def main(argv=None):
     held = set(np.random.default_rng(0).permutation(names)[: len(names) // 5])
     photos = [p for n in names for p in people[n]]
     is_val = np.array([n in held for n in names for _ in people[n]])
-    thumbs = thumbnails(photos, args.work / f"thumbnails{STORED}.npy")
+    thumbs, landmarks = thumbnails(photos, args.work / f"thumbnails{STORED}.npz")
     val_thumbs = np.stack([cv2.resize(t, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for t in thumbs[is_val]])
 
     def make_batch(items, rng):
         k = rng.integers(0, 4, len(items))
-        return np.stack([turned(_view(thumbs[i], rng), j) for i, j in zip(items, k)]), k
+        return np.stack([turned(_view(thumbs[i], rng, landmarks[i]), j) for i, j in zip(items, k)]), k
 
     def evaluate(net):
         probs = [torch.softmax(torch.from_numpy(predict(net, np.stack([turned(t, j) for t in val_thumbs]))), 1).numpy()

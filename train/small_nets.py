@@ -23,12 +23,14 @@ import torch.nn as nn
 from facegate.spec import ScorerSpec
 
 from .checkpoints import save_resume
-from .recipe import IMAGENET_TERMS, TERMS
 
 __all__ = ["SmallNet", "SmallFit", "fit_small", "export", "HELPER_TERMS"]
 
 #: What helpers trained on the shared photos from the ImageNet start inherit.
-HELPER_TERMS = f"{TERMS}; {IMAGENET_TERMS}"
+HELPER_TERMS = ("non-commercial research use only: trained on photos of CelebA (non-commercial research use only) "
+                "and LFW (research use), from Google's ImageNet MobileNetV3-Small (tensorflow/models, Apache-2.0; as "
+                "TFLite from weilly0912/ATU_Model_Zoo, MIT), trained on ImageNet-1k (ImageNet's terms: non-commercial "
+                "research and education); not for commercial products or services")
 
 
 class SmallNet(nn.Module):

@@ -139,13 +139,13 @@ OCCLUDED = {"eyes": (eyes_band, sunglasses), "mouth": (skin_patch, face_mask)}
 
 
 def with_bystander(rgb, face, other_rgb, other_face, rng):
-    """``rgb`` with a smaller face (35-50% of the main face's side, from ``other_rgb``) pasted
+    """``rgb`` with a smaller face (25-40% of the main face's side, from ``other_rgb``) pasted
     at a random edge of the frame, partly outside it or just inside."""
     x1, y1, x2, y2 = other_face.box
     side = max(x2 - x1, y2 - y1) * 1.4
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     patch = other_rgb[max(0, int(cy - side / 2)):int(cy + side / 2), max(0, int(cx - side / 2)):int(cx + side / 2)]
-    target = max(8, int(max(face.box[2] - face.box[0], face.box[3] - face.box[1]) * 1.4 * rng.uniform(0.35, 0.5)))
+    target = max(8, int(max(face.box[2] - face.box[0], face.box[3] - face.box[1]) * 1.4 * rng.uniform(0.25, 0.4)))
     patch = cv2.resize(patch, (target, target), interpolation=cv2.INTER_AREA)
     h, w = rgb.shape[:2]
     out = rgb.copy()
@@ -285,6 +285,10 @@ def summarise(result: dict, labelled: list[dict]) -> dict:
     out["no_face"] = _share(True for _ in no_face)
     out["no_face_other_detector_finds_one"] = f"{sum(r.get('other_detector_face', False) for r in no_face)}/{len(rows)}"
     if labelled:
+        wanted = {"eyes": {"eyes_covered"}, "mouth": {"mouth_covered", "face_occluded"}}
+        for kind, reasons in wanted.items():
+            out[f"natural_{kind}_covered_named_enrollment"] = _share(
+                bool(reasons & set(r["named"])) for r in labelled if r["kind"] == kind)
         out["natural_occlusions_named_enrollment"] = _share(bool(r["named"]) for r in labelled)
     return out
 
