@@ -29,3 +29,23 @@ def test_training_copies_include_turned_photos_and_extreme_jpeg():
     alone = [recipe[0][0] for recipe in (draw_degradation(rng) for _ in range(2000)) if len(recipe) == 1]
     for kind, share in (("rotation", 0.12), ("jpeg_extreme", 0.06)):
         assert abs(alone.count(kind) / 2000 - share) < 0.03, (kind, alone.count(kind))
+
+
+def test_greyscale_copies_are_grey_keep_the_face_where_it_was_and_the_ir_kind_differs(gate, face_rgb):
+    """Grey and near-infrared-like copies: three equal channels, the landmarks unchanged, the
+    face still found there; the IR-like rendering is not the plain luminance."""
+    from train.recipe import SHIPPED
+
+    landmarks = gate.assess(face_rgb, color_order="rgb").face.landmarks
+    grey, moved = degrade(face_rgb, landmarks, "greyscale", 0.2, np.random.default_rng(0))
+    infrared, _ = degrade(face_rgb, landmarks, "greyscale", 0.8, np.random.default_rng(0))
+    for copy in (grey, infrared):
+        assert copy.shape == face_rgb.shape and copy.dtype == np.uint8
+        assert (copy[..., 0] == copy[..., 1]).all() and (copy[..., 1] == copy[..., 2]).all()
+        found = gate.assess(copy, color_order="rgb").face
+        assert found is not None and np.abs(found.landmarks - landmarks).max() < 6
+    np.testing.assert_array_equal(moved, landmarks)
+    assert np.abs(grey.astype(int) - infrared.astype(int)).mean() > 3
+    # labelled apart, like the accessory copies, only when the recipe asks for them
+    assert SHIPPED.labels.added_copies == {}
+    assert SHIPPED.with_setting("labels.greyscale_copies", "1").labels.added_copies == {"greyscale": 1}

@@ -235,7 +235,23 @@ DEGRADATIONS: dict[str, Degradation] = {
 #: upside down or sideways is not recognised, yet MTCNN can place upright-looking landmarks
 #: on it), JPEG quality 1-5, and
 #: sunglasses, a cap, hair or a hand over part of the face.
-TRAINING_ONLY = ("rotation", "jpeg_extreme", "accessory")
+TRAINING_ONLY = ("rotation", "jpeg_extreme", "accessory", "greyscale")
+
+
+def greyscale(rgb: np.ndarray, severity: float, rng: np.random.Generator) -> np.ndarray:
+    """What a grey or near-infrared camera gives: below severity 0.5 the photo's luminance
+    (BT.601), from 0.5 an IR-like rendering (near-infrared sees skin bright and even, so the
+    red channel dominates; lifted mid-tones, a little softness). Three equal channels, as a
+    grey image decodes."""
+    x = rgb.astype(np.float32) / 255.0
+    if severity < 0.5:
+        grey = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    else:
+        w = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.1, 0.3), 0.0], np.float32)
+        grey = (x @ (w / w.sum())) ** rng.uniform(0.6, 0.9)
+        grey = cv2.GaussianBlur(grey, (0, 0), rng.uniform(0.3, 1.0))
+    out = np.clip(grey * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(out[..., None], 3, axis=2)
 
 
 def degrade(
@@ -249,5 +265,7 @@ def degrade(
         return _jpeg_extreme(rgb, severity, rng, landmarks)[0], landmarks
     if kind == "accessory":
         return _accessory(rgb, severity, rng, landmarks)[0], landmarks
+    if kind == "greyscale":
+        return greyscale(rgb, severity, rng), landmarks
     out, scale = DEGRADATIONS[kind](rgb, float(severity), rng, landmarks)
     return out, landmarks * scale

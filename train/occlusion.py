@@ -18,7 +18,9 @@ of colour:
   another photo's texture in a random shape;
 - hair strands across the eyes.
 
-Half the crops are left uncovered, and every crop may also be blurred, darkened, brightened,
+The training photos carry their own sunglasses and hands; a second round
+(``--clean-with`` a first round's helper) leaves out the crops the first calls covered, so
+they are not taught as uncovered. Half the crops are left uncovered, and every crop may also be blurred, darkened, brightened,
 noisy or greyed (so light and focus are not read as occlusion). Identity-disjoint validation
 people; the evaluation people are never seen.
 
@@ -281,6 +283,9 @@ def main(argv=None):
     parser.add_argument("--work", type=Path, default=Path("runs/occlusion"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--clean-with", type=Path, default=None, metavar="DIR",
+                        help="leave out the crops a first occlusion helper (DIR/occlusion.onnx) calls covered: the "
+                             "training photos' own sunglasses and hands, which would otherwise be taught as uncovered")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.threads:
@@ -293,6 +298,14 @@ def main(argv=None):
         crops, ids = _clean_crops(args.labels, 2 * SIZE)
         args.work.mkdir(parents=True, exist_ok=True)
         np.savez(cache, crops=crops, ids=np.array(ids))
+    if args.clean_with is not None:
+        from facegate.occlusion import OcclusionModel
+
+        first = OcclusionModel(args.clean_with)
+        shares = np.concatenate([first(crops[i:i + 256]) for i in range(0, len(crops), 256)])
+        keep = (shares[:, :2] >= 0.5).all(1)
+        print(f"left out {int((~keep).sum())} of {len(crops)} crops the first helper calls covered")
+        crops, ids = crops[keep], [i for i, k in zip(ids, keep) if k]
     names = sorted(set(ids))
     held = set(np.random.default_rng(0).permutation(names)[: len(names) // 5])
     is_val = np.array([i in held for i in ids])

@@ -180,6 +180,13 @@ class LabelSettings:
     variants: int = field(default=2, **_help("degraded copies per photo"))
     accessory_copies: int = field(default=0, **_help(
         "copies per photo wearing sunglasses, a cap, hair or a hand, labelled after the others"))
+    greyscale_copies: int = field(default=0, **_help(
+        "copies per photo as a grey or near-infrared camera gives them, labelled after the others"))
+
+    @property
+    def added_copies(self) -> dict[str, int]:
+        """The kinds labelled apart after the others (``train.labels --only``), and how many per photo."""
+        return {kind: n for kind, n in (("accessory", self.accessory_copies), ("greyscale", self.greyscale_copies)) if n}
 
 
 @dataclass(frozen=True)

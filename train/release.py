@@ -62,15 +62,16 @@ class Release:
 
     # -- steps -------------------------------------------------------------------------
     def make_labels(self) -> Path:
-        """Step 1, skipped when the labels exist (accessory copies added when asked for)."""
+        """Step 1, skipped when the labels exist (accessory and greyscale copies added when asked for)."""
         from . import labels
 
         options = {"people_dir": self.people, "checkpoint": self.recognizer, "spec": self.recipe.weights_spec()}
         if not self.csv.exists():
             labels.build(self.shared, self.csv.parent, variants=self.recipe.labels.variants, seed=0, **options)
-        copies = self.recipe.labels.accessory_copies
-        if copies and "accessory" not in labels.degradations(self.csv):
-            labels.build(self.shared, self.csv.parent, variants=copies, seed=7, only="accessory", **options)
+        seeds = {"accessory": 7, "greyscale": 11}
+        for kind, copies in self.recipe.labels.added_copies.items():
+            if kind not in labels.degradations(self.csv):
+                labels.build(self.shared, self.csv.parent, variants=copies, seed=seeds[kind], only=kind, **options)
         return self.csv
 
     def backbones(self) -> dict[str, Path | None]:

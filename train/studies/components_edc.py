@@ -73,11 +73,11 @@ def look_again_check(shared: Path, photos: int = 100) -> list[dict]:
     """For clean LFW evaluation photos (one per person, the first ``photos`` people in
     which a face is found): how often each manipulation comes back ``no_face`` without and
     with looking again, and how often it is rejected with a reason that names it."""
-    from facegate import Gate, Status
+    from facegate import CaptureSettings, Gate, Status
     from ..lfw import evaluation_people
 
     lfw = shared / "data" / "lfw-deepfunneled"
-    plain = Gate(views="none", look_again=False)
+    plain = Gate(views="none", capture=CaptureSettings(look_again=False, orientation=False))
     gate = Gate(views="none")
     clean = []
     for person in sorted(evaluation_people(shared)):
