@@ -110,32 +110,53 @@ def _shape(mask: np.ndarray, centre, axes, rng) -> None:
 
 
 def _sunglasses(crop, other, rng, s):
+    """Sunglasses as people wear them: big lenses (round, rectangular or aviator) that reach
+    from the brows to the cheekbones, a frame, a bridge and the arms; dark, tinted, gradient
+    or mirrored lenses, the eyes sometimes faintly through them, a highlight."""
     pts, eyes, ied, _ = _frame(s)
     mask = np.zeros((s, s), np.uint8)
-    grow = rng.uniform(0.85, 1.3)
-    for p in pts[:2]:
-        if rng.random() < 0.5:
-            cv2.ellipse(mask, (int(p[0]), int(p[1] + 0.03 * ied)), (int(0.36 * ied * grow), int(0.26 * ied * grow)),
-                        0, 0, 360, 255, -1, cv2.LINE_AA)
-        else:
-            w, h = 0.36 * ied * grow, 0.24 * ied * grow
-            cv2.rectangle(mask, (int(p[0] - w), int(p[1] - h)), (int(p[0] + w), int(p[1] + h)), 255, -1, cv2.LINE_AA)
-    t = max(1, int(0.05 * ied))
-    cv2.line(mask, tuple(pts[0].astype(int)), tuple(pts[1].astype(int)), 255, t)
+    w, h = rng.uniform(0.36, 0.5) * ied, rng.uniform(0.24, 0.4) * ied
+    lift = rng.uniform(-0.05, 0.12) * ied  # lenses sit a little above the eye centres
+    shape = rng.integers(3)
     for p, side in ((pts[0], -1), (pts[1], 1)):
-        cv2.line(mask, (int(p[0] + side * 0.3 * ied), int(p[1])), (int(p[0] + side * 0.8 * ied), int(p[1] - 0.05 * ied)),
+        cx, cy = p[0] + side * rng.uniform(-0.02, 0.06) * ied, p[1] - lift
+        if shape == 0:
+            cv2.ellipse(mask, (int(cx), int(cy)), (int(w), int(h)), 0, 0, 360, 255, -1, cv2.LINE_AA)
+        elif shape == 1:
+            box = np.array([(cx - w, cy - h), (cx + w, cy - h), (cx + w, cy + h), (cx - w, cy + h)], np.int32)
+            cv2.fillConvexPoly(mask, box, 255, cv2.LINE_AA)
+        else:  # aviator: wide on top, a rounded point towards the nose
+            poly = np.array([(cx - side * w, cy - h), (cx + side * w, cy - h * 0.8), (cx + side * w * 0.9, cy + h * 0.3),
+                             (cx + side * w * 0.3, cy + h), (cx - side * w * 0.6, cy + h * 0.9), (cx - side * w, cy)])
+            cv2.fillPoly(mask, [poly.astype(np.int32)], 255, cv2.LINE_AA)
+    lens = mask.copy()
+    t = max(1, int(rng.uniform(0.03, 0.09) * ied))
+    contours, _ = cv2.findContours(lens, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(mask, contours, -1, 255, t)
+    cv2.line(mask, (int(pts[0][0] + 0.3 * ied), int(pts[0][1] - lift - 0.1 * ied)),
+             (int(pts[1][0] - 0.3 * ied), int(pts[1][1] - lift - 0.1 * ied)), 255, t)
+    for p, side in ((pts[0], -1), (pts[1], 1)):
+        cv2.line(mask, (int(p[0] + side * w), int(p[1] - lift - 0.1 * ied)), (int(p[0] + side * 1.1 * ied), int(p[1] - lift)),
                  255, t)
     kind = rng.integers(4)
     if kind == 0:  # dark
-        layer = np.full((s, s, 3), rng.uniform(5, 50), np.float32) + rng.uniform(0, 20, 3)
-    elif kind == 1:  # tinted
-        layer = np.full((s, s, 3), 1.0, np.float32) * rng.uniform(20, 140, 3)
+        layer = np.full((s, s, 3), rng.uniform(5, 45), np.float32) + rng.uniform(0, 15, 3)
+    elif kind == 1:  # tinted (brown, green, blue, grey)
+        layer = np.full((s, s, 3), 1.0, np.float32) * rng.uniform(15, 110, 3)
+    elif kind == 2:  # gradient: darker on top
+        y = np.linspace(0, 1, s, dtype=np.float32)[:, None, None]
+        layer = rng.uniform(5, 40) + rng.uniform(20, 90) * np.clip((y * s - (pts[0][1] - h)) / (2 * h), 0, 1) \
+            * np.ones((1, 1, 3), np.float32)
     else:  # mirrored: a dim copy of another scene
         layer = _texture(other, s, rng) * rng.uniform(0.3, 0.8)
-    # a highlight across the lenses
     y = np.linspace(0, 1, s, dtype=np.float32)[:, None, None]
-    layer = layer + rng.uniform(0, 60) * np.exp(-((y - rng.uniform(0.3, 0.5)) ** 2) / 0.002)
-    return layer, mask, rng.uniform(0.8, 1.0)
+    layer = layer + rng.uniform(0, 70) * np.exp(-((y - rng.uniform(0.3, 0.5)) ** 2) / 0.002)
+    frame_colour = np.full((s, s, 3), rng.uniform(0, 80), np.float32) if rng.random() < 0.7 else \
+        np.full((s, s, 3), 1.0, np.float32) * rng.uniform(0, 255, 3)
+    frame = (mask > 0) & (lens == 0)
+    layer = np.where(frame[..., None], frame_colour, layer)
+    # the eyes faintly through the lenses now and then: the share covered counts the tint
+    return layer, mask, rng.uniform(0.8, 1.0) if rng.random() < 0.3 else 1.0
 
 
 def _skin_patch(crop, s, rng):
@@ -156,7 +177,7 @@ def _hand(crop, other, rng, s):
     target = [mouth, pts[2], pts[rng.integers(2)], (eyes + mouth) / 2 + (rng.choice([-1, 1]) * 0.7 * ied, 0)]
     c = target[rng.choice(4, p=[0.45, 0.2, 0.2, 0.15])] + rng.normal(0, 0.15 * ied, 2)
     angle = rng.uniform(-0.8, 0.8) + (math.pi / 2 if rng.random() < 0.3 else 0)
-    palm = (0.45 * ied * rng.uniform(0.8, 1.3), 0.35 * ied * rng.uniform(0.8, 1.3))
+    palm = (0.5 * ied * rng.uniform(0.8, 1.4), 0.4 * ied * rng.uniform(0.8, 1.4))
     cv2.ellipse(mask, (int(c[0]), int(c[1])), (int(palm[0]), int(palm[1])), math.degrees(angle), 0, 360, 255, -1,
                 cv2.LINE_AA)
     for k in range(4):
@@ -164,9 +185,18 @@ def _hand(crop, other, rng, s):
         base = c + off * np.array([math.cos(angle), math.sin(angle)])
         tip = base + 0.7 * ied * rng.uniform(0.7, 1.1) * np.array([math.sin(angle), -math.cos(angle)])
         cv2.line(mask, tuple(base.astype(int)), tuple(tip.astype(int)), 255, max(2, int(0.17 * ied)), cv2.LINE_AA)
-    layer = _skin_patch(crop, s, rng) * rng.uniform(0.8, 1.15)
-    shade = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.9, 1.1), s, dtype=np.float32)[None, :, None]
-    return layer * shade, mask, 1.0
+    layer = _skin_patch(crop, s, rng) * rng.uniform(0.75, 1.15)
+    shade = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(0.9, 1.15), s, dtype=np.float32)[None, :, None]
+    layer = layer * shade
+    # the creases between the fingers, darker
+    gaps = np.zeros((s, s), np.uint8)
+    for k in range(3):
+        off = (-0.2 + 0.2 * k) * ied
+        base = c + off * np.array([math.cos(angle), math.sin(angle)])
+        tip = base + 0.7 * ied * np.array([math.sin(angle), -math.cos(angle)])
+        cv2.line(gaps, tuple(base.astype(int)), tuple(tip.astype(int)), 255, 1, cv2.LINE_AA)
+    layer = layer * (1 - 0.35 * (gaps[..., None] / 255.0))
+    return layer, mask, 1.0
 
 
 def _mask_or_scarf(crop, other, rng, s):
@@ -197,7 +227,7 @@ def _object(crop, other, rng, s):
     pts, eyes, ied, mouth = _frame(s)
     mask = np.zeros((s, s), np.uint8)
     if rng.random() < 0.3:  # a microphone: a meshed ball on a handle, below the mouth
-        c = mouth + (rng.normal(0, 0.3 * ied), rng.uniform(0.1, 0.6) * ied)
+        c = mouth + (rng.normal(0, 0.25 * ied), rng.uniform(-0.1, 0.5) * ied)
         r = int(rng.uniform(0.3, 0.55) * ied)
         cv2.circle(mask, (int(c[0]), int(c[1])), r, 255, -1, cv2.LINE_AA)
         cv2.line(mask, (int(c[0]), int(c[1])), (int(c[0] + rng.normal(0, 0.3 * ied)), s), 255, max(2, int(0.3 * ied)))
@@ -265,7 +295,20 @@ def visible_shares(cover: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return 1.0 - (regions * cover[None]).sum((1, 2)) / regions.sum((1, 2))
 
 
-def _clean_crops(labels: Path, size: int) -> tuple[np.ndarray, list[str]]:
+#: Training photos whose eyes are behind real sunglasses (picked by eye, listed in this file):
+#: every crop of them is taught as eyes covered, never as uncovered.
+NATURAL_SUNGLASSES = Path(__file__).with_name("natural_sunglasses.txt")
+#: Their targets: eyes mostly covered, nose and mouth uncovered, the lenses' share of the face.
+SUNGLASSES_TARGET = (0.1, 1.0, 0.85)
+
+
+def natural_sunglasses() -> set[str]:
+    return {line.strip() for line in NATURAL_SUNGLASSES.read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+
+
+def _clean_crops(labels: Path, size: int) -> tuple[np.ndarray, list[str], list[str]]:
+    """The labels' crops that no drawn degradation covers, their identities and source photos."""
     import csv
 
     rows = [r for r in csv.DictReader(open(labels)) if r["degradation"] in UNCOVERED]
@@ -273,7 +316,11 @@ def _clean_crops(labels: Path, size: int) -> tuple[np.ndarray, list[str]]:
     for r in rows:
         img = cv2.cvtColor(cv2.imread(str(labels.parent / r["path"])), cv2.COLOR_BGR2RGB)
         crops.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
-    return np.stack(crops), [r["identity"] for r in rows]
+    return np.stack(crops), [r["identity"] for r in rows], [r["source"] for r in rows]
+
+
+def is_val_of(ids, held) -> np.ndarray:
+    return np.array([i in held for i in ids])
 
 
 def main(argv=None):
@@ -293,22 +340,26 @@ def main(argv=None):
     cache = args.work / f"crops{2 * SIZE}.npz"
     if cache.exists():
         stored = np.load(cache)
-        crops, ids = stored["crops"], list(stored["ids"])
+        crops, ids, sources = stored["crops"], list(stored["ids"]), list(stored["sources"])
     else:
-        crops, ids = _clean_crops(args.labels, 2 * SIZE)
+        crops, ids, sources = _clean_crops(args.labels, 2 * SIZE)
         args.work.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, crops=crops, ids=np.array(ids))
+        np.savez(cache, crops=crops, ids=np.array(ids), sources=np.array(sources))
+    wearing = natural_sunglasses()
+    sunglasses = np.array([str(Path(s).relative_to(args.shared / "data")) in wearing
+                           if Path(s).is_relative_to(args.shared / "data") else False for s in sources])
+    print(f"{int(sunglasses.sum())} crops of {len(wearing)} photos with real sunglasses")
     if args.clean_with is not None:
         from facegate.occlusion import OcclusionModel
 
         first = OcclusionModel(args.clean_with)
         shares = np.concatenate([first(crops[i:i + 256]) for i in range(0, len(crops), 256)])
-        keep = (shares[:, :2] >= 0.5).all(1)
+        keep = (shares[:, :2] >= 0.5).all(1) | sunglasses
         print(f"left out {int((~keep).sum())} of {len(crops)} crops the first helper calls covered")
-        crops, ids = crops[keep], [i for i, k in zip(ids, keep) if k]
+        crops, ids, sunglasses = crops[keep], [i for i, k in zip(ids, keep) if k], sunglasses[keep]
     names = sorted(set(ids))
     held = set(np.random.default_rng(0).permutation(names)[: len(names) // 5])
-    is_val = np.array([i in held for i in ids])
+    is_val = is_val_of(ids, held)
     regions = region_masks(SIZE)
 
     def sample(i, rng, covered):
@@ -316,6 +367,13 @@ def main(argv=None):
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         cover = np.zeros((SIZE, SIZE), np.float32)
+        if sunglasses[i]:  # real sunglasses: their own target, and perhaps a drawn mouth occluder
+            target = np.array(SUNGLASSES_TARGET, np.float32)
+            if covered:
+                crop, more = occlude(np.ascontiguousarray(crop), crops[rng.integers(len(crops))], rng,
+                                     kind=["hand", "mask", "object"][rng.integers(3)])
+                target = np.minimum(target, visible_shares(more, regions))
+            return _degrade(crop, rng), target
         if covered:
             other = crops[rng.integers(len(crops))]
             crop, cover = occlude(np.ascontiguousarray(crop), other, rng)
@@ -324,7 +382,11 @@ def main(argv=None):
                 cover = np.maximum(cover, more)
         return _degrade(crop, rng), visible_shares(cover, regions)
 
+    wearers = np.flatnonzero(sunglasses & ~is_val_of(ids, held))
+
     def make_batch(items, rng):
+        # one crop in ten a training photo with real sunglasses
+        items = [wearers[rng.integers(len(wearers))] if len(wearers) and rng.random() < 0.1 else i for i in items]
         pairs = [sample(i, rng, rng.random() < 0.6) for i in items]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.float32)
 

@@ -202,9 +202,9 @@ class Release:
         else:  # the user's own people: measured on the validation side of their split only
             metrics["people"] = str(self.people)
         # the same on validation people: training choices are made on this one, not on folds 1-5
+        own = {} if self.people is None else {"photos_of": labelled_photos(self.csv)}
         metrics["sensitivity_validation"] = sensitivity(
-            self.shared, 100, weights=self.out, people=validation_people(self.csv),
-            photos_of=None if self.people is None else labelled_photos(self.csv))
+            self.shared, 100, weights=self.out, people=validation_people(self.csv), **own)
         metrics["seconds_total"] = round(time.time() - t0, 1)
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         return metrics

@@ -293,24 +293,81 @@ def summarise(result: dict, labelled: list[dict]) -> dict:
     return out
 
 
+DOC_HEAD = """# Decisions on real photos: orientation, occlusion, the main face, missed faces
+
+What the gate says about turned, occluded and crowded photos, measured on the evaluation
+people only (LFW folds 1-5, CelebA evaluation identities): neither helper network nor the
+quality weights saw them. {how}
+
+## How each decision is made (and why)
+
+- **Orientation** (`facegate/orientation.py`): a MobileNetV3-Small (the ImageNet start of
+  `train.imagenet`, 96 px, the whole photo squashed) trained by `python -m train.orientation`
+  to say which turn makes the photo upright, on the training people's photos turned at random,
+  a third of them with the head alone tilted 20-70 degrees so that a tilted head is not a
+  turned photo. A turn is called when its probability reaches the threshold chosen on the
+  validation people (upright photos called turned at most 0.5% of the time there). The gate
+  then searches and assesses the upright copy, and rejects the photo as `rotated` with the
+  turn that fixes it. When the network is unsure and no face is found upright, the look
+  again tries the turned copies, likelier turns first; a face found so in a photo the
+  network holds upright (p >= 0.5) is a tilted head (`found_by` "tilted"), not a turned photo.
+  Why a network and not the face's roll: an upside-down face makes MTCNN place
+  upright-looking landmarks (roll near 0) on it, and a person lying down has a roll of 90
+  degrees in an upright photo; the photo, not the face, says which way is up.
+- **Occlusion** (`facegate/occlusion.py`, components `eyes_visible`, `mouth_visible`,
+  `face_visible`): a MobileNetV3-Small at 64 px on the 112 px template crop the components
+  already make, regressing the uncovered share of the eye regions, of the nose-and-mouth region
+  and of the face, trained by `python -m train.occlusion` on the training people's clean crops
+  with occluders drawn on them (sunglasses, masks and scarves, hands in the person's own skin,
+  microphones and other photos' objects, hair), whose masks give the exact shares; every crop
+  may also be darkened, brightened, blurred, noisy or grey, so light and focus are not read as
+  occlusion; a second round leaves out the training crops a first round calls covered (their
+  own sunglasses and hands). Why a model and not landmark-region statistics: a hand in the
+  person's own skin tone over the mouth leaves colour statistics unchanged, and dark
+  sunglasses look like shadowed eyes; the drawn masks give exact targets for every kind.
+  The occluders measured below are this study's own (a band, lenses, a skin-toned patch, a
+  mask), drawn in the photo, not the training generator's.
+- **Main face** (`facegate/detection.py`): faces the detector is sure of before unsure ones,
+  faces mostly inside the frame before bystanders cut by its edge, then the most central of
+  the nearly largest; overlapping boxes of one face merged.
+- **Missed faces**: the last look asks the other shipped detector (YuNet when MTCNN found
+  nothing), its face held to YuNet's own confidence cut-off.
+
+## Figures
+
+| measure | value |
+|---|---|
+"""
+
+
+def write_doc(path: Path, summary: dict, seconds: float, photos: int) -> None:
+    how = (f"Command: `python -m train.studies.decisions --shared ../shared --photos {photos} --out "
+           f"docs/decisions.md` ({photos} photos per set; {seconds / 60:.0f} min on {platform.machine()}, "
+           f"{__import__('os').cpu_count()} cores, beside a training run). Rates are of photos with a face found "
+           "(occluded and turned copies) or of all photos (upright named rotated, no_face).")
+    lines = [DOC_HEAD.format(how=how)] + [f"| {k} | {v} |" for k, v in summary.items()]
+    path.write_text("".join(lines[:1]) + "\n".join(lines[1:]) + "\n")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
     parser.add_argument("--photos", type=int, default=300, help="photos per set (LFW, CelebA)")
     parser.add_argument("--json", type=Path, default=None, help="write every row here")
+    parser.add_argument("--from-json", type=Path, default=None, help="summarise an earlier run's --json")
     parser.add_argument("--out", type=Path, default=None, help="write the summary as markdown here")
     args = parser.parse_args(argv)
-    result = measure(args.shared, evaluation_photos(args.shared, args.photos))
+    if args.from_json:
+        result = json.loads(args.from_json.read_text())
+    else:
+        result = measure(args.shared, evaluation_photos(args.shared, args.photos))
     labelled = natural(args.shared)
     summary = summarise(result, labelled)
     print(json.dumps(summary, indent=1))
-    if args.json:
+    if args.json and not args.from_json:
         args.json.write_text(json.dumps({**result, "natural": labelled, "summary": summary}, indent=1))
     if args.out:
-        lines = [f"Command: `python -m train.studies.decisions --shared ../shared --photos {args.photos}` "
-                 f"({result['seconds']:.0f} s; {platform.machine()}, {__import__('os').cpu_count()} cores).", "",
-                 "| measure | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.items()]
-        args.out.write_text("\n".join(lines) + "\n")
+        write_doc(args.out, summary, result["seconds"], args.photos)
 
 
 if __name__ == "__main__":
