@@ -54,8 +54,7 @@ def read_tflite(path: str | Path) -> dict[str, np.ndarray]:
     import tflite
 
     buf = Path(path).read_bytes()
-    graph = tflite.Model.GetRootAsModel(buf, 0)
-    model = graph
+    model = tflite.Model.GetRootAsModel(buf, 0)
     sub = model.Subgraphs(0)
     kinds = {tflite.TensorType.UINT8: np.uint8, tflite.TensorType.INT32: np.int32,
              tflite.TensorType.INT8: np.int8, tflite.TensorType.FLOAT32: np.float32}

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from facegate.models import to_tensor
 from facegate.spec import ScorerSpec
 
 from .checkpoints import save_resume
@@ -67,9 +68,7 @@ class SmallFit:
 
 
 def _normalised(batch: np.ndarray) -> torch.Tensor:
-    spec = ScorerSpec()
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+    return to_tensor(ScorerSpec(), batch)
 
 
 def fit_small(net: SmallNet, make_batch: Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]],

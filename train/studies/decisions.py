@@ -34,6 +34,8 @@ import numpy as np
 from facegate import Gate
 from facegate.images import load_rgb
 
+from ..degradations import _face_frame, _points
+
 __all__ = ["evaluation_photos", "eyes_band", "sunglasses", "skin_patch", "face_mask", "with_bystander", "main"]
 
 OCCLUSION_REASONS = ("eyes_covered", "mouth_covered", "face_occluded")
@@ -55,33 +57,20 @@ def evaluation_photos(shared: Path, per_set: int, seed: int = 0) -> list[Path]:
 
 
 # -- occluders of this study's own, drawn in the photo ---------------------------------------------
-def _frame(landmarks):
-    eyes = landmarks[:2].mean(0)
-    across = landmarks[1] - landmarks[0]
-    ied = float(np.linalg.norm(across)) or 1.0
-    right = across / ied
-    return eyes, right, np.array([-right[1], right[0]]), ied
-
-
-def _poly(centre, right, down, ied, uv):
-    uv = np.asarray(uv, np.float64) * ied
-    return np.round(centre + uv[:, :1] * right + uv[:, 1:] * down).astype(np.int32)
-
-
 def eyes_band(rgb, landmarks, rng):
     """An opaque band over both eyes (a dark or coloured strip, a bar of sunglasses)."""
-    eyes, right, down, ied = _frame(landmarks)
+    eyes, right, down, ied = _face_frame(landmarks)
     h = rng.uniform(0.25, 0.4)
     w = rng.uniform(0.9, 1.2)
     out = rgb.copy()
     colour = tuple(int(c) for c in (rng.integers(0, 60, 3) if rng.random() < 0.7 else rng.integers(0, 256, 3)))
-    cv2.fillConvexPoly(out, _poly(eyes, right, down, ied, [(-w, -h), (w, -h), (w, h), (-w, h)]), colour, cv2.LINE_AA)
+    cv2.fillConvexPoly(out, _points(eyes, right, down, ied, [(-w, -h), (w, -h), (w, h), (-w, h)]), colour, cv2.LINE_AA)
     return out
 
 
 def sunglasses(rgb, landmarks, rng):
     """Two dark lenses and a bridge."""
-    eyes, right, down, ied = _frame(landmarks)
+    eyes, right, down, ied = _face_frame(landmarks)
     out = rgb.copy()
     colour = tuple(int(c) for c in rng.integers(5, 70, 3))
     angle = math.degrees(math.atan2(right[1], right[0]))
@@ -94,7 +83,7 @@ def sunglasses(rgb, landmarks, rng):
 
 def _skin(rgb, landmarks):
     """The face's own skin tone: the median of two cheek patches."""
-    eyes, right, down, ied = _frame(landmarks)
+    eyes, right, down, ied = _face_frame(landmarks)
     mouth = landmarks[3:].mean(0)
     samples = []
     for side in (-1, 1):
@@ -109,15 +98,15 @@ def _skin(rgb, landmarks):
 
 def skin_patch(rgb, landmarks, rng):
     """A patch of the face's own skin tone over nose and mouth (a hand)."""
-    eyes, right, down, ied = _frame(landmarks)
+    eyes, right, down, ied = _face_frame(landmarks)
     out = rgb.copy()
     colour = tuple(int(c) for c in np.clip(_skin(rgb, landmarks) * rng.uniform(0.9, 1.1), 0, 255))
     top, bottom, half = rng.uniform(0.45, 0.6), rng.uniform(1.45, 1.8), rng.uniform(0.65, 0.85)
     if rng.random() < 0.5:
-        cv2.fillConvexPoly(out, _poly(eyes, right, down, ied, [(-half, top), (half, top), (half, bottom), (-half, bottom)]),
+        cv2.fillConvexPoly(out, _points(eyes, right, down, ied, [(-half, top), (half, top), (half, bottom), (-half, bottom)]),
                            colour, cv2.LINE_AA)
     else:
-        c = _poly(eyes, right, down, ied, [(0, (top + bottom) / 2)])[0]
+        c = _points(eyes, right, down, ied, [(0, (top + bottom) / 2)])[0]
         angle = math.degrees(math.atan2(right[1], right[0]))
         cv2.ellipse(out, tuple(int(v) for v in c), (int(half * ied), int((bottom - top) / 2 * ied)), angle, 0, 360,
                     colour, -1, cv2.LINE_AA)
@@ -126,11 +115,11 @@ def skin_patch(rgb, landmarks, rng):
 
 def face_mask(rgb, landmarks, rng):
     """A mask over nose, mouth and chin (white, light blue or black)."""
-    eyes, right, down, ied = _frame(landmarks)
+    eyes, right, down, ied = _face_frame(landmarks)
     out = rgb.copy()
     colour = [(230, 230, 230), (150, 190, 220), (30, 30, 35)][rng.integers(3)]
     top = rng.uniform(0.45, 0.6)
-    cv2.fillPoly(out, [_poly(eyes, right, down, ied, [(-0.85, top), (0, top - 0.1), (0.85, top), (0.75, 1.5),
+    cv2.fillPoly(out, [_points(eyes, right, down, ied, [(-0.85, top), (0, top - 0.1), (0.85, top), (0.75, 1.5),
                                                         (0, 1.9), (-0.75, 1.5)])], colour, cv2.LINE_AA)
     return out
 
