@@ -308,6 +308,8 @@ class Recipe:
 #: 0.83 to 0.65. Phase ``resolution``: the on-the-fly term, its copies leaning towards mild
 #: resolution loss and darkness, which the utility labels separate least.
 SHIPPED = Recipe(
+    labels=LabelSettings(greyscale_copies=1),
+    distillation=Distillation(imagenet=True),
     phases=(
         Phase(name="members", stages=parse_stages("128:1:5"), optimiser=Optimiser(lr_backbone=5e-4)),
         Phase(name="resolution", stages=parse_stages("128:1:3"), optimiser=Optimiser(lr_head=5e-5, lr_backbone=5e-5),
