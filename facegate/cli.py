@@ -379,9 +379,16 @@ def _check_writable(option: str, path: Path, *, folder: bool, create: bool) -> N
               help="False-match rate that fixes the recognizer's threshold for --target-fnmr.")
 @click.option("--max-reject-rate", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="With --target-fnmr: never reject more than this fraction of captures.")
-@click.option("--recognizer", help="With --target-fnmr: a MobileFaceNet checkpoint, or module:factory for your own.")
+@click.option("--refit-scale", is_flag=True,
+              help="Refit the score scale for --recognizer on these people (labelled as for --target-fnmr), so that a "
+                   "score of s means about s%% chance of a genuine match for them at --fmr; saved in the policy. Alone, "
+                   "the weights' default threshold then applies on the refit scale; with --target-fnmr or "
+                   "--reject-rate the threshold is chosen on it.")
+@click.option("--recognizer", help="With --target-fnmr or --refit-scale: a MobileFaceNet checkpoint, or module:factory "
+                                   "for your own.")
 @click.option("--pairs", "pairs_file", type=click.Path(exists=True, dir_okay=False),
-              help="With --target-fnmr: CSV of left,right,genuine comparisons instead of identity folders.")
+              help="With --target-fnmr or --refit-scale: CSV of left,right,genuine comparisons instead of identity "
+                   "folders.")
 @click.option("--out", type=click.Path(dir_okay=False), default="facegate-policy.json", show_default=True,
               help="Policy file to write (refuses to overwrite unless --force).")
 @click.option("--force", is_flag=True, help="Overwrite an existing policy file.")
@@ -392,33 +399,58 @@ def _check_writable(option: str, path: Path, *, folder: bool, create: bool) -> N
               help="Write the policy even from too few captures to trust it (fewer than 5 below the threshold, or "
                    "fewer genuine comparisons than 3 / target FNMR).")
 @gate_options()
-def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer, pairs_file, out, force, best_effort,
-              allow_small_sample, **options):
+def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, refit_scale, recognizer, pairs_file, out, force,
+              best_effort, allow_small_sample, **options):
     """Learn the quality threshold from your own captures: for a target reject rate, or for a
-    target FNMR at a given FMR of your recognizer. Writes a policy file that the API,
-    `filter` and `stream` read."""
+    target FNMR at a given FMR of your recognizer; and refit the score scale for your
+    recognizer on your people. Writes a policy file that the API, `filter` and `stream` read."""
     from .calibration import calibrate_reject_rate, calibrate_target_fnmr
 
-    if (reject_rate is None) == (target_fnmr is None):
-        raise click.UsageError("give exactly one of --reject-rate or --target-fnmr")
+    if reject_rate is not None and target_fnmr is not None:
+        raise click.UsageError("give one of --reject-rate or --target-fnmr, not both")
+    if reject_rate is None and target_fnmr is None and not refit_scale:
+        raise click.UsageError("give --reject-rate, --target-fnmr or --refit-scale")
     if Path(out).exists() and not force:
         raise click.UsageError(f"{out} exists; pass --force to overwrite it")
-    if target_fnmr is not None:
+    labelled = [flag for flag, given in (("--target-fnmr", target_fnmr is not None), ("--refit-scale", refit_scale))
+                if given]
+    for flag in labelled:
         if not recognizer:
-            raise click.UsageError("--target-fnmr needs --recognizer (a checkpoint, or module:factory)")
+            raise click.UsageError(f"{flag} needs --recognizer (a checkpoint, or module:factory)")
         if not pairs_file and (len(paths) != 1 or not Path(paths[0]).is_dir()):
-            raise click.UsageError("--target-fnmr needs one folder with a sub-folder per identity, or --pairs")
+            raise click.UsageError(f"{flag} needs one folder with a sub-folder per identity, or --pairs")
     gate = _gate(**options)
     scale = gate.spec.score_scale
     made_by = {"command": "facegate calibrate", "facegate": __version__, "score_scale": scale,
                "weights": gate.spec.name, "detector": gate.capture.detector_name, "views": list(gate.scorer.views),
                "date": time.strftime("%Y-%m-%d")}
-    if target_fnmr is not None:
+    measurement = None
+    if labelled:
+        from .calibration import measure_people
         from .recognition import load_recognizer
 
-        policy, r = calibrate_target_fnmr(gate, paths[0], load_recognizer(recognizer), target_fnmr=target_fnmr,
+        loaded = load_recognizer(recognizer)
+        measurement = measure_people(gate, paths[0], loaded, pairs_file=pairs_file)
+    policy = gate.policy
+    if refit_scale:
+        from .calibration import refit_scale as refit
+
+        policy, s = refit(gate, paths[0], loaded, fmr=fmr, pairs_file=pairs_file, measurement=measurement,
+                          recognizer_name=str(recognizer), allow_small_sample=allow_small_sample)
+        click.echo(f"score scale refit for {policy.score_map_for}: {plural(s.comparisons, 'comparison')} with good "
+                   f"references at the recognizer's threshold {s.comparison_threshold:.4f}; calibration error on people "
+                   f"each fit did not see ({s.folds} folds) {s.error_before:.3f} on the weights' scale, "
+                   f"{s.error_after:.3f} refit")
+        made_by.update(refit_scale={"recognizer": str(recognizer), "fmr": fmr, "people": s.people,
+                                    "captures": s.captures, "comparisons": s.comparisons, "folds": s.folds,
+                                    "held_out_error_before": round(s.error_before, 4),
+                                    "held_out_error_after": round(s.error_after, 4)})
+        gate = gate.with_policy(policy)  # thresholds below are chosen on the refit scale
+        scale = f"{scale}, refit"
+    if target_fnmr is not None:
+        policy, r = calibrate_target_fnmr(gate, paths[0], loaded, target_fnmr=target_fnmr,
                                           fmr=fmr, max_reject_rate=max_reject_rate, pairs_file=pairs_file,
-                                          allow_small_sample=allow_small_sample)
+                                          allow_small_sample=allow_small_sample, measurement=measurement)
         c = r.choice
         (f_lo, f_hi), (r_lo, r_hi) = r.fnmr_interval, r.reject_interval
         click.echo(f"{plural(r.captures, 'capture')} ({r.no_face} without a face), {plural(r.genuine, 'genuine comparison')} "
@@ -439,6 +471,9 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
         made_by.update(target_fnmr=target_fnmr, fmr=fmr, max_reject_rate=max_reject_rate, reached=c.reached,
                        recognizer=str(recognizer), captures=r.captures, genuine=r.genuine, impostor=r.impostor,
                        expected_fnmr=c.fnmr, expected_reject_rate=c.reject_rate)
+    elif reject_rate is None:
+        click.echo(f"threshold {policy.min_score:.2f} (scale {scale}): the weights' default, now meaning the same "
+                   "chance for your recognizer and people")
     else:
         policy, r = calibrate_reject_rate(gate, _collect(paths), reject_rate, allow_small_sample=allow_small_sample)
         low, high = r.interval
@@ -450,7 +485,7 @@ def calibrate(paths, reject_rate, target_fnmr, fmr, max_reject_rate, recognizer,
             click.echo(f"warning: the threshold rests on {plural(r.low_quality, 'face')} below it; the share it "
                        f"rejects of new captures may be anywhere in {low:.0%}-{high:.0%}", err=True)
         made_by.update(reject_rate=reject_rate, captures=r.captures, scored=r.scored)
-    policy.with_changes(score_scale=scale).save(out, made_by=made_by)
+    policy.with_changes(score_scale=gate.spec.score_scale).save(out, made_by=made_by)
     click.echo(f"policy written to {out}")
 
 

@@ -26,6 +26,7 @@ from .components import Components
 from .policy import Policy, Status, decide, decide_crop, prompt_for
 from .runtime import process_threads
 from .scorer import Scorer, create_scorer
+from .scores import Scores
 from .working import WorkingResolution
 
 __all__ = ["CaptureResult", "FaceResult", "Gate"]
@@ -232,7 +233,19 @@ class Gate:
             raise ConfigError(f"the policy's min_score {chosen.min_score:g} was chosen on the {chosen.score_scale} "
                               f"scale, and these weights ({self.scorer.spec.name}) score on {scale}: run facegate "
                               "calibrate again with these weights, or leave min_score out to use their default")
+        if chosen.score_map and chosen.score_scale != scale:
+            raise ConfigError(f"the policy's score_map was refit from the {chosen.score_scale} scale, and these weights "
+                              f"({self.scorer.spec.name}) score on {scale}: run facegate calibrate --refit-scale again "
+                              "with these weights")
         return chosen
+
+    def _score(self, crops: np.ndarray) -> Scores:
+        """The scorer's scores of ``crops``, on the policy's scale (its refit ``score_map``, if any)."""
+        scores = self.scorer.score(crops)
+        if not self.policy.score_map:
+            return scores
+        return Scores(self.policy.rescore(scores.ensemble),
+                      {name: self.policy.rescore(values) for name, values in scores.members.items()})
 
     def with_policy(self, policy: Policy | str | Path | None = None, *, profile: str | None = None) -> "Gate":
         """A gate that decides by another policy with this gate's models (scorer and
@@ -325,7 +338,7 @@ class Gate:
         crops = np.stack([stage.spec.crop(capture.rgb, capture.in_rgb(f.landmarks),
                                           reduction=capture.reduction.factor if capture.reduction else 1)
                           for f in capture.faces])
-        scores = self.scorer.score(crops)
+        scores = self._score(crops)
         alone = replace(self._deciding(capture), reject_multiple_faces=False)
         results = []
         for k, face in enumerate(capture.faces):
@@ -341,7 +354,7 @@ class Gate:
         """Score the primary faces of captures from :attr:`capture` in one batch and decide
         each (and with ``all_faces`` every face of each, :meth:`decide_faces`)."""
         with_face = [c for c in captures if c.crop is not None]
-        scores = self.scorer.score(np.stack([c.crop for c in with_face])) if with_face else None
+        scores = self._score(np.stack([c.crop for c in with_face])) if with_face else None
         scored = {id(c): k for k, c in enumerate(with_face)}
         results = []
         for capture in captures:
@@ -400,7 +413,7 @@ class Gate:
                                         "crops as ScorerSpec.crop does)",) if h != w else ())
                 loaded.append((source, resize_crop(image.rgb, size), (w, h), notes, None))
             ok = [rgb for _, rgb, _, _, _ in loaded if rgb is not None]
-            scores = self.scorer.score(np.stack(ok)) if ok else None
+            scores = self._score(np.stack(ok)) if ok else None
             k = 0
             for source, rgb, original_size, notes, error in loaded:
                 if rgb is None:

@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .components import COMPONENTS, Components
 from .detection import Face
 from .errors import ConfigError
@@ -156,6 +158,13 @@ class Policy:
         requirements: bounds on quality components (:class:`Requirement`), each failure a
             reason of its own.
         profile: the profile this policy started from, if any (for people and records).
+        score_map: ``(weights' score, your score)`` knots of a monotone map, refit by
+            ``facegate calibrate --refit-scale`` on your people with your recognizer, so that
+            a score of s means about s% chance of a genuine match for them (linear between
+            knots, flat beyond the ends); the gate reports scores through it, and
+            ``min_score`` is on the refit scale. Empty: the weights' own scale. The map
+            starts from ``score_scale``, so weights of another scale refuse it.
+        score_map_for: what the map was refit for (recognizer, people, operating point).
     """
 
     min_score: float | None = None
@@ -166,6 +175,8 @@ class Policy:
     requirements: tuple[Requirement, ...] = ()
     profile: str | None = None
     score_scale: str | None = None
+    score_map: tuple[tuple[float, float], ...] = ()
+    score_map_for: str | None = None
 
     def __post_init__(self):
         for name, kind, optional in _FIELD_KINDS:
@@ -196,6 +207,18 @@ class Policy:
             raise ConfigError(f"score_scale must be a scale name such as 'fg-utility-v2', got {self.score_scale!r}")
         if self.profile is not None and self.profile not in PROFILE_NAMES:
             raise ConfigError(f"unknown profile {self.profile!r}; known: {', '.join(PROFILE_NAMES)}")
+        object.__setattr__(self, "score_map", _score_map(self.score_map))
+        if self.score_map and self.score_scale is None:
+            raise ConfigError("a score_map needs the score_scale it maps from (facegate calibrate records both)")
+
+    def rescore(self, scores):
+        """Scores on the weights' scale -> scores on this policy's (through :attr:`score_map`;
+        unchanged without one). Takes a number or an array, gives the same kind."""
+        if not self.score_map:
+            return scores
+        knots = np.asarray(self.score_map, dtype=np.float64)
+        mapped = np.interp(np.asarray(scores, dtype=np.float64), knots[:, 0], knots[:, 1])
+        return float(mapped) if np.ndim(scores) == 0 else mapped
 
     @classmethod
     def from_profile(cls, name: str, **changes) -> "Policy":
@@ -300,6 +323,23 @@ class Policy:
             return cls.from_profile(named or profile or "verification", **data)
         except (ConfigError, TypeError) as exc:
             raise ConfigError(f"{path}: {exc}") from None
+
+
+def _score_map(value) -> tuple[tuple[float, float], ...]:
+    """``score_map`` as checked knots: pairs of finite numbers in 0-100, the first strictly
+    increasing, the second never decreasing (a higher score never maps lower)."""
+    try:
+        knots = tuple((float(a), float(b)) for a, b in (value or ()))
+    except (TypeError, ValueError):
+        raise ConfigError(f"score_map must be a list of [weights' score, your score] pairs, got {value!r}") from None
+    flat = [v for k in knots for v in k]
+    if not all(math.isfinite(v) and 0.0 <= v <= 100.0 for v in flat):
+        raise ConfigError("score_map's knots must be finite scores within 0-100")
+    if any(b[0] <= a[0] or b[1] < a[1] for a, b in zip(knots, knots[1:])):
+        raise ConfigError("score_map must rise: each knot's weights' score above the last, its score not below it")
+    if len(knots) == 1:
+        raise ConfigError("score_map needs at least two knots")
+    return knots
 
 
 def _score_reasons(policy: Policy, score: float | None) -> tuple[str, ...]:

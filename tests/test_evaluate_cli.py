@@ -82,3 +82,26 @@ def test_recognizer_spec_errors_are_clear(tmp_path):
         load_recognizer(str(tmp_path / "missing.ckpt"))
     with pytest.raises(WeightsError, match="cannot import"):
         load_recognizer("no_such_module:factory")
+
+
+def test_calibrate_refits_the_scale_and_chooses_the_threshold_on_it(enrollment, shared, tmp_path):
+    """--refit-scale with --target-fnmr: the policy carries the map and a threshold on the
+    refit scale, says what it was refit for, and a gate reading it reports scores through the
+    map; too few people are refused unless --allow-small-sample."""
+    from facegate import Gate
+
+    out = tmp_path / "policy.json"
+    ckpt = str(shared / "models" / "mobilefacenet_casia.ckpt")
+    args = ["calibrate", str(enrollment), "--refit-scale", "--recognizer", ckpt, "--fmr", "0.05", "--out", str(out)]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "too few to refit the scale" in refused.output and not out.exists()
+    run = CliRunner().invoke(main, [*args, "--target-fnmr", "0.0", "--allow-small-sample"])
+    assert run.exit_code == 0, run.output
+    assert "score scale refit for" in run.output and "calibration error on people each fit did not see" in run.output
+    policy = Policy.load(out)
+    assert policy.score_map and policy.score_scale == "fg-utility-v2" and "mobilefacenet_casia" in policy.score_map_for
+    made_by = json.loads(out.read_text())["made_by"]
+    assert made_by["refit_scale"]["people"] >= 4 and made_by["target_fnmr"] == 0.0
+    photo = next(p for p in sorted(enrollment.rglob("*.jpg")) if "corrupt" not in p.name)
+    gate, plain = Gate(policy=out, threads=1), Gate(threads=1)
+    assert gate.assess(photo).score == pytest.approx(policy.rescore(plain.assess(photo).score))

@@ -121,7 +121,7 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
     """The bootstrap behind docs/results.md's comparison of two weights: the perfect order
     closes the whole gap, a random one about none, and their difference is far from zero;
     the same order twice differs by exactly nothing."""
-    from train.studies.gap_bootstrap import paired_bootstrap
+    from facegate.evaluation.metrics import paired_bootstrap
 
     rng = np.random.default_rng(0)
     genuine = rng.normal(0.6, 0.15, 600)
@@ -131,6 +131,8 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
     out = paired_bootstrap(genuine, [informed, noise, informed], threshold, resamples=60)
     good, random_order, same = out["share_of_gap"]
     assert good > 0.6 and abs(random_order) < 0.2 and same == good
+    (good_low, good_high), (random_low, random_high), _ = out["share_of_gap_95"]
+    assert good_low <= good <= good_high and random_low <= 0 <= random_high and good_low > random_high
     low, high = out["first_minus_other_95"][0]
     assert low > 0.3 and high > low
     assert out["first_minus_other_95"][1] == [0.0, 0.0]
@@ -139,7 +141,7 @@ def test_paired_bootstrap_separates_a_good_order_from_a_random_one():
 def test_the_bootstrap_resamples_people_whose_comparisons_go_together():
     """CelebA and validation people give many comparisons each: two orders that err person by
     person differ by less than a comparison-level bootstrap claims; resampling people shows it."""
-    from train.studies.gap_bootstrap import paired_bootstrap
+    from facegate.evaluation.metrics import paired_bootstrap
 
     rng = np.random.default_rng(0)
     people = np.repeat(np.arange(30), 20)

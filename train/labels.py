@@ -48,6 +48,7 @@ from facegate.capture import CaptureSettings, CaptureStage
 from facegate.images import load_rgb
 from facegate.observer import ObserverScorer, default_calibration_path
 from facegate.recognition import MobileFaceNetRecognizer
+from facegate.scale import good_references
 from facegate.spec import ScorerSpec
 
 from . import celeba, lfw
@@ -58,8 +59,6 @@ from .recipe import SHIPPED
 TAU = 0.04
 #: False-match rate the label's threshold is set at.
 FMR = 1e-3
-#: A reference is good when it matches at least this share of its identity's other photos.
-GOOD_REFERENCE = 0.5
 #: Share of degraded copies that are a turned photo, and that are JPEG quality 1-5.
 #: (Copies wearing an accessory are labelled apart: ``build(..., only="accessory")``.)
 ROTATION_SHARE, JPEG_EXTREME_SHARE = 0.12, 0.06
@@ -130,20 +129,6 @@ def fmr_threshold(emb: np.ndarray, identity: np.ndarray, fmr: float = FMR) -> fl
         upper = np.arange(len(emb))[None, :] > rows
         values.append(sims[upper & (identity[rows[:, 0]][:, None] != identity[None, :])].astype(np.float32))
     return float(np.quantile(np.concatenate(values), 1.0 - fmr))
-
-
-def good_references(emb: np.ndarray, identity: np.ndarray, threshold: float) -> np.ndarray:
-    """Which clean photos are good references: they match (cosine >= ``threshold``) at least
-    :data:`GOOD_REFERENCE` of their identity's other photos."""
-    good = np.zeros(len(emb), dtype=bool)
-    for name in np.unique(identity):
-        idx = np.flatnonzero(identity == name)
-        if len(idx) < 2:
-            continue
-        matches = emb[idx] @ emb[idx].T >= threshold
-        np.fill_diagonal(matches, False)
-        good[idx] = matches.sum(1) / (len(idx) - 1) >= GOOD_REFERENCE
-    return good
 
 
 def soft_match(cosines: np.ndarray, threshold: float, tau: float = TAU) -> np.ndarray:

@@ -13,7 +13,7 @@ from facegate.models import load_member
 from facegate.spec import ScorerSpec
 
 from .data import load_crops, read_csv, split
-from .scale import isotonic_knots, reliability_table
+from facegate.scale import fit_knots, reliability_table
 from .trainer import predict
 
 __all__ = ["THRESHOLD_RULE", "calibrate_scale", "choose_threshold", "calibrated", "write_weights"]
@@ -57,7 +57,7 @@ def calibrate_scale(csv_path: Path, member_dir: Path, spec: ScorerSpec, val_frac
     observed = np.array([float(r["match_hard"]) for r in recorded])
     weight = np.array([float(r["references"]) for r in recorded])
     raw = np.mean([predict(load_member(member_dir / f"{a}.pt", a), crops, spec, spec.views) for a in spec.members], 0)
-    knots = isotonic_knots(raw, observed, weight, min_weight=max(50.0, weight.sum() / 40))
+    knots = fit_knots(raw, observed, weight)
     scores = spec.with_(score_calibration=knots).to_score(raw)
     return {"knots": knots, "threshold": choose_threshold(scores, observed >= 0.5),
             "reliability": reliability_table(scores, observed, weight), "validation_captures": len(recorded)}

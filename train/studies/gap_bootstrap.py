@@ -19,42 +19,10 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from facegate.evaluation import Method
-from facegate.evaluation.metrics import edc, gap_share, perfect_edc, random_pauc
+from facegate.evaluation.metrics import paired_bootstrap
 
 from ..edc import _recognizer, celeba_sets, comparisons, lfw_comparisons, validation_sets
-
-
-def share_of_gap(genuine: np.ndarray, pair_quality: np.ndarray, threshold: float, limit: float,
-                 random_repeats: int = 20, seed: int = 0) -> float:
-    """(random - method) / (random - perfect) pAUC, as ``train.edc`` reports it."""
-    random_mean, _ = random_pauc(genuine, threshold, limit, random_repeats, seed)
-    best = perfect_edc(genuine, threshold).pauc(limit)
-    return gap_share(random_mean, edc(genuine, pair_quality, threshold).pauc(limit), best)
-
-
-def paired_bootstrap(genuine: np.ndarray, qualities: list[np.ndarray], threshold: float, *, limit: float = 0.2,
-                     resamples: int = 300, seed: int = 0, clusters: np.ndarray | None = None) -> dict:
-    """Shares of the gap of several pair-quality orders of the same comparisons, and the
-    bootstrap spread of the first minus each other. ``clusters``: a unit per comparison (its
-    person), resampled whole; without it, comparisons are resampled one by one."""
-    point = [share_of_gap(genuine, q, threshold, limit) for q in qualities]
-    rng = np.random.default_rng(seed)
-    members = None if clusters is None else [np.flatnonzero(clusters == u) for u in np.unique(clusters)]
-    draws = []
-    for b in range(resamples):
-        if members is None:
-            pick = rng.integers(0, len(genuine), len(genuine))
-        else:
-            pick = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-        draws.append([share_of_gap(genuine[pick], q[pick], threshold, limit, seed=b) for q in qualities])
-    draws = np.array(draws)
-    diffs = draws[:, :1] - draws[:, 1:]
-    return {"share_of_gap": point, "sd": draws.std(0).tolist(),
-            "first_minus_other": (diffs.mean(0)).tolist(),
-            "first_minus_other_95": np.percentile(diffs, [2.5, 97.5], axis=0).T.tolist()}
 
 
 def main(argv=None):

@@ -6,13 +6,23 @@ The networks' raw output is mapped to that chance by isotonic regression (pool a
 violators) on captures of validation people, each weighted by how many comparisons its
 observed success rate comes from; the map is stored as knots in ``spec.json``
 (:attr:`facegate.spec.ScorerSpec.score_calibration`), so inference needs nothing else.
+
+The same fit refits the scale for a user's recognizer on the user's people
+(``facegate calibrate --refit-scale``, :func:`facegate.calibration.refit_scale`): then the
+knots map the weights' score to the user's chance and live in the policy
+(:attr:`facegate.policy.Policy.score_map`). Runtime code: numpy only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["isotonic_knots", "reliability_table"]
+__all__ = ["GOOD_REFERENCE", "calibration_error", "fit_knots", "good_references", "isotonic_knots",
+           "observed_success", "reliability_table"]
+
+#: A clean photo is a good reference when it matches at least this share of its identity's
+#: other photos (the labels' definition, train.labels).
+GOOD_REFERENCE = 0.5
 
 
 def _pool_adjacent_violators(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,6 +79,14 @@ def isotonic_knots(raw: np.ndarray, observed: np.ndarray, weight: np.ndarray | N
     return tuple(knots)
 
 
+def fit_knots(raw: np.ndarray, observed: np.ndarray, weight: np.ndarray) -> tuple[tuple[float, float], ...]:
+    """The scale's knots as the shipped scale and a refit both fit them: :func:`isotonic_knots`
+    with each knot standing on at least 50 comparisons and at least a 40th of them all (so
+    the map has at most about 40 steps, none resting on a handful of comparisons)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    return isotonic_knots(raw, observed, weight, min_weight=max(50.0, float(weight.sum()) / 40))
+
+
 def reliability_table(scores: np.ndarray, observed: np.ndarray, weight: np.ndarray | None = None,
                       edges=tuple(range(0, 101, 10))) -> list[dict]:
     """Predicted against observed, per score bin: captures, comparisons, mean score, and the
@@ -88,3 +106,53 @@ def reliability_table(scores: np.ndarray, observed: np.ndarray, weight: np.ndarr
                      "predicted": round(float(np.average(scores[inside], weights=w)), 1),
                      "observed": round(100 * float(np.average(observed[inside], weights=w)), 1)})
     return rows
+
+
+def calibration_error(scores: np.ndarray, observed: np.ndarray, weight: np.ndarray | None = None,
+                      edges=tuple(range(0, 101, 10))) -> float:
+    """Expected calibration error of a 0-100 scale, in chance (0-1): the comparison-weighted
+    mean over :func:`reliability_table`'s bins of |predicted - observed|."""
+    rows = [r for r in reliability_table(scores, observed, weight, edges) if r["captures"]]
+    total = sum(r["comparisons"] for r in rows)
+    if not total:
+        return 0.0
+    return sum(r["comparisons"] * abs(r["predicted"] - r["observed"]) for r in rows) / total / 100.0
+
+
+def good_references(emb: np.ndarray, identity: np.ndarray, threshold: float) -> np.ndarray:
+    """Which clean photos are good references: they match (cosine >= ``threshold``) at least
+    :data:`GOOD_REFERENCE` of their identity's other photos."""
+    good = np.zeros(len(emb), dtype=bool)
+    for name in np.unique(identity):
+        idx = np.flatnonzero(identity == name)
+        if len(idx) < 2:
+            continue
+        matches = emb[idx] @ emb[idx].T >= threshold
+        np.fill_diagonal(matches, False)
+        good[idx] = matches.sum(1) / (len(idx) - 1) >= GOOD_REFERENCE
+    return good
+
+
+def observed_success(measured, threshold: float, sources: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each capture of ``measured`` (:class:`facegate.evaluation.MeasuredCaptures`) with
+    a face, the share of its genuine comparisons with good references of its person that
+    succeed at ``threshold``; returns (capture indices, observed share, comparisons).
+
+    ``sources``: the photo each capture was made from, where some are degraded copies of
+    others: only captures that are their own source are references, and a copy is never
+    compared with its own original. Default: every capture is a photo of its own."""
+    names = np.asarray(measured.names, dtype=object)
+    source = names if sources is None else np.asarray(sources, dtype=object)
+    clean = np.flatnonzero(source == names)
+    good = np.zeros(len(names), dtype=bool)
+    usable = clean[measured.found[clean]]
+    good[usable] = good_references(measured.embeddings[usable], measured.identities[usable], threshold)
+    idx, share, count = [], [], []
+    for i in np.flatnonzero(measured.found):
+        refs = np.flatnonzero(good & (measured.identities == measured.identities[i]) & (source != source[i]))
+        if len(refs):
+            idx.append(i)
+            share.append(float(np.mean(measured.embeddings[refs] @ measured.embeddings[i] >= threshold)))
+            count.append(len(refs))
+    return np.array(idx, dtype=int), np.array(share), np.array(count)
