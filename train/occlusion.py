@@ -18,7 +18,10 @@ of colour:
   another photo's texture in a random shape;
 - hair strands across the eyes.
 
-The training photos carry their own sunglasses and hands; a second round
+Real occluders teach what drawn ones miss: training photos picked by eye with real
+sunglasses (``natural_sunglasses.txt``) and with a real hand, microphone or glass over the
+mouth (``natural_mouth_occlusions.txt``) are taught with their own targets (:data:`NATURAL`),
+about one crop in eight. The training photos carry other sunglasses and hands too; a second round
 (``--clean-with`` a first round's helper) leaves out the crops the first calls covered, so
 they are not taught as uncovered. Half the crops are left uncovered, and every crop may also be blurred, darkened, brightened,
 noisy or greyed (so light and focus are not read as occlusion). Identity-disjoint validation
@@ -226,15 +229,19 @@ def _object(crop, other, rng, s):
     anywhere on the face."""
     pts, eyes, ied, mouth = _frame(s)
     mask = np.zeros((s, s), np.uint8)
-    if rng.random() < 0.3:  # a microphone: a meshed ball on a handle, below the mouth
-        c = mouth + (rng.normal(0, 0.25 * ied), rng.uniform(-0.1, 0.5) * ied)
-        r = int(rng.uniform(0.3, 0.55) * ied)
+    if rng.random() < 0.45:  # a microphone: a meshed ball on a handle, on or just below the mouth
+        c = mouth + (rng.normal(0, 0.3 * ied), rng.uniform(-0.25, 0.45) * ied)
+        r = int(rng.uniform(0.3, 0.8) * ied)
         cv2.circle(mask, (int(c[0]), int(c[1])), r, 255, -1, cv2.LINE_AA)
-        cv2.line(mask, (int(c[0]), int(c[1])), (int(c[0] + rng.normal(0, 0.3 * ied)), s), 255, max(2, int(0.3 * ied)))
-        grey = rng.uniform(20, 120)
-        layer = np.full((s, s, 3), grey, np.float32)
+        angle = rng.uniform(-1.0, 1.0)  # the handle, down and to either side, or held from the side
+        end = c + 2 * s * np.array([math.sin(angle), math.cos(angle)])
+        cv2.line(mask, (int(c[0]), int(c[1])), (int(end[0]), int(end[1])), 255, max(2, int(rng.uniform(0.2, 0.35) * ied)))
+        base = rng.uniform(20, 170)  # black, grey or silver
+        layer = np.full((s, s, 3), base, np.float32) + rng.normal(0, 6, 3)
         yy, xx = np.mgrid[0:s, 0:s]
-        layer += 25 * ((xx + yy) % 3 == 0)[..., None]
+        layer += rng.uniform(15, 40) * (((xx + yy) % 3 == 0) | ((xx - yy) % 3 == 0))[..., None]  # the mesh
+        shine = np.exp(-((xx - c[0] + 0.3 * r) ** 2 + (yy - c[1] + 0.3 * r) ** 2) / max(1.0, (0.35 * r) ** 2))
+        layer += rng.uniform(30, 90) * shine[..., None]  # a highlight on the ball
         return layer, mask, 1.0
     centre = pts[rng.integers(5)] + rng.normal(0, 0.4 * ied, 2)
     _shape(mask, centre, rng.uniform(0.3, 1.0, 2) * ied, rng)
@@ -295,15 +302,22 @@ def visible_shares(cover: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return 1.0 - (regions * cover[None]).sum((1, 2)) / regions.sum((1, 2))
 
 
-#: Training photos whose eyes are behind real sunglasses (picked by eye, listed in this file):
-#: every crop of them is taught as eyes covered, never as uncovered.
-NATURAL_SUNGLASSES = Path(__file__).with_name("natural_sunglasses.txt")
-#: Their targets: eyes mostly covered, nose and mouth uncovered, the lenses' share of the face.
-SUNGLASSES_TARGET = (0.1, 1.0, 0.85)
+#: Training photos with real occluders, picked by eye and listed in these files (paths under
+#: SHARED/data), and the shares every crop of them is taught (eyes, nose and mouth, face): real
+#: sunglasses (eyes mostly covered, the lenses' share of the face); a real hand, microphone or
+#: glass over the nose and mouth (the mouth mostly covered, about a fifth of the face). A drawn
+#: occluder may be added on top, and only lowers these.
+NATURAL = {
+    "sunglasses": (Path(__file__).with_name("natural_sunglasses.txt"), (0.1, 1.0, 0.85)),
+    "mouth": (Path(__file__).with_name("natural_mouth_occlusions.txt"), (1.0, 0.25, 0.8)),
+}
+#: Drawn occluders a natural one may get beside it (on the region it leaves uncovered).
+_BESIDE = {"sunglasses": ("hand", "mask", "object"), "mouth": ("sunglasses", "hair")}
 
 
-def natural_sunglasses() -> set[str]:
-    return {line.strip() for line in NATURAL_SUNGLASSES.read_text().splitlines()
+def natural_photos(kind: str) -> set[str]:
+    """The photos of one :data:`NATURAL` list."""
+    return {line.strip() for line in NATURAL[kind][0].read_text().splitlines()
             if line.strip() and not line.startswith("#")}
 
 
@@ -345,18 +359,23 @@ def main(argv=None):
         crops, ids, sources = _clean_crops(args.labels, 2 * SIZE)
         args.work.mkdir(parents=True, exist_ok=True)
         np.savez(cache, crops=crops, ids=np.array(ids), sources=np.array(sources))
-    wearing = natural_sunglasses()
-    sunglasses = np.array([str(Path(s).relative_to(args.shared / "data")) in wearing
-                           if Path(s).is_relative_to(args.shared / "data") else False for s in sources])
-    print(f"{int(sunglasses.sum())} crops of {len(wearing)} photos with real sunglasses")
+    # which NATURAL kind each crop's photo is (index into it; -1: none)
+    kinds = list(NATURAL)
+    natural = np.full(len(sources), -1)
+    relative = [str(Path(s).relative_to(args.shared / "data")) if Path(s).is_relative_to(args.shared / "data")
+                else "" for s in sources]
+    for k, kind in enumerate(kinds):
+        listed = natural_photos(kind)
+        natural[[r in listed for r in relative]] = k
+        print(f"{int((natural == k).sum())} crops of {len(listed)} photos with real {kind} occluders")
     if args.clean_with is not None:
         from facegate.occlusion import OcclusionModel
 
         first = OcclusionModel(args.clean_with)
         shares = np.concatenate([first(crops[i:i + 256]) for i in range(0, len(crops), 256)])
-        keep = (shares[:, :2] >= 0.5).all(1) | sunglasses
+        keep = (shares[:, :2] >= 0.5).all(1) | (natural >= 0)
         print(f"left out {int((~keep).sum())} of {len(crops)} crops the first helper calls covered")
-        crops, ids, sunglasses = crops[keep], [i for i, k in zip(ids, keep) if k], sunglasses[keep]
+        crops, ids, natural = crops[keep], [i for i, k in zip(ids, keep) if k], natural[keep]
     names = sorted(set(ids))
     held = set(np.random.default_rng(0).permutation(names)[: len(names) // 5])
     is_val = is_val_of(ids, held)
@@ -367,11 +386,13 @@ def main(argv=None):
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         cover = np.zeros((SIZE, SIZE), np.float32)
-        if sunglasses[i]:  # real sunglasses: their own target, and perhaps a drawn mouth occluder
-            target = np.array(SUNGLASSES_TARGET, np.float32)
+        if natural[i] >= 0:  # a real occluder: its own target, and perhaps a drawn one on the rest of the face
+            kind = kinds[natural[i]]
+            target = np.array(NATURAL[kind][1], np.float32)
             if covered:
+                beside = _BESIDE[kind]
                 crop, more = occlude(np.ascontiguousarray(crop), crops[rng.integers(len(crops))], rng,
-                                     kind=["hand", "mask", "object"][rng.integers(3)])
+                                     kind=beside[rng.integers(len(beside))])
                 target = np.minimum(target, visible_shares(more, regions))
             return _degrade(crop, rng), target
         if covered:
@@ -382,11 +403,22 @@ def main(argv=None):
                 cover = np.maximum(cover, more)
         return _degrade(crop, rng), visible_shares(cover, regions)
 
-    wearers = np.flatnonzero(sunglasses & ~is_val_of(ids, held))
+    training = ~is_val_of(ids, held)
+    #: each kind's training crops, and the share of a batch drawn from them
+    real = {k: np.flatnonzero((natural == k) & training) for k in range(len(kinds))}
+    real_share = {kinds.index("sunglasses"): 0.06, kinds.index("mouth"): 0.06}
+
+    def with_real(i, rng):
+        u = rng.random()
+        for k, share in real_share.items():
+            if u < share and len(real[k]):
+                return real[k][rng.integers(len(real[k]))]
+            u -= share
+        return i
 
     def make_batch(items, rng):
-        # one crop in ten a training photo with real sunglasses
-        items = [wearers[rng.integers(len(wearers))] if len(wearers) and rng.random() < 0.1 else i for i in items]
+        # about one crop in eight a training photo with a real occluder (6 in 100 sunglasses, 6 a covered mouth)
+        items = [with_real(i, rng) for i in items]
         pairs = [sample(i, rng, rng.random() < 0.6) for i in items]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]).astype(np.float32)
 
