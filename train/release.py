@@ -382,8 +382,28 @@ def parse(argv=None) -> tuple[argparse.Namespace, Recipe]:
     return args, recipe
 
 
+def _check_imagenet_start(args, recipe) -> None:
+    """Before hours of labels: the ImageNet start the recipe asks for can be read."""
+    if (not recipe.distillation.imagenet or "mobilenet_v3_small" not in recipe.members or args.pretrained_backbones
+            or args.from_weights):
+        return
+    from .imagenet import TFLITE_FILE
+
+    path = args.shared / "models" / TFLITE_FILE
+    if not path.is_file():
+        raise SystemExit(f"train.release: the recipe starts MobileNetV3-Small from ImageNet weights, and {path} is not "
+                         "there: give --shared (the folder whose models/ holds it), or --set distillation.imagenet=false "
+                         "to start from random initialisation")
+    try:
+        import tflite  # noqa: F401
+    except ImportError:
+        raise SystemExit("train.release: reading the ImageNet start needs the tflite package: "
+                         "pip install 'facegate[train]'") from None
+
+
 def main(argv=None):
     args, recipe = parse(argv)
+    _check_imagenet_start(args, recipe)
     if args.threads:
         import torch
 
