@@ -265,6 +265,7 @@ class Policy:
         """Every setting in JSON types (the policy file's body)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["requirements"] = {r.component: r.to_dict() for r in self.requirements}
+        data["score_map"] = [list(knot) for knot in self.score_map]
         return data
 
     def resolve(self, default_threshold: float | None, default_face_probability: float | None = None) -> "Policy":

@@ -46,6 +46,6 @@ def test_greyscale_copies_are_grey_keep_the_face_where_it_was_and_the_ir_kind_di
         assert found is not None and np.abs(found.landmarks - landmarks).max() < 6
     np.testing.assert_array_equal(moved, landmarks)
     assert np.abs(grey.astype(int) - infrared.astype(int)).mean() > 3
-    # labelled apart, like the accessory copies, only when the recipe asks for them
-    assert SHIPPED.labels.added_copies == {}
-    assert SHIPPED.with_setting("labels.greyscale_copies", "1").labels.added_copies == {"greyscale": 1}
+    # labelled apart, like the accessory copies, only when the recipe asks for them (the shipped one does)
+    assert SHIPPED.labels.added_copies == {"greyscale": 1}
+    assert SHIPPED.with_setting("labels.greyscale_copies", "0").labels.added_copies == {}
