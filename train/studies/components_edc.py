@@ -221,7 +221,7 @@ def _doc_evidence(reports: dict, command: str, minutes: float) -> list[str]:
     lines = [
         "## Evidence: EDC of each component alone",
         "",
-        f"Command: `{command}` (about {minutes:.0f} min here, measurements cached in `runs/components/`). "
+        f"Command: `{command}` (about {minutes:.0f} min here, measurements cached in `runs/components/<digest of the weights and helpers>/`). "
         f"Machine: {platform.machine()}, 2 cores. Date: {time.strftime('%Y-%m-%d')}.",
         "",
         "Sets: the LFW pairs of folds 1-5 as in `docs/evaluation.md` (natural, and with the right-hand photo "
@@ -316,14 +316,31 @@ def _doc_looking_again(looks: list[dict]) -> list[str]:
     return lines
 
 
+def _models_digest() -> str:
+    """What the measurements depend on besides the data: the shipped quality weights and the
+    helper networks (a cache of other models must not be read as this one's)."""
+    import hashlib
+
+    from facegate.scorer import default_weights_dir
+
+    folder = default_weights_dir()
+    digest = hashlib.sha256()
+    for name in ("spec.json", "occlusion.onnx", "orientation.onnx"):
+        path = folder / name
+        digest.update(path.read_bytes() if path.exists() else b"-")
+    return digest.hexdigest()[:12]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
-    parser.add_argument("--work", type=Path, default=Path("runs/components"))
+    parser.add_argument("--work", type=Path, default=None,
+                        help="measurement cache (default: runs/components/<digest of the shipped weights and helpers>)")
     parser.add_argument("--docs", type=Path, default=Path("docs"))
     parser.add_argument("--per-fold", type=int, default=None, help="a quick trial on N pairs per fold and kind")
     args = parser.parse_args(argv)
     t0 = time.time()
+    args.work = args.work or Path("runs/components") / _models_digest()
     args.work.mkdir(parents=True, exist_ok=True)
     sets, _ = edc.measure(args.shared, args.work, per_fold=args.per_fold, observer=False, **METHODS)
     sets = {f"LFW {k}": v for k, v in sets.items()}
