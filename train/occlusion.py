@@ -280,17 +280,6 @@ def occlude(crop: np.ndarray, other: np.ndarray, rng: np.random.Generator, kind:
     return np.clip(out, 0, 255).astype(np.uint8), cover
 
 
-def _jitter(crop: np.ndarray, rng) -> np.ndarray:
-    """A small move of the framing (scale 0.92-1.08, shift up to 4% of the side, turn up to
-    8 degrees) and of the colour (each channel x0.85-1.15): the landmarks of another capture
-    of the same scene would place the face about this differently."""
-    s = crop.shape[0]
-    m = cv2.getRotationMatrix2D((s / 2, s / 2), rng.uniform(-8, 8), rng.uniform(0.92, 1.08))
-    m[:, 2] += rng.uniform(-0.04, 0.04, 2) * s
-    moved = cv2.warpAffine(np.ascontiguousarray(crop), m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    return np.clip(moved.astype(np.float32) * rng.uniform(0.85, 1.15, 3), 0, 255).astype(np.uint8)
-
-
 def _degrade(crop: np.ndarray, rng) -> np.ndarray:
     """Light, focus and noise that do not cover anything."""
     x = crop.astype(np.float32)
@@ -316,12 +305,13 @@ def visible_shares(cover: np.ndarray, regions: np.ndarray) -> np.ndarray:
 #: Training photos with real occluders, picked by eye and listed in these files (paths under
 #: SHARED/data), and the shares every crop of them is taught (eyes, nose and mouth, face): real
 #: sunglasses (eyes mostly covered, the lenses' share of the face); a real hand, microphone or
-#: glass over the nose and mouth (the mouth all but covered, about a fifth of the face: 0.1 as
-#: for the eyes behind lenses; a target near the verification profile's bound of 0.2 taught
-#: covered mouths to sit on it). A drawn occluder may be added on top, and only lowers these.
+#: glass over the nose and mouth (the mouth mostly covered, about a fifth of the face). A drawn
+#: occluder may be added on top, and only lowers these. (Tried and not shipped: a target of 0.1
+#: with the real crops moved and recoloured, rounds 6 and 7 in the notes: better on the
+#: validation people's real occluders, but thick-framed clear glasses read as covered eyes.)
 NATURAL = {
     "sunglasses": (Path(__file__).with_name("natural_sunglasses.txt"), (0.1, 1.0, 0.85)),
-    "mouth": (Path(__file__).with_name("natural_mouth_occlusions.txt"), (1.0, 0.1, 0.8)),
+    "mouth": (Path(__file__).with_name("natural_mouth_occlusions.txt"), (1.0, 0.25, 0.8)),
 }
 #: Drawn occluders a natural one may get beside it (on the region it leaves uncovered).
 _BESIDE = {"sunglasses": ("hand", "mask", "object"), "mouth": ("sunglasses", "hair")}
@@ -401,7 +391,6 @@ def main(argv=None):
         if natural[i] >= 0:  # a real occluder: its own target, and perhaps a drawn one on the rest of the face
             kind = kinds[natural[i]]
             target = np.array(NATURAL[kind][1], np.float32)
-            crop = _jitter(crop, rng)  # so few photos: seen moved and recoloured, not learnt by heart
             if covered:
                 beside = _BESIDE[kind]
                 crop, more = occlude(np.ascontiguousarray(crop), crops[rng.integers(len(crops))], rng,

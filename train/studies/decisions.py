@@ -316,8 +316,7 @@ quality weights saw them. {how}
   occlusion; a second round leaves out the training crops a first round calls covered (their
   own sunglasses and hands); and training photos with real sunglasses (76) and real hands,
   microphones or glasses over the mouth (28), picked by eye, are taught with their own
-  targets, each seen moved a little and recoloured (so few photos are not learnt by heart;
-  the round shipped was chosen on the validation people's own real occluders). Why a model and not landmark-region statistics: a hand in the
+  targets. Why a model and not landmark-region statistics: a hand in the
   person's own skin tone over the mouth leaves colour statistics unchanged, and dark
   sunglasses look like shadowed eyes; the drawn masks give exact targets for every kind.
   The occluders measured below are this study's own (a band, lenses, a skin-toned patch, a
