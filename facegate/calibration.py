@@ -138,11 +138,11 @@ def measure_people(gate: Gate, source: str | Path, recognizer, *, pairs_file: st
     return PeopleMeasurement(images, genuine_pairs, measured, Method("ensemble", views))
 
 
-def _comparison_threshold(measured: MeasuredCaptures, fmr: float) -> tuple[float, int]:
+def _comparison_threshold(measured: MeasuredCaptures, fmr: float) -> float:
     _, impostor = impostor_comparisons(measured)
     if not len(impostor):
         raise ConfigError("no impostor comparisons: captures of at least two identities are needed")
-    return comparison_threshold(impostor=impostor, fmr=fmr), len(impostor)
+    return comparison_threshold(impostor=impostor, fmr=fmr)
 
 
 #: Fewest comparisons with good references a refit of the scale rests on.
@@ -244,7 +244,7 @@ def refit_scale(gate: Gate, source: str | Path, recognizer, *, fmr: float = 1e-3
             references, or fewer people than ``2 * folds`` (unless ``allow_small_sample``).
     """
     m = measurement or measure_people(gate, source, recognizer, pairs_file=pairs_file)
-    threshold, _ = _comparison_threshold(m.measured, fmr)
+    threshold = _comparison_threshold(m.measured, fmr)
     report = scale_refit(m.measured, m.quality, threshold, folds=folds, seed=seed, allow_small_sample=allow_small_sample)
     name = recognizer_name or getattr(recognizer, "name", None) or type(recognizer).__name__
     policy = replace(gate.policy, score_scale=gate.spec.score_scale, score_map=report.knots,
