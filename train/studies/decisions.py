@@ -40,6 +40,8 @@ __all__ = ["evaluation_photos", "eyes_band", "sunglasses", "skin_patch", "face_m
 
 OCCLUSION_REASONS = ("eyes_covered", "mouth_covered", "face_occluded")
 NATURAL = Path(__file__).with_name("natural_occlusions.txt")
+#: The labelled photos' folders in SHARED/data, and the names the figures give them.
+SOURCES = {"lfw-deepfunneled/": "LFW", "celeba-subset/": "CelebA"}
 
 
 def evaluation_photos(shared: Path, per_set: int, seed: int = 0) -> list[Path]:
@@ -278,6 +280,9 @@ def summarise(result: dict, labelled: list[dict]) -> dict:
         for kind, reasons in wanted.items():
             out[f"natural_{kind}_covered_named_enrollment"] = _share(
                 bool(reasons & set(r["named"])) for r in labelled if r["kind"] == kind)
+            for source, name in SOURCES.items():
+                out[f"natural_{kind}_covered_named_enrollment ({name})"] = _share(
+                    bool(reasons & set(r["named"])) for r in labelled if r["kind"] == kind and r["photo"].startswith(source))
         out["natural_occlusions_named_enrollment"] = _share(bool(r["named"]) for r in labelled if r["kind"] in wanted)
         # an occluder at the mouth that leaves the lips in sight: reported, neither target nor error
         out["natural_mouth_partly_named_enrollment"] = _share(
@@ -320,12 +325,12 @@ quality weights saw them. {how}
   person's own skin tone over the mouth leaves colour statistics unchanged, and dark
   sunglasses look like shadowed eyes; the drawn masks give exact targets for every kind.
   The occluders measured below are this study's own (a band, lenses, a skin-toned patch, a
-  mask), drawn in the photo, not the training generator's. Natural occlusions: the CelebA
-  evaluation photos labelled by eye (`train/studies/natural_occlusions.txt`, 22 photos):
-  eyes behind sunglasses (13), nose and mouth behind a hand or a microphone (3), and an
-  occluder at the mouth that leaves the lips in sight (6, `mouth_partly`: a microphone below
-  them, a straw, a finger; reported apart, neither covered nor uncovered). So few mouth
-  photos say little: the drawn copies above are the larger measure.
+  mask), drawn in the photo, not the training generator's. Natural occlusions: every
+  evaluation photo labelled by eye (`train/studies/natural_occlusions.txt`: {natural}):
+  eyes behind sunglasses (`eyes`), nose and mouth behind a hand, a microphone, a glove or a
+  drink (`mouth`), and an occluder at the mouth that leaves the lips in sight
+  (`mouth_partly`: a microphone below them, a cigarette, a finger; reported apart, neither
+  covered nor uncovered).
 - **Main face** (`facegate/detection.py`): faces the detector is sure of before unsure ones,
   faces mostly inside the frame before bystanders cut by its edge, then the most central of
   the nearly largest; overlapping boxes of one face merged.
@@ -339,12 +344,22 @@ quality weights saw them. {how}
 """
 
 
-def write_doc(path: Path, summary: dict, seconds: float, photos: int) -> None:
+def _labelled_counts(labelled: list[dict]) -> str:
+    """``'LFW: 43 eyes, 10 mouth, ...; CelebA: ...'`` from the labelled rows."""
+    parts = []
+    for source, name in SOURCES.items():
+        mine = [r["kind"] for r in labelled if r["photo"].startswith(source)]
+        kinds = ", ".join(f"{mine.count(k)} {k}" for k in ("eyes", "mouth", "mouth_partly"))
+        parts.append(f"{name} {kinds}")
+    return "; ".join(parts)
+
+
+def write_doc(path: Path, summary: dict, seconds: float, photos: int, labelled: list[dict] = ()) -> None:
     how = (f"Command: `python -m train.studies.decisions --shared ../shared --photos {photos} --out "
            f"docs/decisions.md` ({photos} photos per set; {seconds / 60:.0f} min on {platform.machine()}, "
            f"{__import__('os').cpu_count()} cores). Rates are of photos with a face found "
            "(occluded and turned copies) or of all photos (upright named rotated, no_face).")
-    lines = [DOC_HEAD.format(how=how)] + [f"| {k} | {v} |" for k, v in summary.items()]
+    lines = [DOC_HEAD.format(how=how, natural=_labelled_counts(list(labelled)))] + [f"| {k} | {v} |" for k, v in summary.items()]
     path.write_text("".join(lines[:1]) + "\n".join(lines[1:]) + "\n")
 
 
@@ -366,7 +381,7 @@ def main(argv=None):
     if args.json and not args.from_json:
         args.json.write_text(json.dumps({**result, "natural": labelled, "summary": summary}, indent=1))
     if args.out:
-        write_doc(args.out, summary, result["seconds"], args.photos)
+        write_doc(args.out, summary, result["seconds"], args.photos, labelled)
 
 
 if __name__ == "__main__":
