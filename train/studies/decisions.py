@@ -319,9 +319,10 @@ quality weights saw them. {how}
   microphones and other photos' objects, hair), whose masks give the exact shares; every crop
   may also be darkened, brightened, blurred, noisy or grey, so light and focus are not read as
   occlusion; a second round leaves out the training crops a first round calls covered (their
-  own sunglasses and hands); and training photos with real sunglasses (76) and real hands,
-  microphones or glasses over the mouth (28), picked by eye, are taught with their own
-  targets. Why a model and not landmark-region statistics: a hand in the
+  own sunglasses and hands); and training photos picked by eye from every training crop,
+  with real sunglasses, with real hands, microphones or glasses over the mouth, and with
+  clear glasses in thick dark frames ({training}), are taught with their own targets (the
+  clear glasses as uncovered, so a dark frame is not read as a dark lens). Why a model and not landmark-region statistics: a hand in the
   person's own skin tone over the mouth leaves colour statistics unchanged, and dark
   sunglasses look like shadowed eyes; the drawn masks give exact targets for every kind.
   The occluders measured below are this study's own (a band, lenses, a skin-toned patch, a
@@ -354,12 +355,19 @@ def _labelled_counts(labelled: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def _training_counts() -> str:
+    """How many training photos each of train.occlusion's hand-picked lists holds."""
+    from train.occlusion import NATURAL, natural_photos
+
+    return ", ".join(f"{len(natural_photos(kind))} {kind.replace('_', ' ')}" for kind in NATURAL)
+
+
 def write_doc(path: Path, summary: dict, seconds: float, photos: int, labelled: list[dict] = ()) -> None:
     how = (f"Command: `python -m train.studies.decisions --shared ../shared --photos {photos} --out "
            f"docs/decisions.md` ({photos} photos per set; {seconds / 60:.0f} min on {platform.machine()}, "
            f"{__import__('os').cpu_count()} cores). Rates are of photos with a face found "
            "(occluded and turned copies) or of all photos (upright named rotated, no_face).")
-    lines = [DOC_HEAD.format(how=how, natural=_labelled_counts(list(labelled)))] + [f"| {k} | {v} |" for k, v in summary.items()]
+    lines = [DOC_HEAD.format(how=how, natural=_labelled_counts(list(labelled)), training=_training_counts())] + [f"| {k} | {v} |" for k, v in summary.items()]
     path.write_text("".join(lines[:1]) + "\n".join(lines[1:]) + "\n")
 
 
