@@ -125,3 +125,39 @@ def test_validation_sets_hold_only_the_validation_people_of_the_training_split(s
     degraded, pairs, probes = sets["validation degraded"]
     assert len(degraded.names) == 4 * len(validation)
     assert all(b >= len(natural.names) for _, b in pairs)  # each genuine pair: a clean photo against a copy
+
+
+def test_hand_labelled_occlusions_keep_training_and_evaluation_people_apart(shared):
+    """The occlusion helper's real-occluder lists name training people only, the decisions
+    study's labels evaluation people only, and every listed photo exists: a typo or an
+    evaluation photo in a training list would leak the measure into the helper."""
+    from pathlib import Path
+
+    from train import celeba
+    from train.lfw import evaluation_people
+    from train.occlusion import LEFT_OUT, NATURAL, _listed
+    from train.studies.decisions import NATURAL as LABELLED
+
+    held_out = evaluation_people(shared)
+
+    def evaluation(photo: str) -> bool:
+        folder, person = Path(photo).parts[:2]
+        return person in held_out if folder == "lfw-deepfunneled" else celeba.is_evaluation(person)
+
+    training_lists = [path for path, _ in NATURAL.values()] + [LEFT_OUT]
+    for path in training_lists:
+        photos = _listed(path)
+        assert photos, path
+        assert not [p for p in photos if evaluation(p)], f"{path.name} names evaluation people"
+        assert all((shared / "data" / p).is_file() for p in photos), path.name
+    kinds = {}
+    for line in LABELLED.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            photo, kind = line.split()[:2]
+            kinds[photo] = kind
+            assert evaluation(photo) and (shared / "data" / photo).is_file(), photo
+    assert set(kinds.values()) == {"eyes", "mouth", "mouth_partly"}
+    sunglasses, mouth = _listed(NATURAL["sunglasses"][0]), _listed(NATURAL["mouth"][0])
+    clear = _listed(NATURAL["clear_glasses"][0])
+    assert sunglasses.isdisjoint(clear) and mouth.isdisjoint(_listed(LEFT_OUT))
