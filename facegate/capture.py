@@ -281,11 +281,13 @@ class CaptureStage:
                            error=f"face detection failed ({type(exc).__name__}: {exc})")
         return self._capture(loaded.rgb, faces, found_by, source, loaded.notes, loaded.reduction, orientation)
 
-    def analyse_rgb(self, rgb: np.ndarray, *, source: str = "", notes: tuple[str, ...] = ()) -> Capture:
-        """:meth:`analyse` for an image already decoded to ``(H, W, 3)`` uint8 RGB."""
-        orientation = None
+    def analyse_rgb(self, rgb: np.ndarray, *, source: str = "", notes: tuple[str, ...] = (),
+                    orientation: Orientation | None = None) -> Capture:
+        """:meth:`analyse` for an image already decoded to ``(H, W, 3)`` uint8 RGB.
+        ``orientation``: an answer the orientation stage gave for an earlier frame of the same
+        camera, used instead of asking again (see :meth:`analyse_frame`)."""
         try:
-            orientation, faces, found_by = self._oriented(rgb)
+            orientation, faces, found_by = self._oriented(rgb, known=orientation)
             if not faces:
                 faces, found_by = tuple(self.detector.detect(rgb)), None
             if self.look_again and found_by is None:
@@ -300,14 +302,17 @@ class CaptureStage:
                            error=f"face detection failed ({type(exc).__name__}: {exc})")
         return self._capture(rgb, faces, found_by, source, notes, orientation=orientation)
 
-    def analyse_frame(self, rgb: np.ndarray, *, reduce_by: int = 1, source: str = "") -> Capture:
+    def analyse_frame(self, rgb: np.ndarray, *, reduce_by: int = 1, source: str = "",
+                      orientation: Orientation | None = None) -> Capture:
         """:meth:`analyse_rgb` for a video frame: the detector runs on the frame reduced
         ``reduce_by`` times (block means), where a webcam's faces stay far above the
         detector's smallest, and the faces come back in the frame's coordinates; crops and
         components are the full frame's. Detectors that cannot take a reduced image see the
-        frame itself."""
+        frame itself. ``orientation``: the orientation stage's answer for an earlier frame,
+        reused (a camera does not turn between frames of one visit; the stream asks again
+        for each new visit and now and then)."""
         if reduce_by <= 1 or not getattr(self.detector, "reduces", False):
-            return self.analyse_rgb(rgb, source=source)
+            return self.analyse_rgb(rgb, source=source, orientation=orientation)
         height, width = rgb.shape[:2]
         seen = Reduction(reduce_by, (width, height))
         try:
@@ -315,7 +320,7 @@ class CaptureStage:
                 small = cv2.resize(rgb, (width // reduce_by, height // reduce_by), interpolation=cv2.INTER_AREA)
             else:
                 small = reduce_image(rgb, reduce_by)
-            orientation, faces, found_by = self._oriented(small)
+            orientation, faces, found_by = self._oriented(small, known=orientation)
             faces = tuple(in_full_image(f, seen) for f in faces)
             if not faces:
                 faces, found_by = tuple(self.detector.detect(small, reduction=seen)), None
@@ -355,12 +360,14 @@ class CaptureStage:
         return measure_components(rgb, face, [f for f in faces if f is face or f.probability >= cut], reduction,
                                   self.occlusion)
 
-    def _oriented(self, image: np.ndarray, **options) -> tuple[Orientation | None, tuple[Face, ...], str | None]:
-        """The orientation stage's answer for ``image`` and, when it says the photo is turned,
-        the faces of the upright copy in ``image``'s coordinates (none: search as usual)."""
+    def _oriented(self, image: np.ndarray, known: Orientation | None = None,
+                  **options) -> tuple[Orientation | None, tuple[Face, ...], str | None]:
+        """The orientation stage's answer for ``image`` (``known``: one given for an earlier
+        frame) and, when it says the photo is turned, the faces of the upright copy in
+        ``image``'s coordinates (none: search as usual)."""
         if self.orienter is None:
             return None, (), None
-        orientation = self.orienter(image)
+        orientation = known if known is not None else self.orienter(image)
         if not orientation.turned:
             return orientation, (), None
         h, w = image.shape[:2]

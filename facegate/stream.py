@@ -331,6 +331,9 @@ class StreamGate:
             components use the full frame.
         look_again_every: seconds between looks again on an empty frame (brightened,
             turned, padded copies: five more detections, too many for every frame).
+        orient_every: seconds the orientation stage's answer is reused while a visit is
+            open (a camera does not turn under one person's visit; each new visit, and a frame
+            with no visit open, asks again; 0: ask on every frame).
         out_dir: where best shots (full frame, face crop, JSON sidecar) are written.
         events: JSON-lines file for events (None: not written).
         on_event: called with each event as it is emitted (e.g. to print it).
@@ -341,7 +344,7 @@ class StreamGate:
 
     def __init__(self, gate: Gate, *, accept_frames: int = 3, best_window: int | None = None, max_gap: float = 0.5,
                  min_visit: float = 0.1, detect_every: int = 1, iou: float = 0.3, same_person: float = SAME_PERSON,
-                 detect_reduction: int | str = "auto", look_again_every: float = 1.0,
+                 detect_reduction: int | str = "auto", look_again_every: float = 1.0, orient_every: float = 5.0,
                  out_dir: str | Path | None = None, events: str | Path | None = None,
                  on_event: Callable[[VisitEvent], None] | None = None, outputs: "StreamOutputs | None" = None):
         self.gate = gate
@@ -355,6 +358,8 @@ class StreamGate:
         self.detect_reduction = detect_reduction
         self.look_again_every = look_again_every
         self._looked_again_at: float | None = None
+        self.orient_every = orient_every
+        self._orientation, self._oriented_at = None, None  # the last answer asked for, and when
         self.tracker = VisitTracker(iou, max_gap, same_person)
         self.outputs = outputs if outputs is not None else StreamOutputs(out_dir, events, on_event)
         #: frames processed, frames the source dropped, frames the capture stage failed on,
@@ -390,13 +395,25 @@ class StreamGate:
         if reduction == "auto":  # (MTCNN's own pyramid starts at its smallest face: reducing first costs it more)
             yunet = getattr(self.stage.detector, "name", None) == "yunet"
             reduction = 2 if yunet and frame.rgb.shape[0] >= 480 else 1
-        capture = self.stage.analyse_frame(frame.rgb, reduce_by=int(reduction), source=f"frame {frame.index}")
+        known = self._known_orientation(frame)
+        capture = self.stage.analyse_frame(frame.rgb, reduce_by=int(reduction), source=f"frame {frame.index}",
+                                           orientation=known)
+        if known is None and capture.orientation is not None:
+            self._orientation, self._oriented_at = capture.orientation, frame.time
         due = self._looked_again_at is None or frame.time - self._looked_again_at >= self.look_again_every
         if capture.error is None and not capture.faces and due:
             self._looked_again_at = frame.time
             capture = self.look_again_stage.analyse_frame(frame.rgb, reduce_by=int(reduction),
-                                                          source=f"frame {frame.index}")
+                                                          source=f"frame {frame.index}",
+                                                          orientation=capture.orientation)
         return capture
+
+    def _known_orientation(self, frame: Frame):
+        """The orientation answer to reuse for this frame, or None to ask the stage: reused only
+        while a visit is open and for at most ``orient_every`` seconds."""
+        if self._orientation is None or not self.tracker.visits or self.orient_every <= 0:
+            return None
+        return self._orientation if frame.time - self._oriented_at < self.orient_every else None
 
     def process(self, frame: Frame) -> StreamResult:
         t0 = time.perf_counter()

@@ -140,3 +140,38 @@ def test_show_without_a_display_is_a_clear_usage_error(video, tmp_path, monkeypa
     path, _, _ = video
     result = CliRunner().invoke(main, ["stream", "--source", str(path), "--show", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "needs a display" in result.output
+
+
+def _per_frame(gate, frames, **options):
+    """Every frame's faces (score, status, reasons) and the events, frames at 10 fps."""
+    from facegate.sources import Frame
+
+    streamer = StreamGate(gate, accept_frames=3, max_gap=0.3, **options)
+    views, events = [], []
+    for i, rgb in enumerate(frames):
+        result = streamer.process(Frame(i, i / 10, rgb))
+        views.append([(round(v.score, 3), v.status.value, v.reasons) for v in result.faces])
+        events += [e.to_dict() for e in result.events]
+    events += [e.to_dict() for e in streamer.finish()]
+    return views, events
+
+
+def test_the_orientation_is_asked_once_per_visit_and_again_for_the_next(video, stream_gate_threshold):
+    """A camera turned between visits: every frame of the turned visit is seen turned (its
+    face found on the upright copy, named rotated) and every frame of the upright visits
+    upright, whether the orientation answer is reused within a visit (the default) or asked
+    on every frame: a new visit asks again."""
+    _, segments, frames = video
+    sharp = [frames[i] for i in segments["sharp"][:6]]
+    empty = [frames[i] for i in segments["gap1"]]
+    turned = [np.ascontiguousarray(np.rot90(f, k=-1)) for f in sharp]  # the camera turned a quarter clockwise
+    gate = Gate(detector="yunet", views="none", policy=Policy(min_score=stream_gate_threshold))
+    clip = sharp + empty + turned + empty + sharp  # upright, then turned, then upright again
+    reused, reused_events = _per_frame(gate, clip)
+    asked, asked_events = _per_frame(gate, clip, orient_every=0)
+    assert reused == asked and reused_events == asked_events
+    n, gap = len(sharp), len(empty)
+    upright = reused[:n] + reused[2 * (n + gap):]
+    assert all(len(v) == 1 and "rotated" not in v[0][2] for v in upright), upright
+    assert all(len(v) == 1 and "rotated" in v[0][2] and v[0][1] == "rejected" for v in reused[n + gap:2 * n + gap])
+    assert [e["reason"] for e in reused_events if e["event"] == "rejected"] == ["rotated"]
