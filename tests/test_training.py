@@ -593,3 +593,66 @@ def test_a_soup_averages_runs_from_one_start_and_measures_its_batch_norm_again(t
 
     assert "model soup" not in _card(SHIPPED)
     assert "trained 3 times from one start" in _card(SHIPPED.with_setting("members.soup", "3"))
+
+
+def test_identity_batches_hold_each_person_in_runs_and_every_capture_once():
+    from train.trainer import identity_batches
+
+    people = [f"p{k % 7}" for k in range(60)] + [None, None]  # seven people, two captures of nobody known
+    batches = identity_batches(people, 16, 4, torch.Generator().manual_seed(0))
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(62))
+    for batch in batches:
+        counts = {}
+        for pos in batch:
+            counts[people[pos]] = counts.get(people[pos], 0) + 1
+        assert max(c for who, c in counts.items() if who is not None) >= 2  # every batch holds pairs
+    assert len(batches[0]) >= 16
+
+
+@training
+def test_the_pair_term_lifts_the_captures_a_recognizer_matches_and_lowers_the_others(tmp_path, fixtures, shared):
+    """LightQNet's IDQ loss on the recognizer's own embeddings: one person's sharp and
+    heavily blurred crops at the same score; the gradient raises the sharp crop, whose pairs
+    match, and lowers the blurred one, whose pairs do not. The term reaches a fit only with the
+    embeddings (a train.distill folder's targets.npz) beside it, and the fit runs with it."""
+    from facegate.recognition import MobileFaceNetRecognizer
+    from train.distill import teacher_targets
+    from train.terms import Forward, PairTerm, StepData, same_person_pairs
+
+    csv_path = make_dataset(tmp_path, fixtures)
+    spec = ScorerSpec(input_size=48)
+    samples = read_csv(csv_path)
+    crops, kept = load_crops(samples, spec)
+    embeddings = teacher_targets(crops, spec, MobileFaceNetRecognizer(str(shared / "models" / "mobilefacenet_casia.ckpt")))
+    # colin_powell_1 and _2: one person, four blur levels each (0, 1.5, 3, 5); tony_blair apart
+    identities = ["powell"] * 8 + ["blair"] * 4
+    a, b = same_person_pairs(identities)
+    assert len(a) == 28 + 6 and all(identities[i] == identities[j] for i, j in zip(a.tolist(), b.tolist()))
+    term = PairTerm(embeddings, identities, threshold=0.39, tau=0.04, weight=1.0)
+    pred = torch.full((12,), 0.5, requires_grad=True)
+    step = StepData(x=None, target=None, rows=np.arange(12), positions=np.arange(12), crops=crops, spec=spec,
+                    groups=[], reference=np.zeros(12, bool))
+    term(step, Forward(pred)).backward()
+    sharp, blurred = [0, 4], [3, 7]  # the two Powell photos as they are, and blurred at sigma 5
+    assert (pred.grad[sharp] < 0).all() and (pred.grad[blurred] > pred.grad[sharp].max()).all(), pred.grad
+
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    np.savez(folder / "targets.npz", targets=embeddings, kept=kept)
+    (tmp_path / "threshold.json").write_text('{"cosine": 0.39}')
+    paired = phase("48:1:1", terms=Terms(pair=1.0, per_identity=2))
+    result = fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "pair", phase=paired,
+                           val_fraction=0.34, teacher=folder), log=quiet)
+    assert len(result["history"]) == 1 and np.isfinite(result["history"][0]["loss"])
+    with pytest.raises(ValueError, match="pair term needs"):
+        fit(FitConfig(csv=csv_path, arch="mobilenet_v3_small", out=tmp_path / "no_embeddings", phase=paired,
+                      val_fraction=0.34), log=quiet)
+    with pytest.raises(ValueError, match="per_identity"):
+        Terms(pair=1.0, per_identity=1)
+
+
+def test_the_model_card_names_the_pair_term_only_when_it_was_used():
+    assert "IDQ" not in _card(SHIPPED)
+    card = _card(SHIPPED.with_setting("resolution.terms.pair", "0.5"))
+    assert "Batches hold 4 captures of each person" in card and "IDQ loss" in card and "at weight 0.5" in card

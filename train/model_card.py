@@ -246,6 +246,11 @@ def _phase_lines(phase: Phase, number: int, m: dict) -> list[str]:
     if terms.teacher:
         lines.append(f"The pooled features, through the distillation's own (fixed) linear map, are kept near the "
                      f"recognizer's embedding of each crop: 1 - cosine enters the loss at weight {terms.teacher:g}.")
+    if terms.pair:
+        lines.append(f"Batches hold {terms.per_identity} captures of each person; for every two captures of one "
+                     "person the product of their scores predicts whether the label recognizer matches them "
+                     "(LightQNet's IDQ loss: cross-entropy against sigmoid((cos - T) / tau) at the labels' threshold, "
+                     f"on the distillation's stored embeddings) at weight {terms.pair:g}.")
     if terms.rank:
         lines.append(f"Each degraded copy in the labels must score below the photo it was made from: "
                      f"mean(relu({terms.margin:g} - (pred(photo) - pred(copy)))) at weight {terms.rank:g} (batches "

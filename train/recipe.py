@@ -106,9 +106,16 @@ class Terms:
         "range of px between the eyes of on-the-fly low-resolution copies"))
     copies_only: bool = field(default=False, **_help(
         "the monotone term lowers the copy only, never lifts its photo"))
+    pair: float = field(default=0.0, **_help(
+        "LightQNet's IDQ loss: for two captures of one person in a batch, the product of their scores "
+        "predicts whether the label recognizer matches them (cross-entropy on a soft match); batches then "
+        "hold per_identity captures of each person (needs the distillation's embeddings, --teacher DIR)"))
+    per_identity: int = field(default=4, **_help("captures of each person in a batch when the pair term is on"))
 
     def __post_init__(self):
-        for name in ("alpha", "consistency", "teacher", "rank", "monotone", "margin"):
+        if self.per_identity < 2:
+            raise ValueError(f"terms.per_identity is {self.per_identity}: a pair needs at least 2 captures a person")
+        for name in ("alpha", "consistency", "teacher", "rank", "monotone", "margin", "pair"):
             if getattr(self, name) < 0:
                 raise ValueError(f"terms.{name} is {getattr(self, name)}: a weight or margin is >= 0")
         unknown = [k for k, _ in self.monotone_mix if k not in MONOTONE_KINDS]

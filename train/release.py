@@ -128,7 +128,7 @@ class Release:
         from .fit import FitConfig
 
         r = self.recipe
-        teacher = self.teacher_folder() if phase.terms.teacher > 0 else None
+        teacher = self.teacher_folder() if phase.terms.teacher > 0 or phase.terms.pair > 0 else None
         return [FitConfig(csv=self.csv, arch=a, out=self.work / PHASES / phase.name, phase=phase,
                           margin=r.spec.margin, val_fraction=r.val_fraction, seed=r.seed, split_seed=r.split_seed,
                           teacher=teacher, **start[a]) for a in r.members]

@@ -8,7 +8,9 @@ others join at the weight :class:`train.recipe.Terms` gives them (0: left out):
 - :class:`TeacherTerm`: the features stay near the label recognizer's embedding of the crop;
 - :class:`RankTerm`: each degraded copy in the labels scores below the photo it was made from;
 - :class:`MonotoneTerm`: so does a worse copy made in the batch (darker, smaller, blurrier,
-  noisier), whatever the labels say.
+  noisier), whatever the labels say;
+- :class:`PairTerm`: two captures of one person score, multiplied, the chance that the
+  recognizer matches them (LightQNet's IDQ loss).
 
 A term reads what the step's forward pass gave (:class:`Forward`); a term that needs more of
 that pass says so (``needs``), so the trainer runs one forward pass that serves them all.
@@ -32,7 +34,7 @@ from .losses import MSECorrLoss
 from .recipe import Terms
 
 __all__ = ["Forward", "StepData", "LabelTerm", "ConsistencyTerm", "TeacherTerm", "RankTerm", "MonotoneTerm",
-           "build_terms", "ranking_hinge", "rank_pairs"]
+           "PairTerm", "build_terms", "ranking_hinge", "rank_pairs", "pair_match_loss", "same_person_pairs"]
 
 
 @dataclass
@@ -208,7 +210,65 @@ class MonotoneTerm:
         return self.weight * monotone_term(p[0], p[1], self.margin, self.copies_only)
 
 
-def build_terms(terms: Terms, *, teacher: TeacherTerm | None, monotone: MonotoneTerm | None) -> list:
+def pair_match_loss(pred: torch.Tensor, match: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between ``pred[a] * pred[b]`` (scores as probabilities, clipped into
+    (0, 1)) and each pair's soft match ``match``: LightQNet's IDQ loss (arXiv 2021, Table I)."""
+    q = pred.clamp(1e-3, 1 - 1e-3)
+    return nn.functional.binary_cross_entropy(q[a] * q[b], match)
+
+
+def same_person_pairs(identities: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every pair (i < j) of one batch's positions whose captures show the same person."""
+    a, b = [], []
+    for i in range(len(identities)):
+        for j in range(i + 1, len(identities)):
+            if identities[i] is not None and identities[i] == identities[j]:
+                a.append(i)
+                b.append(j)
+    return torch.tensor(a, dtype=torch.long), torch.tensor(b, dtype=torch.long)
+
+
+class PairTerm(nn.Module):
+    """Two captures of one person: the product of their scores is the chance that the label
+    recognizer matches them (LightQNet's IDQ loss), where the per-capture label only says how
+    a capture fares against the person's good references. The soft match of a pair is the
+    labels' own step, ``sigmoid((cos - T) / TAU)`` at the labels' FMR 1e-3 threshold, on the
+    recognizer's embeddings the distillation stored for every crop. Batches hold
+    ``per_identity`` captures of each person (:func:`train.trainer.identity_batches`)."""
+
+    needs = ("identities",)
+
+    def __init__(self, embeddings: np.ndarray, identities: list, threshold: float, tau: float, weight: float):
+        super().__init__()
+        self.weight, self.threshold, self.tau, self.identities = weight, threshold, tau, identities
+        self.register_buffer("embeddings", torch.from_numpy(np.asarray(embeddings, np.float32)))
+
+    @classmethod
+    def load(cls, folder: Path, labels_csv: Path, kept: np.ndarray, identities: list, weight: float) -> "PairTerm":
+        import json
+
+        from .distill import stored_targets
+        from .labels import TAU
+
+        embeddings = stored_targets(folder, kept)
+        if embeddings is None:
+            raise ValueError(f"{folder / 'targets.npz'}: no embeddings of these crops (the pair term needs the "
+                             "train.distill folder made from the same labels, --teacher DIR)")
+        threshold = json.loads((Path(labels_csv).parent / "threshold.json").read_text())["cosine"]
+        return cls(embeddings, identities, threshold, TAU, weight)
+
+    def __call__(self, step: StepData, out: Forward) -> torch.Tensor | None:
+        a, b = same_person_pairs([self.identities[r] for r in step.rows])
+        if not len(a):
+            return None
+        e = self.embeddings[torch.from_numpy(step.rows)]
+        e = nn.functional.normalize(e, dim=1)
+        match = torch.sigmoid(((e[a] * e[b]).sum(1) - self.threshold) / self.tau).to(out.pred.device)
+        return self.weight * pair_match_loss(out.pred, match, a.to(out.pred.device), b.to(out.pred.device))
+
+
+def build_terms(terms: Terms, *, teacher: TeacherTerm | None, monotone: MonotoneTerm | None,
+                pair: "PairTerm | None" = None) -> list:
     """The step's terms in the order they are added (the order fixes the float sums, so a
     resumed or repeated run gives the same weights)."""
     out = [LabelTerm(terms.alpha)]
@@ -220,6 +280,8 @@ def build_terms(terms: Terms, *, teacher: TeacherTerm | None, monotone: Monotone
         out.append(RankTerm(terms.rank, terms.margin))
     if monotone is not None:
         out.append(monotone)
+    if pair is not None:
+        out.append(pair)
     if sum(1 for t in out if "moved" in t.needs or "features" in t.needs) > 1:
         raise ValueError("the teacher term is not combined with the consistency term yet (each needs its own "
                          "forward pass)")

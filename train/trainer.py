@@ -28,9 +28,10 @@ from .averaging import WeightAverage
 from .checkpoints import load_resume, save_checkpoint, save_resume
 from .data import load_crops, read_csv, resize_all, split
 from .distributed import forward_sharded, setup, wrap
-from .terms import ConsistencyTerm, Forward, MonotoneTerm, StepData, TeacherTerm, build_terms
+from .terms import ConsistencyTerm, Forward, MonotoneTerm, PairTerm, StepData, TeacherTerm, build_terms
 
-__all__ = ["Trainer", "correlations", "predict", "order_accuracy", "group_batches", "initial_member"]
+__all__ = ["Trainer", "correlations", "predict", "order_accuracy", "group_batches", "identity_batches",
+           "initial_member"]
 
 
 def correlations(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
@@ -76,6 +77,30 @@ def group_batches(groups: list[str | None], batch_size: int, gen: torch.Generato
             current = []
     if len(current) >= 2:
         batches.append(np.array(current))
+    return batches
+
+
+def identity_batches(identities: list, batch_size: int, per_identity: int, gen: torch.Generator) -> list[np.ndarray]:
+    """Batches (of positions into ``identities``) of ``per_identity`` captures of each person
+    (LightQNet: at least 4 images per identity in a batch), every capture once per epoch: each
+    person's captures in random order cut into runs of ``per_identity``, the runs in random
+    order filling batches of ``batch_size``."""
+    by_person: dict = {}
+    for pos, who in enumerate(identities):
+        by_person.setdefault(who if who is not None else f"#{pos}", []).append(pos)
+    runs = []
+    for key in by_person:
+        mine = np.array(by_person[key])[torch.randperm(len(by_person[key]), generator=gen).numpy()]
+        runs += [mine[k:k + per_identity] for k in range(0, len(mine), per_identity)]
+    order = torch.randperm(len(runs), generator=gen).tolist()
+    batches, current = [], []
+    for k in order:
+        current.append(runs[k])
+        if sum(len(r) for r in current) >= batch_size:
+            batches.append(np.concatenate(current))
+            current = []
+    if current and sum(len(r) for r in current) >= 2:
+        batches.append(np.concatenate(current))
     return batches
 
 
@@ -142,7 +167,16 @@ class Trainer:
         if terms.monotone > 0:
             monotone = MonotoneTerm(terms, cfg.margin, self.phase.jitter, self.rng, self.gen,
                                     lambda x: forward_sharded(self.net, self.net, x, self.d), self.d.device)
-        self.terms = build_terms(terms, teacher=teacher, monotone=monotone)
+        pair = None
+        if terms.pair > 0:
+            if self.cfg.teacher is None:
+                raise ValueError("the pair term needs the recognizer's embeddings of the crops: a train.distill "
+                                 "folder (--teacher DIR)")
+            if self.d.active:
+                raise ValueError("the pair term is not combined with torchrun yet")
+            pair = PairTerm.load(self.cfg.teacher, self.cfg.csv, self.data.kept,
+                                 [s.identity for s in self.data.samples], terms.pair).to(self.d.device)
+        self.terms = build_terms(terms, teacher=teacher, monotone=monotone, pair=pair)
         self.needs = {n for t in self.terms for n in t.needs}
         self.copies = {"mix": terms.mix, "eyes_px": tuple(terms.monotone_eyes)}
         self.val_refs = np.array([i for i in self.data.val_idx if self.data.reference[i]], dtype=int)
@@ -270,7 +304,10 @@ class Trainer:
     def _train_epoch(self, used, crops, labels, spec, optimiser) -> list[float]:
         self.net.train()
         size = self.phase.optimiser.batch_size
-        if "groups" in self.needs:
+        if "identities" in self.needs:
+            batches = identity_batches([self.data.samples[i].identity for i in used], size,
+                                       self.phase.terms.per_identity, self.gen)
+        elif "groups" in self.needs:
             batches = group_batches([self.data.groups[i] for i in used], size, self.gen)
         else:
             order = torch.randperm(len(used), generator=self.gen).numpy()
