@@ -385,7 +385,8 @@ def main(argv=None):
         listed = natural_photos(kind)
         natural[[r in listed for r in relative]] = k
         print(f"{int((natural == k).sum())} crops of {len(listed)} photos with real {kind} occluders")
-    ambiguous = np.array([r in _listed(LEFT_OUT) for r in relative])
+    left_out = _listed(LEFT_OUT)
+    ambiguous = np.array([r in left_out for r in relative])
     if ambiguous.any():
         print(f"left out {int(ambiguous.sum())} crops of photos with the lips in sight behind an occluder")
         keep = ~ambiguous

@@ -241,7 +241,8 @@ class PairTerm(nn.Module):
     def __init__(self, embeddings: np.ndarray, identities: list, threshold: float, tau: float, weight: float):
         super().__init__()
         self.weight, self.threshold, self.tau, self.identities = weight, threshold, tau, identities
-        self.register_buffer("embeddings", torch.from_numpy(np.asarray(embeddings, np.float32)))
+        unit = nn.functional.normalize(torch.from_numpy(np.asarray(embeddings, np.float32)), dim=1)
+        self.register_buffer("embeddings", unit)
 
     @classmethod
     def load(cls, folder: Path, labels_csv: Path, kept: np.ndarray, identities: list, weight: float) -> "PairTerm":
@@ -254,15 +255,14 @@ class PairTerm(nn.Module):
         if embeddings is None:
             raise ValueError(f"{folder / 'targets.npz'}: no embeddings of these crops (the pair term needs the "
                              "train.distill folder made from the same labels, --teacher DIR)")
-        threshold = json.loads((Path(labels_csv).parent / "threshold.json").read_text())["cosine"]
-        return cls(embeddings, identities, threshold, TAU, weight)
+        step = json.loads((Path(labels_csv).parent / "threshold.json").read_text())
+        return cls(embeddings, identities, step["cosine"], step.get("tau", TAU), weight)
 
     def __call__(self, step: StepData, out: Forward) -> torch.Tensor | None:
         a, b = same_person_pairs([self.identities[r] for r in step.rows])
         if not len(a):
             return None
         e = self.embeddings[torch.from_numpy(step.rows)]
-        e = nn.functional.normalize(e, dim=1)
         match = torch.sigmoid(((e[a] * e[b]).sum(1) - self.threshold) / self.tau).to(out.pred.device)
         return self.weight * pair_match_loss(out.pred, match, a.to(out.pred.device), b.to(out.pred.device))
 

@@ -61,17 +61,25 @@ def order_accuracy(net: QualityNet, crops: np.ndarray, spec: ScorerSpec, seed: i
     return float(np.mean(predict(net, crops, spec) > predict(net, worse, spec)))
 
 
-def group_batches(groups: list[str | None], batch_size: int, gen: torch.Generator) -> list[np.ndarray]:
+def group_batches(groups: list, batch_size: int, gen: torch.Generator, per_group: int | None = None) -> list[np.ndarray]:
     """Batches (of positions into ``groups``) that keep each group's captures together, in
-    random group order, so a photo and its degraded copies share a batch."""
-    by_group: dict[str, list[int]] = {}
+    random group order, so a photo and its degraded copies share a batch. With ``per_group``
+    (identities as groups: :func:`identity_batches`) each group's captures, in random order,
+    are cut into runs of that many, and the runs fill the batches instead."""
+    by_group: dict = {}
     for pos, g in enumerate(groups):
         by_group.setdefault(g if g is not None else f"#{pos}", []).append(pos)
-    keys = list(by_group)
-    order = torch.randperm(len(keys), generator=gen).tolist()
+    runs = []
+    for members in by_group.values():
+        if per_group is None:
+            runs.append(members)
+        else:
+            mine = np.array(members)[torch.randperm(len(members), generator=gen).numpy()].tolist()
+            runs += [mine[k:k + per_group] for k in range(0, len(mine), per_group)]
+    order = torch.randperm(len(runs), generator=gen).tolist()
     batches, current = [], []
     for k in order:
-        current += by_group[keys[k]]
+        current += runs[k]
         if len(current) >= batch_size:
             batches.append(np.array(current))
             current = []
@@ -81,27 +89,9 @@ def group_batches(groups: list[str | None], batch_size: int, gen: torch.Generato
 
 
 def identity_batches(identities: list, batch_size: int, per_identity: int, gen: torch.Generator) -> list[np.ndarray]:
-    """Batches (of positions into ``identities``) of ``per_identity`` captures of each person
-    (LightQNet: at least 4 images per identity in a batch), every capture once per epoch: each
-    person's captures in random order cut into runs of ``per_identity``, the runs in random
-    order filling batches of ``batch_size``."""
-    by_person: dict = {}
-    for pos, who in enumerate(identities):
-        by_person.setdefault(who if who is not None else f"#{pos}", []).append(pos)
-    runs = []
-    for key in by_person:
-        mine = np.array(by_person[key])[torch.randperm(len(by_person[key]), generator=gen).numpy()]
-        runs += [mine[k:k + per_identity] for k in range(0, len(mine), per_identity)]
-    order = torch.randperm(len(runs), generator=gen).tolist()
-    batches, current = [], []
-    for k in order:
-        current.append(runs[k])
-        if sum(len(r) for r in current) >= batch_size:
-            batches.append(np.concatenate(current))
-            current = []
-    if current and sum(len(r) for r in current) >= 2:
-        batches.append(np.concatenate(current))
-    return batches
+    """Batches of ``per_identity`` captures of each person (LightQNet: at least 4 images per
+    identity in a batch), every capture once per epoch (:func:`group_batches` by person)."""
+    return group_batches(identities, batch_size, gen, per_group=per_identity)
 
 
 def initial_member(cfg) -> QualityNet:
