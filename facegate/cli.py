@@ -600,7 +600,8 @@ def _display_problem() -> str | None:
 @main.command()
 @click.option("--source", required=True, help="Webcam index (0), video file, RTSP/HTTP URL, or folder/glob of frames.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="facegate-stream", show_default=True,
-              help="Folder for accepted best shots (image + JSON sidecar).")
+              help="Folder for accepted best shots (image + JSON sidecar); one that holds an earlier run is "
+                   "added to (this run's visits numbered after its visits, nothing overwritten).")
 @click.option("--events", type=click.Path(dir_okay=False), default=None,
               help="JSON-lines event log [default: events.jsonl in --out].")
 @click.option("--show", is_flag=True, help="Show an annotated preview window (needs a display).")
@@ -640,6 +641,9 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
     streamer = StreamGate(gate, accept_frames=accept_frames, best_window=best_window, max_gap=max_gap,
                           detect_every=detect_every,
                           out_dir=out_dir, events=events, on_event=_print_event)
+    if streamer.first_track > 1:
+        click.echo(f"{events} and {out_dir} hold earlier runs: appending, this run's visits numbered from "
+                   f"{streamer.first_track} (run {streamer.outputs.run})", err=True)
     code = EXIT_OK
     results = None
     try:

@@ -24,15 +24,20 @@ ones found, and they neither keep a visit alive nor feed its decision.
   most frequent cause as a prompt a person can act on ("move closer", "more light", ...);
   a glimpse shorter than ``min_visit`` seconds gets no decision.
 
-Events are typed records written as JSON lines by :class:`StreamOutputs`.
+Events are typed records written as JSON lines by :class:`StreamOutputs`, each with the
+run it belongs to; a second run into the same folder or event log appends, numbering its
+visits after the ones already there, so no best shot is overwritten and every event names
+one visit of one run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Union
 
@@ -212,10 +217,10 @@ class VisitTracker:
         same_person: the least look similarity that continues a visit.
     """
 
-    def __init__(self, iou: float = 0.3, max_gap: float = 0.5, same_person: float = SAME_PERSON):
+    def __init__(self, iou: float = 0.3, max_gap: float = 0.5, same_person: float = SAME_PERSON, first_id: int = 1):
         self.iou, self.max_gap, self.same_person = iou, max_gap, same_person
         self.visits: list[_Visit] = []
-        self._next_id = 1
+        self._next_id = first_id
 
     def match(self, faces: list[Face], looks: list[np.ndarray], index: int, time_s: float
               ) -> tuple[list[_Visit], list[_Visit]]:
@@ -253,14 +258,45 @@ class VisitTracker:
 class StreamOutputs:
     """Where decisions go: best shots (full frame, face crop and a JSON sidecar, each
     written atomically) in ``out_dir``, events as JSON lines in ``events``, and to
-    ``on_event``. Either folder may be None (not written)."""
+    ``on_event``. Either folder may be None (not written).
+
+    Files are only ever added: an event log that exists is appended to, and the visits of
+    this run are numbered after the highest visit the log or the folder already holds
+    (:meth:`first_track`), so an earlier run's best shots keep their names and contents.
+    Each written event and sidecar carries ``run`` (this run's start, UTC, to the
+    microsecond), which tells the runs in one log apart.
+    """
+
+    _SHOT_NAME = re.compile(r"^track(\d+)_frame\d+")
 
     def __init__(self, out_dir: str | Path | None = None, events: str | Path | None = None,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None, run: str | None = None):
         self.out_dir = Path(out_dir) if out_dir else None
         self.events_path = Path(events) if events else None
         self.on_event = on_event
+        self.run = run or datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
         self._events_fh = None
+
+    def first_track(self) -> int:
+        """The number of this run's first visit: one after the highest visit already in the
+        event log or among the best shots of ``out_dir`` (1 when both are new). A line of the
+        log that is not an event (a run killed mid-write) is passed over."""
+        highest = 0
+        if self.events_path is not None and self.events_path.is_file():
+            with self.events_path.open(encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    try:
+                        track = json.loads(line).get("track")
+                    except (ValueError, AttributeError):
+                        continue
+                    if isinstance(track, int):
+                        highest = max(highest, track)
+        if self.out_dir is not None and self.out_dir.is_dir():
+            for path in self.out_dir.iterdir():
+                match = self._SHOT_NAME.match(path.name)
+                if match:
+                    highest = max(highest, int(match.group(1)))
+        return highest + 1
 
     def best_shot(self, frame: Frame, face: Face, event: VisitAccepted) -> dict:
         """Write the best shot; returns the file names to put in the event."""
@@ -271,7 +307,7 @@ class StreamOutputs:
         image, face_image = self.out_dir / f"{stem}.jpg", self.out_dir / f"{stem}_face.jpg"
         _write_jpeg(image, frame.rgb)
         _write_jpeg(face_image, face_crop(frame.rgb, face))
-        sidecar = {**event.to_dict(), "image": image.name, "face_image": face_image.name}
+        sidecar = {"run": self.run, **event.to_dict(), "image": image.name, "face_image": face_image.name}
         (self.out_dir / f"{stem}.json").write_text(json.dumps(sidecar, indent=1) + "\n")
         return {"image": str(image), "face_image": str(face_image)}
 
@@ -283,13 +319,21 @@ class StreamOutputs:
         if self._events_fh is None:
             self.events_path.parent.mkdir(parents=True, exist_ok=True)
             self._events_fh = self.events_path.open("a", encoding="utf-8")
-        self._events_fh.write(json.dumps(event.to_dict()) + "\n")
+            if self._events_fh.tell() and not _ends_with_newline(self.events_path):
+                self._events_fh.write("\n")  # an earlier run's last line was cut off: start on a line of our own
+        self._events_fh.write(json.dumps({"run": self.run, **event.to_dict()}) + "\n")
         self._events_fh.flush()
 
     def close(self) -> None:
         if self._events_fh is not None:
             self._events_fh.close()
             self._events_fh = None
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with path.open("rb") as fh:
+        fh.seek(-1, 2)
+        return fh.read(1) == b"\n"
 
 
 def _write_jpeg(path: Path, rgb: np.ndarray) -> None:
@@ -360,8 +404,10 @@ class StreamGate:
         self._looked_again_at: float | None = None
         self.orient_every = orient_every
         self._orientation, self._oriented_at = None, None  # the last answer asked for, and when
-        self.tracker = VisitTracker(iou, max_gap, same_person)
         self.outputs = outputs if outputs is not None else StreamOutputs(out_dir, events, on_event)
+        #: the number of this run's first visit (after those the outputs already hold)
+        self.first_track = self.outputs.first_track()
+        self.tracker = VisitTracker(iou, max_gap, same_person, first_id=self.first_track)
         #: frames processed, frames the source dropped, frames the capture stage failed on,
         #: and events emitted by kind
         self.counts: Counter = Counter()

@@ -95,6 +95,33 @@ def test_stream_picks_a_sharp_best_shot_and_explains_rejections(video, stream_ga
     assert len({e["track"] for e in events}) == len(events)
 
 
+def test_a_second_run_into_the_same_folder_adds_and_never_overwrites(video, stream_gate_threshold, tmp_path):
+    path, segments, _ = video
+    gate = Gate(detector="yunet", views="none", policy=Policy(min_score=stream_gate_threshold))
+    out, log = tmp_path / "shots", tmp_path / "shots" / "events.jsonl"
+    first = StreamGate(gate, max_gap=0.3, out_dir=out, events=log)
+    list(first.run(str(path), max_frames=24))
+    first_files = {p.name: p.read_bytes() for p in out.iterdir() if p.name != "events.jsonl"}
+    first_events = log.read_text().splitlines()
+    assert first_files and first_events
+    log.write_text(log.read_text() + '{"event": "accep')  # the first run killed mid-line
+    second = StreamGate(gate, max_gap=0.3, out_dir=out, events=log)
+    list(second.run(str(path), max_frames=24))
+    assert second.first_track == 1 + max(json.loads(line)["track"] for line in first_events)
+    # the first run's best shots are all still there, byte for byte
+    assert all((out / name).read_bytes() == data for name, data in first_files.items())
+    assert len([p for p in out.iterdir() if p.suffix == ".json"]) == 2 * len([n for n in first_files if n.endswith(".json")])
+    lines = log.read_text().splitlines()
+    assert lines[len(first_events)] == '{"event": "accep'  # the cut line stays alone, the next run starts anew
+    events = [json.loads(line) for i, line in enumerate(lines) if i != len(first_events)]
+    runs = [e["run"] for e in events]
+    assert len(set(runs)) == 2 and runs == sorted(runs)  # two runs, each event names its own
+    assert len({(e["run"], e["track"]) for e in events}) == len({e["track"] for e in events}) == len(events)
+    for sidecar in out.glob("*.json"):
+        record = json.loads(sidecar.read_text())
+        assert any(e["run"] == record["run"] and e["track"] == record["track"] for e in events)
+
+
 def test_detect_every_k_frames_holds_the_face(video, stream_gate_threshold):
     path, segments, _ = video
     gate = Gate(detector="yunet", views="none", policy=Policy(min_score=stream_gate_threshold))
