@@ -641,13 +641,13 @@ def stream(source, out_dir, events, show, max_frames, duration, accept_frames, b
     streamer = StreamGate(gate, accept_frames=accept_frames, best_window=best_window, max_gap=max_gap,
                           detect_every=detect_every,
                           out_dir=out_dir, events=events, on_event=_print_event)
-    if streamer.first_track > 1:
-        click.echo(f"{events} and {out_dir} hold earlier runs: appending, this run's visits numbered from "
-                   f"{streamer.first_track} (run {streamer.outputs.run})", err=True)
     code = EXIT_OK
     results = None
     try:
         with open_source(source, retries=retries) as frames:
+            if streamer.first_track > 1:  # said once the source opened: a wrong path adds nothing
+                click.echo(f"{events} and {out_dir} hold earlier runs: appending, this run's visits numbered "
+                           f"from {streamer.first_track} (run {streamer.outputs.run})", err=True)
             results = streamer.run(frames, max_frames=max_frames, duration=duration)
             for result in results:
                 if show:

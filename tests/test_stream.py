@@ -146,6 +146,15 @@ def test_cli_stream_on_a_video_and_a_folder(video, stream_gate_threshold, tmp_pa
     result = runner.invoke(main, ["stream", "--source", str(folder), "--out", str(tmp_path / "out2"),
                                   "--threshold", f"{stream_gate_threshold:.3f}", "--backend", "torch"])
     assert result.exit_code == 0 and "20 frames" in result.output and "scoring with PyTorch" in result.output
+    assert "earlier runs" not in result.output  # a new folder
+    # a second run into the first folder says it adds to it; a wrong path adds nothing and says only that
+    again = runner.invoke(main, ["stream", "--source", str(path), "--out", str(tmp_path / "out"),
+                                 "--threshold", f"{stream_gate_threshold:.3f}", "--max-frames", "30"])
+    assert again.exit_code == 0 and "hold earlier runs: appending, this run's visits numbered from" in again.output
+    before = (tmp_path / "out" / "events.jsonl").read_bytes()
+    wrong = runner.invoke(main, ["stream", "--source", str(tmp_path / "no-such.avi"), "--out", str(tmp_path / "out")])
+    assert wrong.exit_code == 1 and "not found" in wrong.output and "earlier runs" not in wrong.output
+    assert "Traceback" not in wrong.output and (tmp_path / "out" / "events.jsonl").read_bytes() == before
 
 
 def test_bad_sources_fail_clearly(tmp_path):
