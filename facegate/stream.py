@@ -267,6 +267,8 @@ class StreamOutputs:
     microsecond), which tells the runs in one log apart.
     """
 
+    #: a best shot's file stem, and the pattern that reads the visit back from it
+    _SHOT_STEM = "track{track:05d}_frame{frame:07d}"
     _SHOT_NAME = re.compile(r"^track(\d+)_frame\d+")
 
     def __init__(self, out_dir: str | Path | None = None, events: str | Path | None = None,
@@ -303,7 +305,7 @@ class StreamOutputs:
         if self.out_dir is None:
             return {"image": None, "face_image": None}
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        stem = f"track{event.track:05d}_frame{frame.index:07d}"
+        stem = self._SHOT_STEM.format(track=event.track, frame=frame.index)
         image, face_image = self.out_dir / f"{stem}.jpg", self.out_dir / f"{stem}_face.jpg"
         _write_jpeg(image, frame.rgb)
         _write_jpeg(face_image, face_crop(frame.rgb, face))

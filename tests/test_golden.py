@@ -29,8 +29,10 @@ WHOLE_TORCH_GATE_TOLERANCE = 0.5
 GOLDEN_RESULTS = json.loads(GOLDEN.read_text())
 
 
-def _assess(gate, value):
-    return gate.assess(value, color_order="rgb") if isinstance(value, np.ndarray) else gate.assess(value)
+def _given(method, value):
+    """``method`` (``Gate.assess`` or ``CaptureStage.analyse``) on one of :func:`inputs`: a
+    file, or an RGB array."""
+    return method(value, color_order="rgb") if isinstance(value, np.ndarray) else method(value)
 
 
 def _compare(got: dict, want: dict, name: str, tolerance: float = SCORE_TOLERANCE):
@@ -52,7 +54,7 @@ def test_the_shipped_weights_give_the_golden_results(gate_name):
     found = inputs()
     assert set(found) == set(want)
     for name, value in found.items():
-        _compare(record(_assess(gate, value)), want[name], f"{gate_name}/{name}")
+        _compare(record(_given(gate.assess, value)), want[name], f"{gate_name}/{name}")
 
 
 def test_the_golden_inputs_span_the_scale():
@@ -71,8 +73,7 @@ def test_the_torch_scorer_gives_the_golden_scores_on_the_same_crops():
     want = GOLDEN_RESULTS["verification"]
     scored = 0
     for name, value in inputs().items():
-        capture = gate.capture.analyse(value, color_order="rgb") if isinstance(value, np.ndarray) \
-            else gate.capture.analyse(value)
+        capture = _given(gate.capture.analyse, value)
         if capture.crop is None or want[name]["score"] is None:
             continue
         scores = torch_scorer.score(capture.crop[None])
@@ -100,4 +101,4 @@ def test_the_whole_torch_backend_gives_the_golden_results():
         for a, b in zip(ours, theirs):
             assert np.abs(a.landmarks - b.landmarks).max() < 0.01, name
             assert abs(a.probability - b.probability) < 1e-4, name
-        _compare(record(_assess(gate, value)), want[name], f"torch/{name}", WHOLE_TORCH_GATE_TOLERANCE)
+        _compare(record(_given(gate.assess, value)), want[name], f"torch/{name}", WHOLE_TORCH_GATE_TOLERANCE)
